@@ -1,0 +1,20 @@
+//! tidefs-chunk: file data as immutable blocks in object storage.
+//!
+//! A slice (one contiguous write run inside a 64 MiB chunk, with a volume-unique id) is stored as
+//! `ceil(size / block_size)` objects keyed as the JuiceFS format says ([`block_key`]). Blocks are
+//! written once and never changed, so any copy of one (memory cache, disk cache) is valid forever.
+//!
+//! Place in the data flow: `vfs` cuts writes into slices and hands full blocks here; reads ask for
+//! block windows. This crate knows nothing of inodes or metadata.
+
+#![warn(missing_docs)]
+
+mod compress;
+pub mod error;
+mod key;
+mod store;
+
+pub use compress::Compression;
+pub use error::{Error, ErrorKind, Result};
+pub use key::{block_key, block_lens};
+pub use store::{operator, ChunkStore, StoreConfig};

@@ -1,0 +1,200 @@
+//! Errors of the metadata layer.
+//!
+//! Every failure is classified where it enters (a SQL error code, a bad record, a POSIX rule) into an
+//! [`ErrorKind`]. The kind is all the FUSE layer needs to pick an errno, and all the retry loop needs
+//! to decide whether to run a transaction again; the message and source are for people.
+
+use std::fmt;
+
+/// What went wrong, in terms a caller can act on. Each POSIX kind maps to exactly one errno in
+/// `tidefs::fuse::errno`; the others map to EIO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// ENOENT
+    NotFound,
+    /// EEXIST
+    Exists,
+    /// ENOTDIR
+    NotDir,
+    /// EISDIR
+    IsDir,
+    /// ENOTEMPTY
+    NotEmpty,
+    /// ENAMETOOLONG
+    NameTooLong,
+    /// EACCES: permission bits deny the access.
+    Access,
+    /// EPERM: the operation is not allowed for this user (ownership, sticky bit).
+    NotPermitted,
+    /// EINVAL
+    Invalid,
+    /// EROFS
+    ReadOnly,
+    /// ENOSPC: capacity or inode limit of the volume reached.
+    NoSpace,
+    /// ENODATA: no such extended attribute.
+    NoAttr,
+    /// ERANGE
+    Range,
+    /// EXDEV
+    CrossDevice,
+    /// EOPNOTSUPP
+    Unsupported,
+    /// EMLINK
+    TooManyLinks,
+    /// EFBIG
+    FileTooBig,
+    /// EBADF
+    BadHandle,
+    /// A transaction conflicted with another one; running it again may succeed.
+    Conflict,
+    /// The metadata engine could not be reached or failed (I/O, protocol, pool). EIO.
+    Engine,
+    /// Stored metadata is not what the format says it must be. EIO.
+    Corrupt,
+    /// The volume was formatted with a version or feature this client does not support.
+    Incompatible,
+    /// The URL or configuration given by the user is wrong.
+    Config,
+}
+
+/// An error of the metadata layer: a kind, what was being done, and where it came from.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Result of the metadata layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a human message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attach the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The classification of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether rerunning the whole transaction may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Conflict
+    }
+
+    /// The message without the source chain.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(src) = &self.source {
+            write!(f, ": {src}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+macro_rules! ctor {
+    ($($name:ident => $kind:ident),* $(,)?) => {
+        impl Error {
+            $(
+                #[doc = concat!("An error of kind [`ErrorKind::", stringify!($kind), "`].")]
+                pub fn $name(message: impl Into<String>) -> Self {
+                    Self::new(ErrorKind::$kind, message)
+                }
+            )*
+        }
+    };
+}
+
+ctor! {
+    not_found => NotFound,
+    exists => Exists,
+    not_dir => NotDir,
+    is_dir => IsDir,
+    not_empty => NotEmpty,
+    access => Access,
+    not_permitted => NotPermitted,
+    invalid => Invalid,
+    read_only => ReadOnly,
+    corrupt => Corrupt,
+    incompatible => Incompatible,
+    config => Config,
+    unsupported => Unsupported,
+}
+
+/// Classify a sqlx error by its typed code (never by its text).
+pub(crate) fn from_sqlx(op: &str, err: sqlx::Error) -> Error {
+    let kind = match &err {
+        sqlx::Error::Database(db) => classify_db_code(db.code().as_deref()),
+        sqlx::Error::PoolTimedOut => ErrorKind::Conflict,
+        sqlx::Error::RowNotFound => ErrorKind::NotFound,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::Corrupt,
+        _ => ErrorKind::Engine,
+    };
+    Error::new(kind, format!("metadata {op} failed")).with_source(err)
+}
+
+/// SQLite primary result codes that mean "another writer holds the lock, try again"
+/// (SQLITE_BUSY = 5, SQLITE_LOCKED = 6, and their extended forms whose low byte is the primary code);
+/// SQLSTATE 40001 / 40P01 (serialization failure, deadlock) and MySQL 1213 / 1205 for the SQL servers.
+fn classify_db_code(code: Option<&str>) -> ErrorKind {
+    let Some(code) = code else {
+        return ErrorKind::Engine;
+    };
+    if matches!(code, "40001" | "40P01" | "1213" | "1205") {
+        return ErrorKind::Conflict;
+    }
+    if let Ok(n) = code.parse::<i64>() {
+        if matches!(n & 0xff, 5 | 6) {
+            return ErrorKind::Conflict;
+        }
+        // SQLITE_FULL
+        if n & 0xff == 13 {
+            return ErrorKind::NoSpace;
+        }
+    }
+    ErrorKind::Engine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_codes_classify_by_number() {
+        assert_eq!(classify_db_code(Some("5")), ErrorKind::Conflict);
+        assert_eq!(classify_db_code(Some("517")), ErrorKind::Conflict); // SQLITE_BUSY_SNAPSHOT
+        assert_eq!(classify_db_code(Some("6")), ErrorKind::Conflict);
+        assert_eq!(classify_db_code(Some("40001")), ErrorKind::Conflict);
+        assert_eq!(classify_db_code(Some("2067")), ErrorKind::Engine); // UNIQUE constraint
+        assert_eq!(classify_db_code(Some("13")), ErrorKind::NoSpace);
+        assert_eq!(classify_db_code(None), ErrorKind::Engine);
+    }
+}

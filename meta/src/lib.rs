@@ -1,0 +1,195 @@
+//! tidefs-meta: the metadata engine of tidefs.
+//!
+//! Inodes, directory entries, slice lists, sessions and the volume setting live in a transactional
+//! engine, in the JuiceFS CE 1.x layout, so volumes stay mountable by either client. Callers see
+//! one POSIX-shaped trait, [`Meta`], chosen at run time from a URL by [`open`]; this is the only
+//! place that names concrete engines.
+//!
+//! Place in the data flow: `vfs` calls `Meta` for every namespace operation and for the slice
+//! lists of a file; it never touches object storage through this crate. Slices whose last reference
+//! goes away are handed to a [`SliceDeleter`] that the client installs (the chunk store).
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod format;
+pub mod perm;
+pub mod slice;
+pub mod sql;
+pub mod testkit;
+pub mod types;
+mod url;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub use error::{Error, ErrorKind, Result};
+pub use format::Format;
+pub use slice::Slice;
+pub use types::*;
+
+/// Removes the objects of a slice that lost its last reference. Installed by the client.
+pub type SliceDeleter =
+    Arc<dyn Fn(u64, u32) -> futures::future::BoxFuture<'static, Result<()>> + Send + Sync>;
+
+/// `setxattr` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XattrFlags {
+    /// Fail with EEXIST when the attribute exists (XATTR_CREATE).
+    pub create: bool,
+    /// Fail with ENODATA when it does not (XATTR_REPLACE).
+    pub replace: bool,
+}
+
+/// One problem `check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What is wrong, for people.
+    pub what: String,
+    /// Whether `--repair` fixed it.
+    pub repaired: bool,
+}
+
+/// A chunk's slice list, as `fsck` and `info` walk them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkSlices {
+    /// The file.
+    pub ino: Ino,
+    /// Chunk index in the file.
+    pub indx: u32,
+    /// Records, oldest first.
+    pub slices: Vec<Slice>,
+}
+
+/// The metadata engine as the rest of tidefs sees it: one POSIX-shaped call per operation, each
+/// one transaction.
+#[async_trait]
+pub trait Meta: Send + Sync {
+    /// Engine name for messages (`sqlite3`, ...).
+    fn engine(&self) -> &'static str;
+
+    /// Create the layout and store `format` (refuses an existing volume unless `force`).
+    async fn init(&self, format: &Format, force: bool) -> Result<()>;
+    /// Read the volume setting and check this client supports it.
+    async fn load(&self) -> Result<Format>;
+    /// Register a session for a writable mount and start background jobs (heartbeat, cleanup).
+    async fn new_session(&self, info: SessionInfo) -> Result<u64>;
+    /// Stop background jobs and remove the session.
+    async fn close_session(&self) -> Result<()>;
+    /// Live sessions.
+    async fn list_sessions(&self) -> Result<Vec<SessionInfo>>;
+    /// Refuse every later write with EROFS.
+    fn set_read_only(&self, read_only: bool);
+    /// Install the callback that deletes objects of unreferenced slices.
+    fn set_slice_deleter(&self, deleter: SliceDeleter);
+
+    /// Capacity and usage.
+    async fn statfs(&self) -> Result<StatFs>;
+    /// Find `name` in `parent`.
+    async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr>;
+    /// Attributes of `ino`.
+    async fn getattr(&self, ino: Ino) -> Result<Attr>;
+    /// Change mode, owner, times.
+    async fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr) -> Result<Attr>;
+    /// Change the length of a regular file.
+    async fn truncate(&self, ctx: &Ctx, ino: Ino, length: u64) -> Result<Attr>;
+    /// Allocate, punch or zero a range.
+    async fn fallocate(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<Attr>;
+    /// Create a node of any type (`target` is the symlink target).
+    #[allow(clippy::too_many_arguments)]
+    async fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        umask: u16,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<Attr>;
+    /// Remove a non-directory name.
+    async fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()>;
+    /// Remove an empty directory.
+    async fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()>;
+    /// Rename, with RENAME_NOREPLACE / RENAME_EXCHANGE.
+    async fn rename(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()>;
+    /// Add a name for `ino`.
+    async fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr>;
+    /// Target of a symlink.
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>>;
+    /// Up to `limit` entries of a directory after cursor `after` (0 = from the start), without
+    /// `.` and `..`.
+    async fn readdir(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        after: u64,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>>;
+    /// Note an open of `ino` by this client (an unlinked file keeps its data while open).
+    async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr>;
+    /// Note the close of one open of `ino`; the last close of an unlinked file frees it.
+    async fn close(&self, ino: Ino) -> Result<()>;
+
+    /// The slice records of one chunk, oldest first.
+    async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>>;
+    /// A fresh slice id.
+    async fn new_slice_id(&self) -> Result<u64>;
+    /// Append a record for a stored slice and extend the file length if it grows.
+    async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()>;
+
+    /// Value of an extended attribute.
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>>;
+    /// Names of the extended attributes.
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>>;
+    /// Set an extended attribute.
+    async fn setxattr(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: XattrFlags,
+    ) -> Result<()>;
+    /// Remove an extended attribute.
+    async fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()>;
+
+    /// Every chunk of every file (for fsck).
+    async fn list_chunks(&self) -> Result<Vec<ChunkSlices>>;
+    /// Check the namespace (dangling entries, link counts, orphans); fix what is safe when `repair`.
+    async fn check(&self, repair: bool) -> Result<Vec<Problem>>;
+    /// Purge trash older than the retention and files of dead sessions; returns what was removed.
+    async fn cleanup(&self) -> Result<u64>;
+}
+
+/// Open the engine a meta URL names (`sqlite3:///path/meta.db`). The volume is not loaded.
+pub async fn open(url: &str) -> Result<Arc<dyn Meta>> {
+    let parsed = url::MetaUrl::parse(url)?;
+    match parsed.scheme.as_str() {
+        "sqlite3" | "sqlite" => Ok(Arc::new(sql::SqlMeta::open_sqlite(&parsed).await?)),
+        "mysql" | "postgres" | "postgresql" | "tikv" | "redis" | "rediss" => Err(Error::config(format!(
+            "the {} metadata engine is not supported by this tidefs build yet; use sqlite3:///path/to/meta.db",
+            parsed.scheme
+        ))),
+        other => Err(Error::config(format!(
+            "unknown metadata engine {other:?} in the meta URL; use sqlite3:///abs/path/meta.db"
+        ))),
+    }
+}

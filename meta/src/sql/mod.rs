@@ -1,0 +1,2319 @@
+//! The SQL engine family, in the JuiceFS CE 1.x SQL layout. SQLite today; the MySQL and
+//! PostgreSQL dialects reuse the same statements where the databases agree.
+//!
+//! Every operation is one transaction run by [`txn!`]: a write transaction takes the database
+//! write lock up front (`BEGIN IMMEDIATE` on SQLite), and a transaction that fails with a
+//! retryable code (SQLITE_BUSY, deadlock, serialization failure) is rerun from the start, a
+//! bounded number of times with backoff. Bodies only touch the database, so a rerun is safe; the
+//! in-memory effects of an operation (open-file table, background deletions) happen after commit.
+
+mod schema;
+
+pub use schema::SQLITE_DDL;
+
+use crate::error::{from_sqlx, Error, ErrorKind, Result};
+use crate::format::Format;
+use crate::perm::{self, MAY_EXEC, MAY_WRITE};
+use crate::slice::{self, Slice};
+use crate::types::*;
+use crate::url::MetaUrl;
+use crate::{ChunkSlices, Meta, Problem, SliceDeleter, XattrFlags};
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+type Conn = SqliteConnection;
+
+/// How often a transaction is tried before its conflict is returned.
+const MAX_TXN_ATTEMPTS: u32 = 50;
+/// Inode numbers taken from `nextInode` at once.
+const INODE_BATCH: i64 = 1024;
+/// Slice ids taken from `nextChunk` at once.
+const SLICE_BATCH: i64 = 4096;
+/// Session heartbeat period and expiry (5 heartbeats), as JuiceFS uses.
+const HEARTBEAT: Duration = Duration::from_secs(12);
+const SESSION_TTL_SECS: i64 = 60;
+/// Period of the cleanup job (trash purge, dead sessions, pending deletions).
+const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
+
+/// Run `$body` in a write transaction bound to `$tx`, retrying retryable failures.
+macro_rules! txn {
+    ($self:expr, $op:expr, |$tx:ident| $body:block) => {{
+        let mut attempt = 0u32;
+        loop {
+            let res: Result<_> = async {
+                let mut $tx = $self
+                    .pool
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(|e| from_sqlx($op, e))?;
+                let value = $body;
+                $tx.commit().await.map_err(|e| from_sqlx($op, e))?;
+                Ok(value)
+            }
+            .await;
+            match res {
+                Err(e) if e.is_retryable() && attempt + 1 < MAX_TXN_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(op = $op, attempt, error = %e, "transaction conflict, retrying");
+                    backoff(attempt).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+async fn backoff(attempt: u32) {
+    let base = 1u64 << attempt.min(7); // up to 128 ms
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+            % 1000,
+    );
+    tokio::time::sleep(Duration::from_micros(base * 500 + jitter)).await;
+}
+
+/// A contiguous range of ids handed out locally.
+#[derive(Default)]
+struct IdRange {
+    next: u64,
+    end: u64,
+}
+
+/// What removing one name did to the inode it named.
+enum Removed {
+    /// Other names remain, or it moved to the trash.
+    Kept,
+    /// No names remain but it is open here: freed at the last close.
+    Sustained,
+    /// Gone; a regular file's data must be freed.
+    Freed { ino: Ino, file: bool },
+}
+
+/// The SQL metadata engine.
+pub struct SqlMeta {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: SqlitePool,
+    path: String,
+    format: RwLock<Option<Format>>,
+    sid: AtomicU64,
+    read_only: AtomicBool,
+    inodes: tokio::sync::Mutex<IdRange>,
+    slices: tokio::sync::Mutex<IdRange>,
+    open_files: Mutex<HashMap<Ino, u32>>,
+    deleter: RwLock<Option<SliceDeleter>>,
+    jobs: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn db(op: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |e| from_sqlx(op, e)
+}
+
+fn lock_poisoned() -> Error {
+    Error::new(ErrorKind::Engine, "internal lock poisoned")
+}
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::not_found("empty name"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::new(
+            ErrorKind::NameTooLong,
+            format!("name is {} bytes, longer than {MAX_NAME_LEN}", name.len()),
+        ));
+    }
+    if name.contains(&b'/') || name.contains(&0) {
+        return Err(Error::invalid("name contains '/' or NUL"));
+    }
+    Ok(())
+}
+
+fn align4k(len: u64) -> i64 {
+    (len.div_ceil(4096) * 4096) as i64
+}
+
+fn row_attr(r: &SqliteRow) -> Result<Attr> {
+    row_attr_at(r, 0)
+}
+
+async fn get_node(c: &mut Conn, ino: Ino) -> Result<Option<Attr>> {
+    let row = sqlx::query(
+        "SELECT inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent FROM jfs_node WHERE inode = ?",
+    )
+    .bind(ino as i64)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db("getattr"))?;
+    row.as_ref().map(row_attr).transpose()
+}
+
+async fn must_node(c: &mut Conn, ino: Ino) -> Result<Attr> {
+    get_node(c, ino)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("inode {ino} does not exist")))
+}
+
+async fn must_dir(c: &mut Conn, ino: Ino) -> Result<Attr> {
+    let a = must_node(c, ino).await?;
+    if a.typ != FileType::Dir {
+        return Err(Error::not_dir(format!("inode {ino} is not a directory")));
+    }
+    Ok(a)
+}
+
+async fn insert_node(c: &mut Conn, a: &Attr) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO jfs_node (inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent,access_acl_id,default_acl_id,tier_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0)",
+    )
+    .bind(a.ino as i64)
+    .bind(i64::from(a.typ.code()))
+    .bind(i64::from(a.flags))
+    .bind(i64::from(a.mode))
+    .bind(i64::from(a.uid))
+    .bind(i64::from(a.gid))
+    .bind(a.atime.to_micros())
+    .bind(a.mtime.to_micros())
+    .bind(a.ctime.to_micros())
+    .bind(a.atime.sub_micro_nanos())
+    .bind(a.mtime.sub_micro_nanos())
+    .bind(a.ctime.sub_micro_nanos())
+    .bind(i64::from(a.nlink))
+    .bind(a.length as i64)
+    .bind(i64::from(a.rdev))
+    .bind(a.parent as i64)
+    .execute(&mut *c)
+    .await
+    .map_err(db("insert node"))?;
+    Ok(())
+}
+
+async fn update_node(c: &mut Conn, a: &Attr) -> Result<()> {
+    sqlx::query(
+        "UPDATE jfs_node SET flags=?,mode=?,uid=?,gid=?,atime=?,mtime=?,ctime=?,atimensec=?,mtimensec=?,ctimensec=?,nlink=?,length=?,rdev=?,parent=? WHERE inode=?",
+    )
+    .bind(i64::from(a.flags))
+    .bind(i64::from(a.mode))
+    .bind(i64::from(a.uid))
+    .bind(i64::from(a.gid))
+    .bind(a.atime.to_micros())
+    .bind(a.mtime.to_micros())
+    .bind(a.ctime.to_micros())
+    .bind(a.atime.sub_micro_nanos())
+    .bind(a.mtime.sub_micro_nanos())
+    .bind(a.ctime.sub_micro_nanos())
+    .bind(i64::from(a.nlink))
+    .bind(a.length as i64)
+    .bind(i64::from(a.rdev))
+    .bind(a.parent as i64)
+    .bind(a.ino as i64)
+    .execute(&mut *c)
+    .await
+    .map_err(db("update node"))?;
+    Ok(())
+}
+
+/// The entry `name` in `parent`: (edge id, inode, type).
+async fn get_edge(c: &mut Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Ino, FileType)>> {
+    let row = sqlx::query("SELECT id, inode, type FROM jfs_edge WHERE parent = ? AND name = ?")
+        .bind(parent as i64)
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db("lookup"))?;
+    match row {
+        None => Ok(None),
+        Some(r) => {
+            let id: i64 = r.try_get(0).map_err(db("lookup"))?;
+            let ino: i64 = r.try_get(1).map_err(db("lookup"))?;
+            let t: i64 = r.try_get(2).map_err(db("lookup"))?;
+            let typ = FileType::from_code(t as u8)
+                .ok_or_else(|| Error::corrupt(format!("entry in {parent} has unknown type {t}")))?;
+            Ok(Some((id, ino as u64, typ)))
+        }
+    }
+}
+
+async fn insert_edge(
+    c: &mut Conn,
+    parent: Ino,
+    name: &[u8],
+    ino: Ino,
+    typ: FileType,
+) -> Result<()> {
+    sqlx::query("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)")
+        .bind(parent as i64)
+        .bind(name)
+        .bind(ino as i64)
+        .bind(i64::from(typ.code()))
+        .execute(&mut *c)
+        .await
+        .map_err(db("insert entry"))?;
+    Ok(())
+}
+
+async fn delete_edge(c: &mut Conn, id: i64) -> Result<()> {
+    sqlx::query("DELETE FROM jfs_edge WHERE id = ?")
+        .bind(id)
+        .execute(&mut *c)
+        .await
+        .map_err(db("delete entry"))?;
+    Ok(())
+}
+
+async fn dir_is_empty(c: &mut Conn, ino: Ino) -> Result<bool> {
+    let row = sqlx::query("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
+        .bind(ino as i64)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db("readdir"))?;
+    Ok(row.is_none())
+}
+
+async fn counter_add(c: &mut Conn, name: &'static str, delta: i64) -> Result<i64> {
+    let row = sqlx::query("SELECT value FROM jfs_counter WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db("counter"))?;
+    let old: i64 = match row {
+        Some(r) => r.try_get(0).map_err(db("counter"))?,
+        None => {
+            sqlx::query("INSERT INTO jfs_counter (name, value) VALUES (?, 0)")
+                .bind(name)
+                .execute(&mut *c)
+                .await
+                .map_err(db("counter"))?;
+            0
+        }
+    };
+    if delta != 0 {
+        sqlx::query("UPDATE jfs_counter SET value = ? WHERE name = ?")
+            .bind(old + delta)
+            .bind(name)
+            .execute(&mut *c)
+            .await
+            .map_err(db("counter"))?;
+    }
+    Ok(old + delta)
+}
+
+async fn read_chunk_conn(c: &mut Conn, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
+    let row = sqlx::query("SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?")
+        .bind(ino as i64)
+        .bind(i64::from(indx))
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db("read chunk"))?;
+    match row {
+        None => Ok(Vec::new()),
+        Some(r) => {
+            let buf: Vec<u8> = r.try_get(0).map_err(db("read chunk"))?;
+            slice::decode_all(&buf)
+        }
+    }
+}
+
+async fn append_slices(c: &mut Conn, ino: Ino, indx: u32, records: &[Slice]) -> Result<()> {
+    let buf = slice::encode_all(records);
+    sqlx::query(
+        "INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?,?,?) ON CONFLICT (inode, indx) DO UPDATE SET slices = slices || excluded.slices",
+    )
+    .bind(ino as i64)
+    .bind(i64::from(indx))
+    .bind(buf)
+    .execute(&mut *c)
+    .await
+    .map_err(db("write chunk"))?;
+    Ok(())
+}
+
+/// Drop one reference from each data slice in `records`; returns those that lost their last one.
+async fn unref_slices(c: &mut Conn, records: &[Slice], freed: &mut Vec<(u64, u32)>) -> Result<()> {
+    for s in records.iter().filter(|s| s.id != 0) {
+        let row = sqlx::query("SELECT refs FROM jfs_chunk_ref WHERE chunkid = ?")
+            .bind(s.id as i64)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db("unref slice"))?;
+        let refs: i64 = match row {
+            Some(r) => r.try_get(0).map_err(db("unref slice"))?,
+            None => 1,
+        };
+        if refs <= 1 {
+            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
+                .bind(s.id as i64)
+                .execute(&mut *c)
+                .await
+                .map_err(db("unref slice"))?;
+            freed.push((s.id, s.size));
+        } else {
+            sqlx::query("UPDATE jfs_chunk_ref SET refs = refs - 1 WHERE chunkid = ?")
+                .bind(s.id as i64)
+                .execute(&mut *c)
+                .await
+                .map_err(db("unref slice"))?;
+        }
+    }
+    Ok(())
+}
+
+fn zero_records(start: u64, end: u64) -> Vec<(u32, Slice)> {
+    let mut out = Vec::new();
+    let mut off = start;
+    while off < end {
+        let indx = off / CHUNK_SIZE;
+        let pos = off % CHUNK_SIZE;
+        let stop = end.min((indx + 1) * CHUNK_SIZE);
+        out.push((indx as u32, Slice::zeros(pos as u32, (stop - off) as u32)));
+        off = stop;
+    }
+    out
+}
+
+impl SqlMeta {
+    /// Open an SQLite volume database (created by `init` when missing).
+    pub(crate) async fn open_sqlite(url: &MetaUrl) -> Result<Self> {
+        let (path, _query) = url.sqlite_path()?;
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(|e| Error::config(format!("bad SQLite path {path:?}")).with_source(e))?
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(false);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(opts);
+        Ok(SqlMeta {
+            inner: Arc::new(Inner {
+                pool,
+                path,
+                format: RwLock::new(None),
+                sid: AtomicU64::new(0),
+                read_only: AtomicBool::new(false),
+                inodes: tokio::sync::Mutex::new(IdRange::default()),
+                slices: tokio::sync::Mutex::new(IdRange::default()),
+                open_files: Mutex::new(HashMap::new()),
+                deleter: RwLock::new(None),
+                jobs: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+}
+
+impl Inner {
+    fn format(&self) -> Result<Format> {
+        self.format
+            .read()
+            .map_err(|_| lock_poisoned())?
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::Engine, "volume not loaded"))
+    }
+
+    fn trash_days(&self) -> u32 {
+        self.format
+            .read()
+            .ok()
+            .and_then(|f| f.as_ref().map(|f| f.trash_days))
+            .unwrap_or(0)
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only.load(Ordering::Relaxed) {
+            return Err(Error::read_only("the volume is mounted read-only"));
+        }
+        Ok(())
+    }
+
+    fn is_open(&self, ino: Ino) -> bool {
+        self.open_files
+            .lock()
+            .map(|m| m.get(&ino).copied().unwrap_or(0) > 0)
+            .unwrap_or(false)
+    }
+
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        self.pool.acquire().await.map_err(|e| {
+            let mut err = from_sqlx("connect", e);
+            if !std::path::Path::new(&self.path).exists() {
+                err = Error::config(format!(
+                    "no volume at sqlite3://{}: the database file does not exist; run `tidefs format` first",
+                    self.path
+                ));
+            }
+            err
+        })
+    }
+
+    async fn next_inode(&self) -> Result<Ino> {
+        let mut r = self.inodes.lock().await;
+        if r.next >= r.end {
+            let end = txn!(self, "allocate inodes", |tx| {
+                counter_add(&mut tx, "nextInode", INODE_BATCH).await?
+            })?;
+            r.next = (end - INODE_BATCH) as u64;
+            r.end = end as u64;
+        }
+        let ino = r.next;
+        r.next += 1;
+        Ok(ino)
+    }
+
+    async fn next_slice(&self) -> Result<u64> {
+        let mut r = self.slices.lock().await;
+        if r.next >= r.end {
+            let end = txn!(self, "allocate slice ids", |tx| {
+                counter_add(&mut tx, "nextChunk", SLICE_BATCH).await?
+            })?;
+            r.next = (end - SLICE_BATCH) as u64;
+            r.end = end as u64;
+        }
+        let id = r.next;
+        r.next += 1;
+        Ok(id)
+    }
+
+    /// The trash directory for the current hour, created when missing.
+    async fn trash_dir(&self, c: &mut Conn, now: Timestamp) -> Result<Ino> {
+        let name = chrono::DateTime::from_timestamp(now.sec, 0)
+            .map(|t| t.format("%Y-%m-%d-%H").to_string())
+            .ok_or_else(|| Error::invalid("clock out of range"))?;
+        if let Some((_, ino, _)) = get_edge(c, TRASH_INODE, name.as_bytes()).await? {
+            return Ok(ino);
+        }
+        let mut root = match get_node(c, TRASH_INODE).await? {
+            Some(a) => a,
+            None => {
+                let a = new_dir_attr(TRASH_INODE, 0o555, ROOT_INODE, now);
+                insert_node(c, &a).await?;
+                a
+            }
+        };
+        let n = counter_add(c, "nextTrash", 1).await?;
+        let ino = TRASH_INODE + n as u64;
+        insert_node(c, &new_dir_attr(ino, 0o555, TRASH_INODE, now)).await?;
+        insert_edge(c, TRASH_INODE, name.as_bytes(), ino, FileType::Dir).await?;
+        root.nlink += 1;
+        root.mtime = now;
+        root.ctime = now;
+        update_node(c, &root).await?;
+        Ok(ino)
+    }
+
+    /// Remove one name of `attr` (its entry is already deleted). Moves the last name of a file
+    /// to the trash when the volume keeps one.
+    async fn drop_link(
+        &self,
+        c: &mut Conn,
+        mut attr: Attr,
+        parent: Ino,
+        name: &[u8],
+        now: Timestamp,
+    ) -> Result<Removed> {
+        attr.ctime = now;
+        if attr.nlink > 1 {
+            attr.nlink -= 1;
+            update_node(c, &attr).await?;
+            return Ok(Removed::Kept);
+        }
+        // trash directories are the only inodes numbered at or above TRASH_INODE
+        let in_trash = parent >= TRASH_INODE;
+        if self.trash_days() > 0 && attr.typ == FileType::File && !in_trash {
+            let dir = self.trash_dir(c, now).await?;
+            let mut tname = format!("{}-{}-", parent, attr.ino).into_bytes();
+            tname.extend_from_slice(name);
+            tname.truncate(MAX_NAME_LEN);
+            if get_edge(c, dir, &tname).await?.is_some() {
+                tname.truncate(MAX_NAME_LEN - 12);
+                tname.extend_from_slice(format!("-{}", now.nsec).as_bytes());
+            }
+            insert_edge(c, dir, &tname, attr.ino, attr.typ).await?;
+            attr.parent = dir;
+            update_node(c, &attr).await?;
+            return Ok(Removed::Kept);
+        }
+        attr.nlink = 0;
+        if attr.typ == FileType::File && self.is_open(attr.ino) {
+            update_node(c, &attr).await?;
+            sqlx::query("INSERT OR IGNORE INTO jfs_sustained (sid, inode) VALUES (?, ?)")
+                .bind(self.sid.load(Ordering::Relaxed) as i64)
+                .bind(attr.ino as i64)
+                .execute(&mut *c)
+                .await
+                .map_err(db("sustain"))?;
+            return Ok(Removed::Sustained);
+        }
+        self.free_inode(c, &attr, now).await?;
+        Ok(Removed::Freed {
+            ino: attr.ino,
+            file: attr.typ == FileType::File,
+        })
+    }
+
+    /// Delete an inode with no names; a file's data is queued in `jfs_delfile` and freed after
+    /// commit by `free_file_data`.
+    async fn free_inode(&self, c: &mut Conn, attr: &Attr, now: Timestamp) -> Result<()> {
+        for sql in [
+            "DELETE FROM jfs_node WHERE inode = ?",
+            "DELETE FROM jfs_symlink WHERE inode = ?",
+            "DELETE FROM jfs_xattr WHERE inode = ?",
+            "DELETE FROM jfs_dir_stats WHERE inode = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(attr.ino as i64)
+                .execute(&mut *c)
+                .await
+                .map_err(db("delete inode"))?;
+        }
+        if attr.typ == FileType::File {
+            sqlx::query(
+                "INSERT OR REPLACE INTO jfs_delfile (inode, length, expire) VALUES (?,?,?)",
+            )
+            .bind(attr.ino as i64)
+            .bind(attr.length as i64)
+            .bind(now.sec)
+            .execute(&mut *c)
+            .await
+            .map_err(db("delete inode"))?;
+            counter_add(c, "usedSpace", -align4k(attr.length)).await?;
+        }
+        counter_add(c, "totalInodes", -1).await?;
+        Ok(())
+    }
+
+    /// Drop the chunks of a deleted file and the objects nobody references any more.
+    async fn free_file_data(&self, ino: Ino) -> Result<()> {
+        let freed = txn!(self, "free file data", |tx| {
+            let rows = sqlx::query("SELECT slices FROM jfs_chunk WHERE inode = ?")
+                .bind(ino as i64)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("free file data"))?;
+            let mut freed = Vec::new();
+            for r in rows {
+                let buf: Vec<u8> = r.try_get(0).map_err(db("free file data"))?;
+                unref_slices(&mut tx, &slice::decode_all(&buf)?, &mut freed).await?;
+            }
+            for sql in [
+                "DELETE FROM jfs_chunk WHERE inode = ?",
+                "DELETE FROM jfs_delfile WHERE inode = ?",
+            ] {
+                sqlx::query(sql)
+                    .bind(ino as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("free file data"))?;
+            }
+            freed
+        })?;
+        self.delete_objects(freed).await;
+        Ok(())
+    }
+
+    async fn delete_objects(&self, freed: Vec<(u64, u32)>) {
+        let deleter = self.deleter.read().ok().and_then(|d| d.clone());
+        let Some(deleter) = deleter else {
+            if !freed.is_empty() {
+                tracing::warn!(
+                    count = freed.len(),
+                    "no slice deleter installed; objects left for gc"
+                );
+            }
+            return;
+        };
+        for (id, size) in freed {
+            if let Err(e) = deleter(id, size).await {
+                tracing::warn!(slice = id, error = %e, "deleting objects of a freed slice failed; left for gc");
+            }
+        }
+    }
+
+    async fn after_remove(self: &Arc<Self>, removed: Removed) {
+        if let Removed::Freed { ino, file: true } = removed {
+            if let Err(e) = self.free_file_data(ino).await {
+                tracing::warn!(ino, error = %e, "freeing file data failed; will retry in cleanup");
+            }
+        }
+    }
+
+    /// Whether `ino` is `ancestor` or lies below it.
+    async fn is_below(&self, c: &mut Conn, ancestor: Ino, mut ino: Ino) -> Result<bool> {
+        let mut steps = 0;
+        while ino != ROOT_INODE && ino != 0 {
+            if ino == ancestor {
+                return Ok(true);
+            }
+            let Some(a) = get_node(c, ino).await? else {
+                return Ok(false);
+            };
+            ino = a.parent;
+            steps += 1;
+            if steps > 100_000 {
+                return Err(Error::corrupt("directory parent chain has a loop"));
+            }
+        }
+        Ok(ancestor == ROOT_INODE && ino == ROOT_INODE)
+    }
+
+    async fn heartbeat(&self) -> Result<()> {
+        let sid = self.sid.load(Ordering::Relaxed);
+        if sid == 0 {
+            return Ok(());
+        }
+        let expire = Timestamp::now().sec + SESSION_TTL_SECS;
+        txn!(self, "session heartbeat", |tx| {
+            sqlx::query("UPDATE jfs_session2 SET expire = ? WHERE sid = ?")
+                .bind(expire)
+                .bind(sid as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("session heartbeat"))?;
+        })
+    }
+
+    /// Purge expired trash, files of dead sessions and pending deletions.
+    async fn cleanup(self: &Arc<Self>) -> Result<u64> {
+        let mut done = 0u64;
+        let now = Timestamp::now();
+        // dead sessions: their unlinked-but-open files and locks
+        let dead: Vec<i64> = {
+            let mut c = self.conn().await?;
+            sqlx::query("SELECT sid FROM jfs_session2 WHERE expire < ?")
+                .bind(now.sec)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(db("cleanup sessions"))?
+                .iter()
+                .filter_map(|r| r.try_get::<i64, _>(0).ok())
+                .collect()
+        };
+        for sid in dead {
+            let inodes = txn!(self, "cleanup session", |tx| {
+                let rows = sqlx::query("SELECT inode FROM jfs_sustained WHERE sid = ?")
+                    .bind(sid)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db("cleanup session"))?;
+                let mut files = Vec::new();
+                for r in rows {
+                    let ino = r.try_get::<i64, _>(0).map_err(db("cleanup session"))? as u64;
+                    if let Some(a) = get_node(&mut tx, ino).await? {
+                        if a.nlink == 0 {
+                            self.free_inode(&mut tx, &a, now).await?;
+                            files.push(ino);
+                        }
+                    }
+                }
+                for sql in [
+                    "DELETE FROM jfs_sustained WHERE sid = ?",
+                    "DELETE FROM jfs_flock WHERE sid = ?",
+                    "DELETE FROM jfs_plock WHERE sid = ?",
+                    "DELETE FROM jfs_session2 WHERE sid = ?",
+                ] {
+                    sqlx::query(sql)
+                        .bind(sid)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("cleanup session"))?;
+                }
+                files
+            })?;
+            for ino in inodes {
+                self.free_file_data(ino).await?;
+                done += 1;
+            }
+        }
+        // pending deletions left by a crash between unlink and freeing
+        let pending: Vec<i64> = {
+            let mut c = self.conn().await?;
+            sqlx::query("SELECT inode FROM jfs_delfile WHERE expire < ?")
+                .bind(now.sec - 60)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(db("cleanup deletions"))?
+                .iter()
+                .filter_map(|r| r.try_get::<i64, _>(0).ok())
+                .collect()
+        };
+        for ino in pending {
+            self.free_file_data(ino as u64).await?;
+            done += 1;
+        }
+        // expired trash hours
+        let days = self.trash_days();
+        let entries: Vec<(Vec<u8>, i64)> = {
+            let mut c = self.conn().await?;
+            sqlx::query("SELECT name, inode FROM jfs_edge WHERE parent = ?")
+                .bind(TRASH_INODE as i64)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(db("cleanup trash"))?
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r.try_get::<Vec<u8>, _>(0).ok()?,
+                        r.try_get::<i64, _>(1).ok()?,
+                    ))
+                })
+                .collect()
+        };
+        for (name, dir) in entries {
+            let Ok(hour) = chrono::NaiveDateTime::parse_from_str(
+                &format!("{}:00:00", String::from_utf8_lossy(&name)),
+                "%Y-%m-%d-%H:%M:%S",
+            ) else {
+                continue;
+            };
+            let age = now.sec - hour.and_utc().timestamp();
+            if age < i64::from(days) * 86400 + 3600 {
+                continue;
+            }
+            done += self.purge_trash_dir(dir as u64, &name).await?;
+        }
+        Ok(done)
+    }
+
+    async fn purge_trash_dir(self: &Arc<Self>, dir: Ino, name: &[u8]) -> Result<u64> {
+        let ctx = Ctx::root();
+        let mut n = 0;
+        loop {
+            let batch = self.readdir(&ctx, dir, 0, 1000, false).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                if e.typ == FileType::Dir {
+                    // a directory that ended up in the trash: empty it first
+                    n += Box::pin(self.purge_trash_dir(e.ino, &e.name)).await?;
+                    continue;
+                }
+                match self.unlink(&ctx, dir, &e.name).await {
+                    Ok(()) => n += 1,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let parent = get_parent_of(self, dir).await?;
+        match self.rmdir(&ctx, parent, name).await {
+            Ok(()) | Err(_) => Ok(n),
+        }
+    }
+}
+
+async fn get_parent_of(inner: &Inner, ino: Ino) -> Result<Ino> {
+    let mut c = inner.conn().await?;
+    Ok(must_node(&mut c, ino).await?.parent)
+}
+
+fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> Attr {
+    Attr {
+        ino,
+        typ: FileType::Dir,
+        mode,
+        uid: 0,
+        gid: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        nlink: 2,
+        length: DIR_LENGTH,
+        rdev: 0,
+        parent,
+        flags: 0,
+    }
+}
+
+// The POSIX operations, on `Inner` so background jobs (holding an `Arc<Inner>`) can use them.
+impl Inner {
+    async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
+        check_name(name)?;
+        let mut c = self.conn().await?;
+        let p = must_dir(&mut c, parent).await?;
+        perm::access(ctx, &p, MAY_EXEC)?;
+        if name == b"." {
+            return Ok(p);
+        }
+        if name == b".." {
+            let up = if parent == ROOT_INODE {
+                ROOT_INODE
+            } else {
+                p.parent
+            };
+            return must_node(&mut c, up).await;
+        }
+        if parent == ROOT_INODE && name == TRASH_NAME.as_bytes() {
+            if let Some(a) = get_node(&mut c, TRASH_INODE).await? {
+                return Ok(a);
+            }
+        }
+        let Some((_, ino, _)) = get_edge(&mut c, parent, name).await? else {
+            return Err(Error::not_found("no such entry"));
+        };
+        get_node(&mut c, ino)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("entry names missing inode {ino}")))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        umask: u16,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<Attr> {
+        self.writable()?;
+        check_name(name)?;
+        if name == b"." || name == b".." {
+            return Err(Error::exists("entry exists"));
+        }
+        if typ == FileType::Symlink && (target.is_empty() || target.len() > MAX_SYMLINK_LEN) {
+            return Err(if target.is_empty() {
+                Error::not_found("empty symlink target")
+            } else {
+                Error::new(ErrorKind::NameTooLong, "symlink target too long")
+            });
+        }
+        let fmt = self.format()?;
+        let ino = self.next_inode().await?;
+        let now = Timestamp::now();
+        txn!(self, "mknod", |tx| {
+            let mut p = must_dir(&mut tx, parent).await?;
+            if p.nlink == 0 {
+                return Err(Error::not_found("parent directory was removed"));
+            }
+            if parent == TRASH_INODE || p.parent == TRASH_INODE {
+                return Err(Error::not_permitted("cannot create entries in the trash"));
+            }
+            perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
+            if parent == ROOT_INODE && name == TRASH_NAME.as_bytes() {
+                return Err(Error::exists("the trash directory exists"));
+            }
+            if get_edge(&mut tx, parent, name).await?.is_some() {
+                return Err(Error::exists("entry exists"));
+            }
+            if fmt.inodes > 0 {
+                let used = counter_add(&mut tx, "totalInodes", 0).await?;
+                if used as u64 >= fmt.inodes {
+                    return Err(Error::new(
+                        ErrorKind::NoSpace,
+                        "inode limit of the volume reached",
+                    ));
+                }
+            }
+            let mut mode = if typ == FileType::Symlink {
+                0o777
+            } else {
+                mode & 0o7777 & !umask
+            };
+            let mut gid = ctx.gid;
+            if p.mode & S_ISGID != 0 {
+                gid = p.gid;
+                if typ == FileType::Dir {
+                    mode |= S_ISGID;
+                } else if mode & (S_ISGID | 0o010) == (S_ISGID | 0o010)
+                    && ctx.uid != 0
+                    && !ctx.in_group(gid)
+                {
+                    mode &= !S_ISGID;
+                }
+            }
+            let attr = Attr {
+                ino,
+                typ,
+                mode,
+                uid: ctx.uid,
+                gid,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                nlink: if typ == FileType::Dir { 2 } else { 1 },
+                length: match typ {
+                    FileType::Dir => DIR_LENGTH,
+                    FileType::Symlink => target.len() as u64,
+                    _ => 0,
+                },
+                rdev,
+                parent,
+                flags: 0,
+            };
+            insert_node(&mut tx, &attr).await?;
+            insert_edge(&mut tx, parent, name, ino, typ).await?;
+            if typ == FileType::Symlink {
+                sqlx::query("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
+                    .bind(ino as i64)
+                    .bind(target)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("symlink"))?;
+            }
+            if typ == FileType::Dir {
+                p.nlink += 1;
+            }
+            p.mtime = now;
+            p.ctime = now;
+            update_node(&mut tx, &p).await?;
+            counter_add(&mut tx, "totalInodes", 1).await?;
+            attr
+        })
+    }
+
+    async fn unlink(self: &Arc<Self>, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        let now = Timestamp::now();
+        let removed = txn!(self, "unlink", |tx| {
+            let mut p = must_dir(&mut tx, parent).await?;
+            perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
+            let Some((eid, ino, typ)) = get_edge(&mut tx, parent, name).await? else {
+                return Err(Error::not_found("no such entry"));
+            };
+            if typ == FileType::Dir {
+                return Err(Error::is_dir("is a directory"));
+            }
+            let attr = must_node(&mut tx, ino).await?;
+            perm::sticky(ctx, &p, &attr)?;
+            delete_edge(&mut tx, eid).await?;
+            p.mtime = now;
+            p.ctime = now;
+            update_node(&mut tx, &p).await?;
+            self.drop_link(&mut tx, attr, parent, name, now).await?
+        })?;
+        self.after_remove(removed).await;
+        Ok(())
+    }
+
+    async fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        if name == b"." {
+            return Err(Error::invalid("cannot remove '.'"));
+        }
+        if name == b".." {
+            return Err(Error::not_empty("cannot remove '..'"));
+        }
+        let now = Timestamp::now();
+        txn!(self, "rmdir", |tx| {
+            let mut p = must_dir(&mut tx, parent).await?;
+            perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
+            let Some((eid, ino, typ)) = get_edge(&mut tx, parent, name).await? else {
+                return Err(Error::not_found("no such entry"));
+            };
+            if typ != FileType::Dir {
+                return Err(Error::not_dir("not a directory"));
+            }
+            let attr = must_node(&mut tx, ino).await?;
+            perm::sticky(ctx, &p, &attr)?;
+            if !dir_is_empty(&mut tx, ino).await? {
+                return Err(Error::not_empty("directory not empty"));
+            }
+            delete_edge(&mut tx, eid).await?;
+            self.free_inode(&mut tx, &attr, now).await?;
+            p.nlink = p.nlink.saturating_sub(1);
+            p.mtime = now;
+            p.ctime = now;
+            update_node(&mut tx, &p).await?;
+        })
+    }
+
+    async fn rename(
+        self: &Arc<Self>,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        check_name(new_name)?;
+        if flags.exchange && flags.noreplace {
+            return Err(Error::invalid("RENAME_EXCHANGE with RENAME_NOREPLACE"));
+        }
+        for n in [name, new_name] {
+            if n == b"." || n == b".." {
+                return Err(Error::new(ErrorKind::Invalid, "cannot rename '.' or '..'"));
+            }
+        }
+        let now = Timestamp::now();
+        let removed = txn!(self, "rename", |tx| {
+            let mut sp = must_dir(&mut tx, parent).await?;
+            let mut dp = if new_parent == parent {
+                sp.clone()
+            } else {
+                must_dir(&mut tx, new_parent).await?
+            };
+            perm::access(ctx, &sp, MAY_WRITE | MAY_EXEC)?;
+            perm::access(ctx, &dp, MAY_WRITE | MAY_EXEC)?;
+            if dp.parent == TRASH_INODE || new_parent == TRASH_INODE {
+                return Err(Error::not_permitted("cannot move entries into the trash"));
+            }
+            let Some((seid, sino, styp)) = get_edge(&mut tx, parent, name).await? else {
+                return Err(Error::not_found("no such entry"));
+            };
+            let mut sattr = must_node(&mut tx, sino).await?;
+            perm::sticky(ctx, &sp, &sattr)?;
+            let dst = get_edge(&mut tx, new_parent, new_name).await?;
+            if styp == FileType::Dir
+                && new_parent != parent
+                && self.is_below(&mut tx, sino, new_parent).await?
+            {
+                return Err(Error::invalid("cannot move a directory into itself"));
+            }
+            let mut removed = Removed::Kept;
+            if flags.exchange {
+                let Some((deid, dino, dtyp)) = dst else {
+                    return Err(Error::not_found("exchange target does not exist"));
+                };
+                if dino == sino {
+                    return Ok(Removed::Kept);
+                }
+                let mut dattr = must_node(&mut tx, dino).await?;
+                perm::sticky(ctx, &dp, &dattr)?;
+                if dtyp == FileType::Dir
+                    && new_parent != parent
+                    && self.is_below(&mut tx, dino, parent).await?
+                {
+                    return Err(Error::invalid("cannot move a directory into itself"));
+                }
+                sqlx::query("UPDATE jfs_edge SET inode = ?, type = ? WHERE id = ?")
+                    .bind(dino as i64)
+                    .bind(i64::from(dtyp.code()))
+                    .bind(seid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("rename"))?;
+                sqlx::query("UPDATE jfs_edge SET inode = ?, type = ? WHERE id = ?")
+                    .bind(sino as i64)
+                    .bind(i64::from(styp.code()))
+                    .bind(deid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("rename"))?;
+                if new_parent != parent {
+                    if styp == FileType::Dir && dtyp != FileType::Dir {
+                        sp.nlink -= 1;
+                        dp.nlink += 1;
+                    } else if styp != FileType::Dir && dtyp == FileType::Dir {
+                        sp.nlink += 1;
+                        dp.nlink -= 1;
+                    }
+                }
+                if sattr.parent != 0 {
+                    sattr.parent = new_parent;
+                }
+                if dattr.parent != 0 {
+                    dattr.parent = parent;
+                }
+                dattr.ctime = now;
+                update_node(&mut tx, &dattr).await?;
+            } else {
+                if let Some((deid, dino, dtyp)) = dst {
+                    if flags.noreplace {
+                        return Err(Error::exists("target exists"));
+                    }
+                    if dino == sino {
+                        // two names of one inode: POSIX says do nothing
+                        return Ok(Removed::Kept);
+                    }
+                    let dattr = must_node(&mut tx, dino).await?;
+                    perm::sticky(ctx, &dp, &dattr)?;
+                    match (styp == FileType::Dir, dtyp == FileType::Dir) {
+                        (true, false) => return Err(Error::not_dir("target is not a directory")),
+                        (false, true) => return Err(Error::is_dir("target is a directory")),
+                        _ => {}
+                    }
+                    delete_edge(&mut tx, deid).await?;
+                    if dtyp == FileType::Dir {
+                        if !dir_is_empty(&mut tx, dino).await? {
+                            return Err(Error::not_empty("target directory not empty"));
+                        }
+                        self.free_inode(&mut tx, &dattr, now).await?;
+                        dp.nlink -= 1;
+                    } else {
+                        removed = self
+                            .drop_link(&mut tx, dattr, new_parent, new_name, now)
+                            .await?;
+                    }
+                }
+                sqlx::query("UPDATE jfs_edge SET parent = ?, name = ? WHERE id = ?")
+                    .bind(new_parent as i64)
+                    .bind(new_name)
+                    .bind(seid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("rename"))?;
+                if styp == FileType::Dir && new_parent != parent {
+                    sp.nlink -= 1;
+                    dp.nlink += 1;
+                }
+                if sattr.parent != 0 {
+                    sattr.parent = new_parent;
+                }
+            }
+            sattr.ctime = now;
+            update_node(&mut tx, &sattr).await?;
+            sp.mtime = now;
+            sp.ctime = now;
+            dp.mtime = now;
+            dp.ctime = now;
+            if new_parent != parent {
+                update_node(&mut tx, &sp).await?;
+            }
+            // with one parent, `dp` is the same record and carries every link-count change
+            update_node(&mut tx, &dp).await?;
+            removed
+        })?;
+        self.after_remove(removed).await;
+        Ok(())
+    }
+}
+
+impl Inner {
+    async fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
+        self.writable()?;
+        check_name(new_name)?;
+        let now = Timestamp::now();
+        txn!(self, "link", |tx| {
+            let mut p = must_dir(&mut tx, new_parent).await?;
+            if p.nlink == 0 {
+                return Err(Error::not_found("parent directory was removed"));
+            }
+            if new_parent >= TRASH_INODE {
+                return Err(Error::not_permitted("cannot link into the trash"));
+            }
+            perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
+            let mut a = must_node(&mut tx, ino).await?;
+            if a.typ == FileType::Dir {
+                return Err(Error::not_permitted(
+                    "hard links to directories are not allowed",
+                ));
+            }
+            if a.nlink == 0 {
+                return Err(Error::not_found("the file was removed"));
+            }
+            if get_edge(&mut tx, new_parent, new_name).await?.is_some() {
+                return Err(Error::exists("entry exists"));
+            }
+            if a.nlink == u32::MAX {
+                return Err(Error::new(ErrorKind::TooManyLinks, "too many links"));
+            }
+            insert_edge(&mut tx, new_parent, new_name, ino, a.typ).await?;
+            a.nlink += 1;
+            a.parent = 0;
+            a.ctime = now;
+            update_node(&mut tx, &a).await?;
+            p.mtime = now;
+            p.ctime = now;
+            update_node(&mut tx, &p).await?;
+            a
+        })
+    }
+
+    async fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        self.writable()?;
+        let now = Timestamp::now();
+        txn!(self, "setattr", |tx| {
+            let mut a = must_node(&mut tx, ino).await?;
+            let owner = ctx.uid == 0 || ctx.uid == a.uid;
+            if let Some(mode) = set.mode {
+                if ctx.check_permission && !owner {
+                    return Err(Error::not_permitted("only the owner may change the mode"));
+                }
+                let mut mode = mode & 0o7777;
+                if ctx.check_permission
+                    && ctx.uid != 0
+                    && a.typ != FileType::Dir
+                    && !ctx.in_group(a.gid)
+                {
+                    mode &= !S_ISGID;
+                }
+                a.mode = mode;
+            }
+            if set.uid.is_some() || set.gid.is_some() {
+                if ctx.check_permission && ctx.uid != 0 {
+                    let uid_ok = set.uid.is_none_or(|u| u == a.uid);
+                    let gid_ok = set
+                        .gid
+                        .is_none_or(|g| g == a.gid || (owner && ctx.in_group(g)));
+                    if !(owner && uid_ok && gid_ok) {
+                        return Err(Error::not_permitted("not allowed to change the owner"));
+                    }
+                }
+                let changes =
+                    set.uid.is_some_and(|u| u != a.uid) || set.gid.is_some_and(|g| g != a.gid);
+                if changes && a.typ != FileType::Dir && set.mode.is_none() {
+                    // chown clears set-user-id, and set-group-id when group-executable
+                    a.mode &= !S_ISUID;
+                    if a.mode & 0o010 != 0 {
+                        a.mode &= !S_ISGID;
+                    }
+                }
+                if let Some(u) = set.uid {
+                    a.uid = u;
+                }
+                if let Some(g) = set.gid {
+                    a.gid = g;
+                }
+            }
+            for (which, t) in [(0, set.atime), (1, set.mtime)] {
+                let Some(t) = t else { continue };
+                if ctx.check_permission && !owner {
+                    match t {
+                        TimeSet::Now => perm::access(ctx, &a, MAY_WRITE)?,
+                        TimeSet::At(_) => {
+                            return Err(Error::not_permitted("only the owner may set times"))
+                        }
+                    }
+                }
+                let v = match t {
+                    TimeSet::Now => now,
+                    TimeSet::At(ts) => ts,
+                };
+                if which == 0 {
+                    a.atime = v
+                } else {
+                    a.mtime = v
+                }
+            }
+            a.ctime = now;
+            update_node(&mut tx, &a).await?;
+            a
+        })
+    }
+
+    /// Append zero records over `[start, end)` and drop whole chunks that lie at or past
+    /// `drop_from` (the new length when shrinking).
+    async fn zero_range(
+        &self,
+        c: &mut Conn,
+        ino: Ino,
+        start: u64,
+        end: u64,
+        drop_from: Option<u64>,
+        freed: &mut Vec<(u64, u32)>,
+    ) -> Result<()> {
+        let first_dropped = drop_from.map(|l| l.div_ceil(CHUNK_SIZE));
+        for (indx, rec) in zero_records(start, end) {
+            if first_dropped.is_some_and(|f| u64::from(indx) >= f) {
+                continue;
+            }
+            append_slices(c, ino, indx, &[rec]).await?;
+        }
+        if let Some(f) = first_dropped {
+            let rows =
+                sqlx::query("SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ?")
+                    .bind(ino as i64)
+                    .bind(f as i64)
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(db("truncate"))?;
+            for r in rows {
+                let buf: Vec<u8> = r.try_get(1).map_err(db("truncate"))?;
+                unref_slices(c, &slice::decode_all(&buf)?, freed).await?;
+            }
+            sqlx::query("DELETE FROM jfs_chunk WHERE inode = ? AND indx >= ?")
+                .bind(ino as i64)
+                .bind(f as i64)
+                .execute(&mut *c)
+                .await
+                .map_err(db("truncate"))?;
+        }
+        Ok(())
+    }
+
+    async fn check_capacity(&self, c: &mut Conn, grow: i64) -> Result<()> {
+        if grow <= 0 {
+            return Ok(());
+        }
+        let cap = self.format()?.capacity;
+        if cap > 0 {
+            let used = counter_add(c, "usedSpace", 0).await?;
+            if used + grow > cap as i64 {
+                return Err(Error::new(
+                    ErrorKind::NoSpace,
+                    "capacity of the volume reached",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn truncate(&self, ctx: &Ctx, ino: Ino, length: u64) -> Result<Attr> {
+        self.writable()?;
+        if length > MAX_FILE_LEN {
+            return Err(Error::new(ErrorKind::FileTooBig, "length too large"));
+        }
+        let now = Timestamp::now();
+        let (attr, freed) = txn!(self, "truncate", |tx| {
+            let mut a = must_node(&mut tx, ino).await?;
+            match a.typ {
+                FileType::File => {}
+                FileType::Dir => return Err(Error::is_dir("is a directory")),
+                _ => return Err(Error::invalid("not a regular file")),
+            }
+            perm::access(ctx, &a, MAY_WRITE)?;
+            let mut freed = Vec::new();
+            let delta = align4k(length) - align4k(a.length);
+            self.check_capacity(&mut tx, delta).await?;
+            if length < a.length {
+                self.zero_range(&mut tx, ino, length, a.length, Some(length), &mut freed)
+                    .await?;
+            }
+            counter_add(&mut tx, "usedSpace", delta).await?;
+            a.length = length;
+            a.mtime = now;
+            a.ctime = now;
+            update_node(&mut tx, &a).await?;
+            (a, freed)
+        })?;
+        self.delete_objects(freed).await;
+        Ok(attr)
+    }
+
+    async fn fallocate(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<Attr> {
+        self.writable()?;
+        if len == 0 {
+            return Err(Error::invalid("fallocate of zero length"));
+        }
+        let end = off
+            .checked_add(len)
+            .filter(|e| *e <= MAX_FILE_LEN)
+            .ok_or_else(|| Error::new(ErrorKind::FileTooBig, "range past the largest file size"))?;
+        if mode.punch_hole && !mode.keep_size {
+            return Err(Error::unsupported("PUNCH_HOLE needs KEEP_SIZE"));
+        }
+        let now = Timestamp::now();
+        txn!(self, "fallocate", |tx| {
+            let mut a = must_node(&mut tx, ino).await?;
+            match a.typ {
+                FileType::File => {}
+                FileType::Dir => return Err(Error::is_dir("is a directory")),
+                _ => return Err(Error::new(ErrorKind::Invalid, "not a regular file")),
+            }
+            perm::access(ctx, &a, MAY_WRITE)?;
+            if mode.punch_hole || mode.zero_range {
+                let zend = if mode.keep_size {
+                    end.min(a.length)
+                } else {
+                    end
+                };
+                if off < zend {
+                    let mut freed = Vec::new();
+                    self.zero_range(&mut tx, ino, off, zend, None, &mut freed)
+                        .await?;
+                }
+                a.mtime = now;
+            }
+            if !mode.keep_size && end > a.length {
+                let delta = align4k(end) - align4k(a.length);
+                self.check_capacity(&mut tx, delta).await?;
+                counter_add(&mut tx, "usedSpace", delta).await?;
+                a.length = end;
+                a.mtime = now;
+            }
+            a.ctime = now;
+            update_node(&mut tx, &a).await?;
+            a
+        })
+    }
+
+    async fn readdir(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        after: u64,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        let mut c = self.conn().await?;
+        let d = must_dir(&mut c, ino).await?;
+        perm::access(ctx, &d, crate::perm::MAY_READ)?;
+        let limit = limit.clamp(1, 10_000) as i64;
+        let rows = if plus {
+            sqlx::query(
+                "SELECT e.id, e.name, e.inode, e.type, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e LEFT JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.id > ? ORDER BY e.id LIMIT ?",
+            )
+        } else {
+            sqlx::query("SELECT id, name, inode, type FROM jfs_edge WHERE parent = ? AND id > ? ORDER BY id LIMIT ?")
+        }
+        .bind(ino as i64)
+        .bind(after as i64)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db("readdir"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = r.try_get(0).map_err(db("readdir"))?;
+            let name: Vec<u8> = r.try_get(1).map_err(db("readdir"))?;
+            let child: i64 = r.try_get(2).map_err(db("readdir"))?;
+            let t: i64 = r.try_get(3).map_err(db("readdir"))?;
+            let typ = FileType::from_code(t as u8)
+                .ok_or_else(|| Error::corrupt(format!("entry in {ino} has unknown type {t}")))?;
+            let attr = if plus {
+                match r.try_get::<Option<i64>, _>(4).map_err(db("readdir"))? {
+                    Some(_) => Some(row_attr_at(&r, 4)?),
+                    None => None, // dangling entry: fsck reports it
+                }
+            } else {
+                None
+            };
+            out.push(DirEntry {
+                name,
+                ino: child as u64,
+                typ,
+                attr,
+                cursor: id as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr> {
+        let mut c = self.conn().await?;
+        let a = must_node(&mut c, ino).await?;
+        let _ = ctx;
+        if let Ok(mut m) = self.open_files.lock() {
+            *m.entry(ino).or_insert(0) += 1;
+        }
+        Ok(a)
+    }
+
+    async fn close(&self, ino: Ino) -> Result<()> {
+        let last = match self.open_files.lock() {
+            Ok(mut m) => match m.get_mut(&ino) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    m.remove(&ino);
+                    true
+                }
+                None => false,
+            },
+            Err(_) => return Err(lock_poisoned()),
+        };
+        if !last || self.read_only.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let sid = self.sid.load(Ordering::Relaxed) as i64;
+        let freed = txn!(self, "close", |tx| {
+            let row = sqlx::query("SELECT 1 FROM jfs_sustained WHERE sid = ? AND inode = ?")
+                .bind(sid)
+                .bind(ino as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("close"))?;
+            if row.is_none() {
+                false
+            } else {
+                sqlx::query("DELETE FROM jfs_sustained WHERE sid = ? AND inode = ?")
+                    .bind(sid)
+                    .bind(ino as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("close"))?;
+                match get_node(&mut tx, ino).await? {
+                    Some(a) if a.nlink == 0 => {
+                        self.free_inode(&mut tx, &a, now).await?;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        })?;
+        if freed {
+            self.free_file_data(ino).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_slice(&self, ino: Ino, indx: u32, s: Slice, mtime: Timestamp) -> Result<()> {
+        self.writable()?;
+        let end = u64::from(indx) * CHUNK_SIZE + s.end();
+        if s.end() > CHUNK_SIZE || end > MAX_FILE_LEN {
+            return Err(Error::new(
+                ErrorKind::FileTooBig,
+                "write past the largest file size",
+            ));
+        }
+        txn!(self, "write", |tx| {
+            let mut a = must_node(&mut tx, ino).await?;
+            if a.typ != FileType::File {
+                return Err(Error::invalid("not a regular file"));
+            }
+            let delta = if end > a.length {
+                align4k(end) - align4k(a.length)
+            } else {
+                0
+            };
+            self.check_capacity(&mut tx, delta).await?;
+            append_slices(&mut tx, ino, indx, &[s]).await?;
+            sqlx::query("INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?,?,1) ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1")
+                .bind(s.id as i64).bind(i64::from(s.size))
+                .execute(&mut *tx).await.map_err(db("write"))?;
+            if end > a.length {
+                a.length = end;
+                counter_add(&mut tx, "usedSpace", delta).await?;
+            }
+            a.mtime = mtime;
+            a.ctime = mtime;
+            update_node(&mut tx, &a).await?;
+        })
+    }
+
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        let name = xattr_name(name)?;
+        let mut c = self.conn().await?;
+        must_node(&mut c, ino).await?;
+        let row = sqlx::query("SELECT value FROM jfs_xattr WHERE inode = ? AND name = ?")
+            .bind(ino as i64)
+            .bind(name)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db("getxattr"))?;
+        match row {
+            Some(r) => r.try_get(0).map_err(db("getxattr")),
+            None => Err(Error::new(ErrorKind::NoAttr, "no such attribute")),
+        }
+    }
+
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let mut c = self.conn().await?;
+        must_node(&mut c, ino).await?;
+        let rows = sqlx::query("SELECT name FROM jfs_xattr WHERE inode = ? ORDER BY id")
+            .bind(ino as i64)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db("listxattr"))?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<String, _>(0)
+                    .map(String::into_bytes)
+                    .map_err(db("listxattr"))
+            })
+            .collect()
+    }
+
+    async fn setxattr(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: XattrFlags,
+    ) -> Result<()> {
+        self.writable()?;
+        let name = xattr_name(name)?;
+        if name.is_empty() {
+            return Err(Error::invalid("empty attribute name"));
+        }
+        if value.len() > 65536 {
+            return Err(Error::new(
+                ErrorKind::Range,
+                "attribute value larger than 64 KiB",
+            ));
+        }
+        let now = Timestamp::now();
+        txn!(self, "setxattr", |tx| {
+            let mut a = must_node(&mut tx, ino).await?;
+            perm::access(ctx, &a, MAY_WRITE)?;
+            let exists = sqlx::query("SELECT 1 FROM jfs_xattr WHERE inode = ? AND name = ?")
+                .bind(ino as i64)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("setxattr"))?
+                .is_some();
+            if flags.create && exists {
+                return Err(Error::exists("attribute exists"));
+            }
+            if flags.replace && !exists {
+                return Err(Error::new(ErrorKind::NoAttr, "no such attribute"));
+            }
+            sqlx::query("INSERT INTO jfs_xattr (inode, name, value) VALUES (?,?,?) ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value")
+                .bind(ino as i64).bind(name).bind(value)
+                .execute(&mut *tx).await.map_err(db("setxattr"))?;
+            a.ctime = now;
+            update_node(&mut tx, &a).await?;
+        })
+    }
+
+    async fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        let name = xattr_name(name)?;
+        let now = Timestamp::now();
+        txn!(self, "removexattr", |tx| {
+            let mut a = must_node(&mut tx, ino).await?;
+            perm::access(ctx, &a, MAY_WRITE)?;
+            let done = sqlx::query("DELETE FROM jfs_xattr WHERE inode = ? AND name = ?")
+                .bind(ino as i64)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("removexattr"))?;
+            if done.rows_affected() == 0 {
+                return Err(Error::new(ErrorKind::NoAttr, "no such attribute"));
+            }
+            a.ctime = now;
+            update_node(&mut tx, &a).await?;
+        })
+    }
+
+    async fn statfs(&self) -> Result<StatFs> {
+        let fmt = self.format()?;
+        let mut c = self.conn().await?;
+        let mut get = async |name: &'static str| -> Result<i64> {
+            let row = sqlx::query("SELECT value FROM jfs_counter WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(db("statfs"))?;
+            Ok(match row {
+                Some(r) => r.try_get(0).map_err(db("statfs"))?,
+                None => 0,
+            })
+        };
+        let used = get("usedSpace").await?.max(0) as u64;
+        let inodes = get("totalInodes").await?.max(0) as u64;
+        let total_space = if fmt.capacity > 0 {
+            fmt.capacity
+        } else {
+            (1u64 << 50).max(used * 2)
+        };
+        let total_inodes = if fmt.inodes > 0 {
+            fmt.inodes
+        } else {
+            (10u64 << 20).max(inodes * 2)
+        };
+        Ok(StatFs {
+            total_space,
+            avail_space: total_space.saturating_sub(used),
+            used_inodes: inodes,
+            avail_inodes: total_inodes.saturating_sub(inodes),
+        })
+    }
+}
+
+fn xattr_name(name: &[u8]) -> Result<&str> {
+    if name.len() > 255 {
+        return Err(Error::new(
+            ErrorKind::Range,
+            "attribute name longer than 255 bytes",
+        ));
+    }
+    std::str::from_utf8(name).map_err(|_| Error::invalid("attribute name is not UTF-8"))
+}
+
+fn row_attr_at(r: &SqliteRow, base: usize) -> Result<Attr> {
+    let get = |i: usize| -> Result<i64> {
+        r.try_get::<Option<i64>, _>(base + i)
+            .map(|v| v.unwrap_or(0))
+            .map_err(|e| Error::corrupt("bad node row").with_source(e))
+    };
+    let ino = get(0)? as u64;
+    let code = get(1)?;
+    let typ = FileType::from_code(code as u8)
+        .ok_or_else(|| Error::corrupt(format!("inode {ino} has unknown type {code}")))?;
+    Ok(Attr {
+        ino,
+        typ,
+        flags: get(2)? as u8,
+        mode: (get(3)? & 0o7777) as u16,
+        uid: get(4)? as u32,
+        gid: get(5)? as u32,
+        atime: Timestamp::from_micros(get(6)?, get(9)?),
+        mtime: Timestamp::from_micros(get(7)?, get(10)?),
+        ctime: Timestamp::from_micros(get(8)?, get(11)?),
+        nlink: get(12)? as u32,
+        length: get(13)? as u64,
+        rdev: get(14)? as u32,
+        parent: get(15)? as u64,
+    })
+}
+
+impl Inner {
+    async fn init(&self, format: &Format, force: bool) -> Result<()> {
+        // The pool never creates the file (a typo in a URL must not leave an empty database
+        // behind); format does, through one connection of its own.
+        let parent = std::path::Path::new(&self.path)
+            .parent()
+            .map(|p| p.to_path_buf());
+        if let Some(dir) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(Error::config(format!(
+                    "directory {} for the SQLite database does not exist: create it first",
+                    dir.display()
+                )));
+            }
+        }
+        {
+            use sqlx::Connection;
+            let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", self.path))
+                .map_err(|e| Error::config("bad SQLite path").with_source(e))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal);
+            let conn = SqliteConnection::connect_with(&opts).await.map_err(|e| {
+                Error::config(format!("cannot create the SQLite database {}", self.path))
+                    .with_source(e)
+            })?;
+            conn.close().await.map_err(db("format"))?;
+        }
+        let now = Timestamp::now();
+        let json = format.to_json()?;
+        txn!(self, "format", |tx| {
+            let has_tables = sqlx::query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'",
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("format"))?
+            .is_some();
+            if !has_tables {
+                for ddl in SQLITE_DDL {
+                    sqlx::query(*ddl)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("format"))?;
+                }
+            }
+            let old = sqlx::query("SELECT value FROM jfs_setting WHERE name = 'format'")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("format"))?;
+            if let Some(r) = old {
+                let text: String = r.try_get(0).map_err(db("format"))?;
+                let old = Format::from_json(&text)?;
+                if !force {
+                    return Err(Error::exists(format!(
+                        "sqlite3://{} already holds volume {:?} (UUID {}); pass --force to change its settings",
+                        self.path, old.name, old.uuid
+                    )));
+                }
+                let mut merged = format.clone();
+                merged.uuid = old.uuid.clone();
+                merged.name = old.name.clone();
+                sqlx::query("UPDATE jfs_setting SET value = ? WHERE name = 'format'")
+                    .bind(merged.to_json()?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("format"))?;
+            } else {
+                sqlx::query("INSERT INTO jfs_setting (name, value) VALUES ('format', ?)")
+                    .bind(&json)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("format"))?;
+                for (name, value) in schema::INITIAL_COUNTERS {
+                    sqlx::query("INSERT INTO jfs_counter (name, value) VALUES (?, ?)")
+                        .bind(*name)
+                        .bind(*value)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("format"))?;
+                }
+                insert_node(&mut tx, &new_dir_attr(ROOT_INODE, 0o777, ROOT_INODE, now)).await?;
+                if format.trash_days > 0 {
+                    insert_node(&mut tx, &new_dir_attr(TRASH_INODE, 0o555, ROOT_INODE, now))
+                        .await?;
+                }
+            }
+        })
+    }
+
+    async fn load(&self) -> Result<Format> {
+        let mut c = self.conn().await?;
+        let has = sqlx::query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'",
+        )
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db("load"))?;
+        if has.is_none() {
+            return Err(Error::config(format!(
+                "sqlite3://{} is not a formatted volume: run `tidefs format` first",
+                self.path
+            )));
+        }
+        let row = sqlx::query("SELECT value FROM jfs_setting WHERE name = 'format'")
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db("load"))?
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "sqlite3://{} has no volume setting: run `tidefs format` first",
+                    self.path
+                ))
+            })?;
+        let text: String = row.try_get(0).map_err(db("load"))?;
+        let fmt = Format::from_json(&text)?;
+        fmt.check_supported()?;
+        *self.format.write().map_err(|_| lock_poisoned())? = Some(fmt.clone());
+        Ok(fmt)
+    }
+
+    async fn new_session(self: &Arc<Self>, info: SessionInfo) -> Result<u64> {
+        self.writable()?;
+        let json =
+            serde_json::to_vec(&info).map_err(|e| Error::invalid("session info").with_source(e))?;
+        let expire = Timestamp::now().sec + SESSION_TTL_SECS;
+        let sid = txn!(self, "new session", |tx| {
+            let sid = counter_add(&mut tx, "nextSession", 1).await?;
+            sqlx::query("INSERT INTO jfs_session2 (sid, expire, info) VALUES (?,?,?)")
+                .bind(sid)
+                .bind(expire)
+                .bind(&json)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("new session"))?;
+            sid as u64
+        })?;
+        self.sid.store(sid, Ordering::Relaxed);
+        let hb = Arc::clone(self);
+        let beat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                if let Err(e) = hb.heartbeat().await {
+                    tracing::warn!(error = %e, "session heartbeat failed");
+                }
+            }
+        });
+        let cl = Arc::clone(self);
+        let clean = tokio::spawn(async move {
+            loop {
+                match cl.cleanup().await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "background cleanup"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "background cleanup failed"),
+                }
+                tokio::time::sleep(CLEANUP_PERIOD).await;
+            }
+        });
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.push(beat);
+            jobs.push(clean);
+        }
+        Ok(sid)
+    }
+
+    async fn close_session(self: &Arc<Self>) -> Result<()> {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            for j in jobs.drain(..) {
+                j.abort();
+            }
+        }
+        let sid = self.sid.swap(0, Ordering::Relaxed);
+        if sid == 0 {
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let files = txn!(self, "close session", |tx| {
+            let rows = sqlx::query("SELECT inode FROM jfs_sustained WHERE sid = ?")
+                .bind(sid as i64)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("close session"))?;
+            let mut files = Vec::new();
+            for r in rows {
+                let ino = r.try_get::<i64, _>(0).map_err(db("close session"))? as u64;
+                if let Some(a) = get_node(&mut tx, ino).await? {
+                    if a.nlink == 0 {
+                        self.free_inode(&mut tx, &a, now).await?;
+                        files.push(ino);
+                    }
+                }
+            }
+            for sql in [
+                "DELETE FROM jfs_sustained WHERE sid = ?",
+                "DELETE FROM jfs_flock WHERE sid = ?",
+                "DELETE FROM jfs_plock WHERE sid = ?",
+                "DELETE FROM jfs_session2 WHERE sid = ?",
+            ] {
+                sqlx::query(sql)
+                    .bind(sid as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("close session"))?;
+            }
+            files
+        })?;
+        for ino in files {
+            self.free_file_data(ino).await?;
+        }
+        Ok(())
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
+        let mut c = self.conn().await?;
+        let rows = sqlx::query("SELECT sid, expire, info FROM jfs_session2 ORDER BY sid")
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db("list sessions"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let sid: i64 = r.try_get(0).map_err(db("list sessions"))?;
+            let expire: i64 = r.try_get(1).map_err(db("list sessions"))?;
+            let info: Option<Vec<u8>> = r.try_get(2).map_err(db("list sessions"))?;
+            let mut s: SessionInfo = info
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(SessionInfo {
+                    sid: 0,
+                    expire: 0,
+                    version: String::new(),
+                    host_name: String::new(),
+                    mount_point: String::new(),
+                    mount_time: String::new(),
+                    process_id: 0,
+                });
+            s.sid = sid as u64;
+            s.expire = expire;
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    async fn list_chunks(&self) -> Result<Vec<ChunkSlices>> {
+        let mut c = self.conn().await?;
+        let rows = sqlx::query("SELECT inode, indx, slices FROM jfs_chunk ORDER BY inode, indx")
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db("list chunks"))?;
+        rows.iter()
+            .map(|r| {
+                let ino: i64 = r.try_get(0).map_err(db("list chunks"))?;
+                let indx: i64 = r.try_get(1).map_err(db("list chunks"))?;
+                let buf: Vec<u8> = r.try_get(2).map_err(db("list chunks"))?;
+                Ok(ChunkSlices {
+                    ino: ino as u64,
+                    indx: indx as u32,
+                    slices: slice::decode_all(&buf)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn check(self: &Arc<Self>, repair: bool) -> Result<Vec<Problem>> {
+        if repair {
+            self.writable()?;
+        }
+        let mut problems = Vec::new();
+        let mut c = self.conn().await?;
+        let nodes: HashMap<u64, Attr> = sqlx::query(
+            "SELECT inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent FROM jfs_node",
+        )
+        .fetch_all(&mut *c).await.map_err(db("fsck"))?
+        .iter()
+        .map(|r| row_attr(r).map(|a| (a.ino, a)))
+        .collect::<Result<_>>()?;
+        let edges: Vec<(i64, u64, Vec<u8>, u64)> =
+            sqlx::query("SELECT id, parent, name, inode FROM jfs_edge")
+                .fetch_all(&mut *c)
+                .await
+                .map_err(db("fsck"))?
+                .iter()
+                .map(|r| -> Result<_> {
+                    Ok((
+                        r.try_get::<i64, _>(0).map_err(db("fsck"))?,
+                        r.try_get::<i64, _>(1).map_err(db("fsck"))? as u64,
+                        r.try_get::<Vec<u8>, _>(2).map_err(db("fsck"))?,
+                        r.try_get::<i64, _>(3).map_err(db("fsck"))? as u64,
+                    ))
+                })
+                .collect::<Result<_>>()?;
+        let sustained: HashSet<u64> = sqlx::query("SELECT inode FROM jfs_sustained")
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db("fsck"))?
+            .iter()
+            .filter_map(|r| r.try_get::<i64, _>(0).ok().map(|v| v as u64))
+            .collect();
+        drop(c);
+        let mut names: HashMap<u64, u32> = HashMap::new();
+        let mut subdirs: HashMap<u64, u32> = HashMap::new();
+        for (id, parent, name, ino) in &edges {
+            let shown = String::from_utf8_lossy(name);
+            match (nodes.get(parent), nodes.get(ino)) {
+                (_, None) => {
+                    problems.push(Problem {
+                        what: format!(
+                            "entry {shown:?} in directory {parent} points at missing inode {ino}"
+                        ),
+                        repaired: repair,
+                    });
+                    if repair {
+                        txn!(self, "fsck repair", |tx| {
+                            delete_edge(&mut tx, *id).await?;
+                        })?;
+                    }
+                }
+                (None, Some(_)) => problems.push(Problem {
+                    what: format!(
+                        "entry {shown:?} of inode {ino} lives in missing directory {parent}"
+                    ),
+                    repaired: false,
+                }),
+                (Some(_), Some(a)) => {
+                    *names.entry(*ino).or_default() += 1;
+                    if a.typ == FileType::Dir {
+                        *subdirs.entry(*parent).or_default() += 1;
+                    }
+                }
+            }
+        }
+        for a in nodes.values() {
+            let expect = if a.typ == FileType::Dir {
+                if a.ino == ROOT_INODE || a.ino == TRASH_INODE || names.contains_key(&a.ino) {
+                    2 + subdirs.get(&a.ino).copied().unwrap_or(0)
+                } else {
+                    problems.push(Problem {
+                        what: format!("directory {} has no entry (orphan)", a.ino),
+                        repaired: false,
+                    });
+                    continue;
+                }
+            } else {
+                let n = names.get(&a.ino).copied().unwrap_or(0);
+                if n == 0 && !sustained.contains(&a.ino) {
+                    problems.push(Problem {
+                        what: format!(
+                            "inode {} has no entry and is not open (orphan, {} bytes)",
+                            a.ino, a.length
+                        ),
+                        repaired: false,
+                    });
+                    continue;
+                }
+                n
+            };
+            if a.nlink != expect {
+                problems.push(Problem {
+                    what: format!("inode {} has nlink {} but {} links", a.ino, a.nlink, expect),
+                    repaired: repair,
+                });
+                if repair {
+                    let ino = a.ino;
+                    txn!(self, "fsck repair", |tx| {
+                        if let Some(mut cur) = get_node(&mut tx, ino).await? {
+                            cur.nlink = expect;
+                            update_node(&mut tx, &cur).await?;
+                        }
+                    })?;
+                }
+            }
+        }
+        for ch in self.list_chunks().await? {
+            match nodes.get(&ch.ino) {
+                None => problems.push(Problem {
+                    what: format!("chunk {} of missing inode {}", ch.indx, ch.ino),
+                    repaired: false,
+                }),
+                Some(a) if a.typ != FileType::File => problems.push(Problem {
+                    what: format!("chunk {} belongs to non-file inode {}", ch.indx, ch.ino),
+                    repaired: false,
+                }),
+                _ => {}
+            }
+        }
+        Ok(problems)
+    }
+}
+
+#[async_trait]
+impl Meta for SqlMeta {
+    fn engine(&self) -> &'static str {
+        "sqlite3"
+    }
+    async fn init(&self, format: &Format, force: bool) -> Result<()> {
+        self.inner.init(format, force).await
+    }
+    async fn load(&self) -> Result<Format> {
+        self.inner.load().await
+    }
+    async fn new_session(&self, info: SessionInfo) -> Result<u64> {
+        self.inner.new_session(info).await
+    }
+    async fn close_session(&self) -> Result<()> {
+        self.inner.close_session().await
+    }
+    async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
+        self.inner.list_sessions().await
+    }
+    fn set_read_only(&self, read_only: bool) {
+        self.inner.read_only.store(read_only, Ordering::Relaxed);
+    }
+    fn set_slice_deleter(&self, deleter: SliceDeleter) {
+        if let Ok(mut d) = self.inner.deleter.write() {
+            *d = Some(deleter);
+        }
+    }
+    async fn statfs(&self) -> Result<StatFs> {
+        self.inner.statfs().await
+    }
+    async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
+        self.inner.lookup(ctx, parent, name).await
+    }
+    async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let mut c = self.inner.conn().await?;
+        must_node(&mut c, ino).await
+    }
+    async fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        self.inner.setattr(ctx, ino, set).await
+    }
+    async fn truncate(&self, ctx: &Ctx, ino: Ino, length: u64) -> Result<Attr> {
+        self.inner.truncate(ctx, ino, length).await
+    }
+    async fn fallocate(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<Attr> {
+        self.inner.fallocate(ctx, ino, mode, off, len).await
+    }
+    async fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        umask: u16,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<Attr> {
+        self.inner
+            .mknod(ctx, parent, name, typ, mode, umask, rdev, target)
+            .await
+    }
+    async fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
+        self.inner.unlink(ctx, parent, name).await
+    }
+    async fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
+        self.inner.rmdir(ctx, parent, name).await
+    }
+    async fn rename(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        self.inner
+            .rename(ctx, parent, name, new_parent, new_name, flags)
+            .await
+    }
+    async fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
+        self.inner.link(ctx, ino, new_parent, new_name).await
+    }
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let mut c = self.inner.conn().await?;
+        let row = sqlx::query("SELECT target FROM jfs_symlink WHERE inode = ?")
+            .bind(ino as i64)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db("readlink"))?;
+        match row {
+            Some(r) => r.try_get(0).map_err(db("readlink")),
+            None => {
+                let a = must_node(&mut c, ino).await?;
+                Err(if a.typ == FileType::Symlink {
+                    Error::corrupt(format!("symlink {ino} has no target"))
+                } else {
+                    Error::invalid("not a symlink")
+                })
+            }
+        }
+    }
+    async fn readdir(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        after: u64,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        self.inner.readdir(ctx, ino, after, limit, plus).await
+    }
+    async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr> {
+        self.inner.open(ctx, ino).await
+    }
+    async fn close(&self, ino: Ino) -> Result<()> {
+        self.inner.close(ino).await
+    }
+    async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
+        let mut c = self.inner.conn().await?;
+        read_chunk_conn(&mut c, ino, indx).await
+    }
+    async fn new_slice_id(&self) -> Result<u64> {
+        self.inner.next_slice().await
+    }
+    async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
+        self.inner.write_slice(ino, indx, slice, mtime).await
+    }
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.inner.getxattr(ino, name).await
+    }
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        self.inner.listxattr(ino).await
+    }
+    async fn setxattr(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: XattrFlags,
+    ) -> Result<()> {
+        self.inner.setxattr(ctx, ino, name, value, flags).await
+    }
+    async fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()> {
+        self.inner.removexattr(ctx, ino, name).await
+    }
+    async fn list_chunks(&self) -> Result<Vec<ChunkSlices>> {
+        self.inner.list_chunks().await
+    }
+    async fn check(&self, repair: bool) -> Result<Vec<Problem>> {
+        self.inner.check(repair).await
+    }
+    async fn cleanup(&self) -> Result<u64> {
+        self.inner.cleanup().await
+    }
+}

@@ -1,0 +1,94 @@
+//! `tidefs info PATH`: inode, length, and the chunks, slices and objects of a file.
+
+use super::CmdResult;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tidefs_meta::{slice::resolve, CHUNK_SIZE, ROOT_INODE};
+
+/// Arguments of `info`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A file or directory inside a mounted tidefs volume.
+    path: PathBuf,
+    /// Metadata URL (found from the mount when omitted).
+    #[arg(long)]
+    meta_url: Option<String>,
+}
+
+/// The mount point holding `path` and what its mount process recorded.
+fn find_mount(path: &Path) -> Option<(PathBuf, serde_json::Value)> {
+    let mut p = Some(path);
+    while let Some(dir) = p {
+        if super::mount::is_mounted(dir) {
+            let rec = std::fs::read_to_string(super::mount::runtime_file(dir)).ok()?;
+            return Some((dir.to_path_buf(), serde_json::from_str(&rec).ok()?));
+        }
+        p = dir.parent();
+    }
+    None
+}
+
+pub(super) async fn run(a: Args) -> CmdResult {
+    let path = std::fs::canonicalize(&a.path).map_err(|e| format!("{}: {e}", a.path.display()))?;
+    let md = std::fs::symlink_metadata(&path)?;
+    let rec = find_mount(&path);
+    let url = match (&a.meta_url, &rec) {
+        (Some(u), _) => u.clone(),
+        (None, Some((_, r))) => r
+            .get("meta_url")
+            .and_then(|v| v.as_str())
+            .ok_or("mount record has no meta URL")?
+            .to_string(),
+        (None, None) => {
+            return Err(format!(
+                "{} is not inside a tidefs mount: pass --meta-url",
+                path.display()
+            )
+            .into())
+        }
+    };
+    let root = rec
+        .as_ref()
+        .and_then(|(_, r)| r.get("root").and_then(|v| v.as_u64()))
+        .unwrap_or(ROOT_INODE);
+    let ino = if md.ino() == ROOT_INODE {
+        root
+    } else {
+        md.ino()
+    };
+    let (meta, fmt) = super::open_volume(&url).await?;
+    let store = super::open_store(&fmt, 1 << 20)?;
+    let attr = meta.getattr(ino).await?;
+    println!(
+        "{}:\n  inode: {}\n  type: {:?}\n  mode: {:o}\n  nlink: {}\n  length: {}",
+        path.display(),
+        ino,
+        attr.typ,
+        attr.mode,
+        attr.nlink,
+        attr.length
+    );
+    if attr.typ != tidefs_meta::FileType::File {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let chunks = attr.length.div_ceil(CHUNK_SIZE);
+    println!("  chunks: {chunks}");
+    let bs = fmt.block_size() as u32;
+    for indx in 0..chunks as u32 {
+        let slices = meta.read_chunk(ino, indx).await?;
+        println!("  chunk {indx}: {} slice record(s)", slices.len());
+        for s in &slices {
+            println!(
+                "    pos {} id {} size {} off {} len {}",
+                s.pos, s.id, s.size, s.off, s.len
+            );
+        }
+        for seg in resolve(&slices).iter().filter(|g| g.id != 0) {
+            for (b, len) in tidefs_chunk::block_lens(seg.size, bs) {
+                println!("      object {}", store.key(seg.id, b, len));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,125 @@
+//! The `tidefs` command line: one module per subcommand.
+
+mod format;
+mod fsck;
+mod info;
+mod mount;
+mod status;
+mod umount;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// What a subcommand reports on failure: one line saying what is wrong and what to do.
+pub type CmdResult<T = ExitCode> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// tidefs: a POSIX filesystem on object storage, compatible with JuiceFS CE 1.x volumes.
+#[derive(Debug, Parser)]
+#[command(name = "tidefs", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log more (repeat for trace level).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Format a new volume (or change the settings of one with --force).
+    Format(format::Args),
+    /// Mount a volume.
+    Mount(mount::Args),
+    /// Unmount a volume.
+    Umount(umount::Args),
+    /// Show the volume setting (secrets removed) and live sessions.
+    Status(status::Args),
+    /// Show the inode, length, chunks and slices of a file in a mounted volume.
+    Info(info::Args),
+    /// Check metadata consistency and that every slice's objects exist.
+    Fsck(fsck::Args),
+    /// Print the version.
+    Version,
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> CmdResult {
+    let log_file = match &cli.command {
+        Command::Mount(a) if a.is_daemon_child() => a.log.clone(),
+        _ => None,
+    };
+    init_tracing(cli.verbose, log_file.as_deref())?;
+    match cli.command {
+        Command::Format(a) => block_on(format::run(a)),
+        Command::Mount(a) => mount::run(a),
+        Command::Umount(a) => umount::run(a),
+        Command::Status(a) => block_on(status::run(a)),
+        Command::Info(a) => block_on(info::run(a)),
+        Command::Fsck(a) => block_on(fsck::run(a)),
+        Command::Version => {
+            println!(
+                "tidefs {} (JuiceFS CE 1.x volume format)",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = CmdResult>>(f: F) -> CmdResult {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(f)
+}
+
+fn init_tracing(verbose: u8, file: Option<&std::path::Path>) -> CmdResult<()> {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("TIDEFS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let res = match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            builder.with_ansi(false).with_writer(Arc::new(f)).try_init()
+        }
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+    res.map_err(|e| format!("cannot set up logging: {e}").into())
+}
+
+/// Open the engine of `url` and load its volume.
+async fn open_volume(url: &str) -> CmdResult<(Arc<dyn tidefs_meta::Meta>, tidefs_meta::Format)> {
+    let meta = tidefs_meta::open(url).await?;
+    let fmt = meta.load().await?;
+    Ok((meta, fmt))
+}
+
+/// The block store of a loaded volume.
+fn open_store(
+    fmt: &tidefs_meta::Format,
+    mem_cache_bytes: u64,
+) -> CmdResult<tidefs_chunk::ChunkStore> {
+    let op = tidefs_chunk::operator(&fmt.storage, &fmt.bucket)?;
+    let block_size = u32::try_from(fmt.block_size()).map_err(|_| "block size out of range")?;
+    Ok(tidefs_chunk::ChunkStore::new(
+        op,
+        tidefs_chunk::StoreConfig {
+            name: fmt.name.clone(),
+            block_size,
+            compression: tidefs_chunk::Compression::parse(&fmt.compression)?,
+            hash_prefix: fmt.hash_prefix,
+            mem_cache_bytes,
+        },
+    ))
+}

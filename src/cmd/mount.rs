@@ -1,0 +1,375 @@
+//! `tidefs mount META-URL MOUNTPOINT`: serve a volume through FUSE, in the foreground or as a
+//! daemon (`-d`).
+
+use super::CmdResult;
+use crate::fuse::{mount_options, TidefsFs};
+use crate::vfs::{Vfs, VfsConfig};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tidefs_meta::{Ctx, FileType, Ino, SessionInfo, ROOT_INODE};
+
+const DAEMON_ENV: &str = "TIDEFS_DAEMON_CHILD";
+
+/// Arguments of `mount`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Metadata engine URL, e.g. sqlite3:///var/lib/tidefs/vol.db
+    meta_url: String,
+    /// Directory to mount on.
+    mountpoint: PathBuf,
+    /// Run in the background once mounted.
+    #[arg(short = 'd', long)]
+    background: bool,
+    /// Log file in background mode (default /var/log/tidefs.log as root, else ~/.tidefs/tidefs.log).
+    #[arg(long)]
+    pub(super) log: Option<PathBuf>,
+    /// Mount read-only: every write fails with EROFS.
+    #[arg(long)]
+    read_only: bool,
+    /// Mount this sub-directory of the volume as the root.
+    #[arg(long)]
+    subdir: Option<String>,
+    /// Kernel attribute cache, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    attr_cache: f64,
+    /// Kernel entry cache for files, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    entry_cache: f64,
+    /// Kernel entry cache for directories, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    dir_entry_cache: f64,
+    /// Write buffer budget, MiB.
+    #[arg(long, default_value_t = 300)]
+    buffer_size: u64,
+    /// Memory cache of decoded blocks, MiB.
+    #[arg(long, default_value_t = 64)]
+    mem_cache: u64,
+    /// FUSE mount options, comma separated (e.g. -o noatime,nosuid).
+    #[arg(short = 'o', value_delimiter = ',')]
+    options: Vec<String>,
+}
+
+impl Args {
+    pub(super) fn is_daemon_child(&self) -> bool {
+        std::env::var_os(DAEMON_ENV).is_some()
+    }
+}
+
+fn secs(v: f64, flag: &str) -> CmdResult<Duration> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("invalid --{flag} {v}: give a number of seconds >= 0").into());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether `path` is a mount point now (from /proc/self/mountinfo).
+pub(super) fn is_mounted(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    text.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|mp| unescape_mount(mp) == want)
+    })
+}
+
+fn unescape_mount(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Where a mount records how to reach it, for `info` and `umount`.
+pub(super) fn runtime_file(mountpoint: &Path) -> PathBuf {
+    let name: String = mountpoint
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let base = if is_root() {
+        PathBuf::from("/run/tidefs")
+    } else {
+        std::env::temp_dir().join("tidefs-run")
+    };
+    base.join(format!("{name}.json"))
+}
+
+fn check_mountpoint(mp: &Path) -> CmdResult<PathBuf> {
+    let md = std::fs::metadata(mp).map_err(|e| {
+        format!(
+            "mountpoint {} is not usable ({e}): create it with mkdir -p {}",
+            mp.display(),
+            mp.display()
+        )
+    })?;
+    if !md.is_dir() {
+        return Err(format!("mountpoint {} is not a directory", mp.display()).into());
+    }
+    let abs = std::fs::canonicalize(mp)?;
+    if is_mounted(&abs) {
+        return Err(format!(
+            "{} is already a mount point: unmount it first (tidefs umount {})",
+            abs.display(),
+            abs.display()
+        )
+        .into());
+    }
+    Ok(abs)
+}
+
+pub(super) fn run(a: Args) -> CmdResult {
+    let mountpoint = check_mountpoint(&a.mountpoint)?;
+    for (v, f) in [
+        (a.attr_cache, "attr-cache"),
+        (a.entry_cache, "entry-cache"),
+        (a.dir_entry_cache, "dir-entry-cache"),
+    ] {
+        secs(v, f)?;
+    }
+    if a.buffer_size < 8 {
+        return Err(format!(
+            "invalid --buffer-size {}: give at least 8 (MiB)",
+            a.buffer_size
+        )
+        .into());
+    }
+    if a.background && !a.is_daemon_child() {
+        return daemonize(&a, &mountpoint);
+    }
+    serve(a, mountpoint)
+}
+
+/// Start this command again without `-d` in a new session, wait until it has mounted.
+fn daemonize(a: &Args, mountpoint: &Path) -> CmdResult {
+    use std::os::unix::process::CommandExt;
+    let log = match &a.log {
+        Some(l) => l.clone(),
+        None if is_root() => PathBuf::from("/var/log/tidefs.log"),
+        None => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir);
+            let dir = home.join(".tidefs");
+            std::fs::create_dir_all(&dir)?;
+            dir.join("tidefs.log")
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("cannot open log file {}: {e}", log.display()))?;
+    let start_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|x| x != "-d" && x != "--background")
+        .collect();
+    if a.log.is_none() {
+        args.push("--log".into());
+        args.push(log.to_string_lossy().into_owned());
+    }
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args(&args)
+        .env(DAEMON_ENV, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    // SAFETY: setsid is async-signal-safe and only detaches the child from our terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if is_mounted(mountpoint) {
+            println!(
+                "tidefs mounted at {} (pid {}, log {})",
+                mountpoint.display(),
+                child.id(),
+                log.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(status) = child.try_wait()? {
+            let tail = std::fs::read(&log)
+                .ok()
+                .map(|b| {
+                    String::from_utf8_lossy(&b[(start_len as usize).min(b.len())..]).into_owned()
+                })
+                .unwrap_or_default();
+            let last = tail
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_string();
+            return Err(format!("mount failed ({status}): {last}").into());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("mount did not come up within 60 s; see {}", log.display()).into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tidefs")
+        .build()?;
+    let (meta, fmt) = rt.block_on(super::open_volume(&a.meta_url))?;
+    let store = super::open_store(&fmt, a.mem_cache << 20)?;
+    if a.read_only {
+        meta.set_read_only(true);
+    } else {
+        let st = store.clone();
+        meta.set_slice_deleter(Arc::new(move |id, size| {
+            let st = st.clone();
+            Box::pin(async move {
+                st.delete_slice(id, size).await.map_err(|e| {
+                    tidefs_meta::Error::new(
+                        tidefs_meta::ErrorKind::Engine,
+                        "deleting slice objects failed",
+                    )
+                    .with_source(e)
+                })
+            })
+        }));
+        let info = SessionInfo {
+            sid: 0,
+            expire: 0,
+            version: format!("tidefs-{}", env!("CARGO_PKG_VERSION")),
+            host_name: std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            mount_point: mountpoint.to_string_lossy().into_owned(),
+            mount_time: chrono::Utc::now().to_rfc3339(),
+            process_id: std::process::id(),
+        };
+        rt.block_on(meta.new_session(info))?;
+    }
+    let root = match &a.subdir {
+        Some(p) => rt.block_on(resolve_subdir(&*meta, p))?,
+        None => ROOT_INODE,
+    };
+    let cfg = VfsConfig {
+        read_only: a.read_only,
+        buffer_size: a.buffer_size << 20,
+        attr_ttl: secs(a.attr_cache, "attr-cache")?,
+        entry_ttl: secs(a.entry_cache, "entry-cache")?,
+        dir_entry_ttl: secs(a.dir_entry_cache, "dir-entry-cache")?,
+    };
+    let vfs = Arc::new(Vfs::new(meta.clone(), store, fmt.clone(), cfg));
+    let fs = TidefsFs::new(vfs.clone(), root, rt.handle().clone());
+    let mut config = fuser::Config::default();
+    config.mount_options = mount_options(&fmt.name, a.read_only, &a.options);
+    let allow_other = is_root() || a.options.iter().any(|o| o == "allow_other");
+    config.acl = if allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    config.n_threads = Some(2);
+    config.clone_fd = true;
+    let mut session = match fuser::Session::new(fs, &mountpoint, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = rt.block_on(meta.close_session());
+            return Err(format!(
+                "cannot mount at {}: {e} (is fuse3 installed and /dev/fuse present?)",
+                mountpoint.display()
+            )
+            .into());
+        }
+    };
+    let mut unmounter = session.unmount_callable();
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received, unmounting");
+        if let Err(e) = unmounter.unmount() {
+            tracing::warn!(error = %e, "unmount on signal failed");
+        }
+    });
+    let rtf = runtime_file(&mountpoint);
+    if let Some(dir) = rtf.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let record = serde_json::json!({ "meta_url": a.meta_url, "pid": std::process::id(), "root": root, "volume": fmt.name });
+    if let Err(e) = write_private(&rtf, record.to_string().as_bytes()) {
+        tracing::warn!(error = %e, file = %rtf.display(), "cannot record the mount for `tidefs info`");
+    }
+    tracing::info!(volume = %fmt.name, mountpoint = %mountpoint.display(), "mounted");
+    let served = session.run();
+    let flushed = rt.block_on(vfs.flush_all());
+    let closed = rt.block_on(meta.close_session());
+    let _ = std::fs::remove_file(&rtf);
+    tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
+    served.map_err(|e| format!("FUSE session failed: {e}"))?;
+    flushed?;
+    closed?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+async fn resolve_subdir(meta: &dyn tidefs_meta::Meta, path: &str) -> CmdResult<Ino> {
+    let ctx = Ctx::root();
+    let mut ino = ROOT_INODE;
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        let a = meta
+            .lookup(&ctx, ino, part.as_bytes())
+            .await
+            .map_err(|e| format!("--subdir {path}: {part}: {e}"))?;
+        if a.typ != FileType::Dir {
+            return Err(format!("--subdir {path}: {part} is not a directory").into());
+        }
+        ino = a.ino;
+    }
+    Ok(ino)
+}

@@ -1,0 +1,876 @@
+//! `impl fuser::Filesystem` over [`Vfs`].
+
+use super::errno::errno;
+use crate::vfs::{Vfs, VfsConfig};
+use fuser::{
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType as FT,
+    Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, MountOption,
+    OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tidefs_meta::{
+    Attr, Ctx, FallocMode, FileType, Ino, SetAttr, TimeSet, Timestamp, XattrFlags, ROOT_INODE,
+    S_ISGID,
+};
+
+/// The FUSE filesystem of one mount.
+pub struct TidefsFs {
+    inner: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+}
+
+struct Shared {
+    vfs: Arc<Vfs>,
+    cfg: VfsConfig,
+    /// Inode shown to the kernel as the root (the `--subdir` directory, or the volume root).
+    root: Ino,
+    /// The kernel checks permissions (`default_permissions`), so the metadata layer need not.
+    kernel_checks: bool,
+}
+
+/// Mount options for the kernel.
+/// (`allow_other` is not among them: it is the session ACL, see `fuser::SessionACL`.)
+pub fn mount_options(name: &str, read_only: bool, extra: &[String]) -> Vec<MountOption> {
+    let mut v = vec![
+        MountOption::FSName(format!("tidefs:{name}")),
+        MountOption::Subtype("tidefs".into()),
+        MountOption::DefaultPermissions,
+    ];
+    v.push(if read_only {
+        MountOption::RO
+    } else {
+        MountOption::RW
+    });
+    for o in extra {
+        match o.as_str() {
+            "ro" | "rw" | "default_permissions" | "allow_other" => {}
+            "noatime" => v.push(MountOption::NoAtime),
+            "nosuid" => v.push(MountOption::NoSuid),
+            "nodev" => v.push(MountOption::NoDev),
+            "noexec" => v.push(MountOption::NoExec),
+            other => v.push(MountOption::CUSTOM(other.to_string())),
+        }
+    }
+    v
+}
+
+impl TidefsFs {
+    /// The filesystem serving `vfs`, with `root` shown as the mount root.
+    pub fn new(vfs: Arc<Vfs>, root: Ino, rt: tokio::runtime::Handle) -> Self {
+        let cfg = vfs.config().clone();
+        Self {
+            inner: Arc::new(Shared {
+                vfs,
+                cfg,
+                root,
+                kernel_checks: true,
+            }),
+            rt,
+        }
+    }
+
+    fn spawn<F>(&self, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.rt.spawn(f);
+    }
+}
+
+fn err(e: &crate::vfs::Error) -> Errno {
+    Errno::from_i32(errno(e))
+}
+
+fn ts(t: Timestamp) -> SystemTime {
+    t.to_system_time()
+}
+
+fn kind(t: FileType) -> FT {
+    match t {
+        FileType::File => FT::RegularFile,
+        FileType::Dir => FT::Directory,
+        FileType::Symlink => FT::Symlink,
+        FileType::Fifo => FT::NamedPipe,
+        FileType::BlockDev => FT::BlockDevice,
+        FileType::CharDev => FT::CharDevice,
+        FileType::Socket => FT::Socket,
+    }
+}
+
+/// Supplementary groups of a process, for the set-group-id rules (read only when needed).
+fn supplementary_groups(pid: u32) -> Vec<u32> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Shared {
+    fn real(&self, ino: INodeNo) -> Ino {
+        if ino.0 == ROOT_INODE {
+            self.root
+        } else {
+            ino.0
+        }
+    }
+
+    fn shown(&self, ino: Ino) -> INodeNo {
+        if ino == self.root {
+            INodeNo(ROOT_INODE)
+        } else {
+            INodeNo(ino)
+        }
+    }
+
+    fn ctx(&self, req: &Request) -> Ctx {
+        Ctx {
+            uid: req.uid(),
+            gid: req.gid(),
+            gids: Vec::new(),
+            pid: req.pid(),
+            check_permission: !self.kernel_checks,
+        }
+    }
+
+    fn attr(&self, a: &Attr) -> FileAttr {
+        let blocks = if a.typ == FileType::Dir || a.typ == FileType::File {
+            a.length.div_ceil(512)
+        } else {
+            0
+        };
+        FileAttr {
+            ino: self.shown(a.ino),
+            size: a.length,
+            blocks,
+            atime: ts(a.atime),
+            mtime: ts(a.mtime),
+            ctime: ts(a.ctime),
+            crtime: ts(a.ctime),
+            kind: kind(a.typ),
+            perm: a.mode,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            rdev: a.rdev,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn entry_ttl(&self, a: &Attr) -> Duration {
+        if a.typ == FileType::Dir {
+            self.cfg.dir_entry_ttl
+        } else {
+            self.cfg.entry_ttl
+        }
+    }
+
+    fn reply_entry(&self, reply: ReplyEntry, r: crate::vfs::Result<Attr>) {
+        match r {
+            Ok(a) => reply.entry_with_ttls(
+                &self.entry_ttl(&a),
+                &self.cfg.attr_ttl,
+                &self.attr(&a),
+                Generation(0),
+            ),
+            Err(e) => reply.error(err(&e)),
+        }
+    }
+}
+
+fn empty(reply: ReplyEmpty, r: crate::vfs::Result<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(err(&e)),
+    }
+}
+
+fn time_set(t: TimeOrNow) -> TimeSet {
+    match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(st) => TimeSet::At(Timestamp::from(st)),
+    }
+}
+
+impl Filesystem for TidefsFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_ASYNC_DIO,
+        ] {
+            let _ = config.add_capabilities(flag);
+        }
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        let vfs = self.inner.vfs.clone();
+        let res = self.rt.block_on(async move { vfs.flush_all().await });
+        if let Err(e) = res {
+            tracing::error!(error = %e, "flushing buffered writes at unmount failed");
+        }
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let (s, ctx, parent, name) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(parent),
+            name.as_bytes().to_vec(),
+        );
+        self.spawn(async move {
+            let r = s.vfs.lookup(&ctx, parent, &name).await;
+            s.reply_entry(reply, r);
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
+        self.spawn(async move {
+            match s.vfs.getattr(ino).await {
+                Ok(a) => reply.attr(&s.cfg.attr_ttl, &s.attr(&a)),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let (s, ctx, ino) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+        );
+        let set = SetAttr {
+            mode: mode.map(|m| (m & 0o7777) as u16),
+            uid,
+            gid,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+        };
+        self.spawn(async move {
+            match s.vfs.setattr(&ctx, ino, &set, size).await {
+                Ok(a) => reply.attr(&s.cfg.attr_ttl, &s.attr(&a)),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
+        self.spawn(async move {
+            match s.vfs.readlink(ino).await {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (s, mut ctx, parent, name) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(parent),
+            name.as_bytes().to_vec(),
+        );
+        let Some(typ) = FileType::from_mode(mode).or(if mode & 0o170000 == 0 {
+            Some(FileType::File)
+        } else {
+            None
+        }) else {
+            reply.error(Errno::EINVAL);
+            return;
+        };
+        if mode as u16 & S_ISGID != 0 {
+            ctx.gids = supplementary_groups(ctx.pid);
+        }
+        self.spawn(async move {
+            let r = s
+                .vfs
+                .mknod(
+                    &ctx,
+                    parent,
+                    &name,
+                    typ,
+                    (mode & 0o7777) as u16,
+                    (umask & 0o7777) as u16,
+                    rdev,
+                )
+                .await;
+            s.reply_entry(reply, r);
+        });
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (s, ctx, parent, name) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(parent),
+            name.as_bytes().to_vec(),
+        );
+        self.spawn(async move {
+            let r = s
+                .vfs
+                .mknod(
+                    &ctx,
+                    parent,
+                    &name,
+                    FileType::Dir,
+                    (mode & 0o7777) as u16,
+                    (umask & 0o7777) as u16,
+                    0,
+                )
+                .await;
+            s.reply_entry(reply, r);
+        });
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (s, ctx, parent, name) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(parent),
+            name.as_bytes().to_vec(),
+        );
+        self.spawn(async move { empty(reply, s.vfs.unlink(&ctx, parent, &name).await) });
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (s, ctx, parent, name) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(parent),
+            name.as_bytes().to_vec(),
+        );
+        self.spawn(async move { empty(reply, s.vfs.rmdir(&ctx, parent, &name).await) });
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (s, ctx, parent) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(parent),
+        );
+        let (name, target) = (
+            link_name.as_bytes().to_vec(),
+            target.as_os_str().as_bytes().to_vec(),
+        );
+        self.spawn(async move {
+            let r = s.vfs.symlink(&ctx, parent, &name, &target).await;
+            s.reply_entry(reply, r);
+        });
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (s, ctx) = (self.inner.clone(), self.inner.ctx(req));
+        let (parent, newparent) = (self.inner.real(parent), self.inner.real(newparent));
+        let (name, newname) = (name.as_bytes().to_vec(), newname.as_bytes().to_vec());
+        if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            reply.error(Errno::EINVAL);
+            return;
+        }
+        let f = tidefs_meta::RenameFlags {
+            noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
+            exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
+        };
+        self.spawn(async move {
+            empty(
+                reply,
+                s.vfs
+                    .rename(&ctx, parent, &name, newparent, &newname, f)
+                    .await,
+            )
+        });
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (s, ctx, ino, parent, name) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+            self.inner.real(newparent),
+            newname.as_bytes().to_vec(),
+        );
+        self.spawn(async move {
+            let r = s.vfs.link(&ctx, ino, parent, &name).await;
+            s.reply_entry(reply, r);
+        });
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (s, ctx, ino) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+        );
+        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        self.spawn(async move {
+            match s.vfs.open(&ctx, ino, write).await {
+                Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (s, mut ctx, parent, name) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(parent),
+            name.as_bytes().to_vec(),
+        );
+        if mode as u16 & S_ISGID != 0 {
+            ctx.gids = supplementary_groups(ctx.pid);
+        }
+        self.spawn(async move {
+            match s
+                .vfs
+                .create(
+                    &ctx,
+                    parent,
+                    &name,
+                    (mode & 0o7777) as u16,
+                    (umask & 0o7777) as u16,
+                )
+                .await
+            {
+                Ok((fh, a)) => reply.created(
+                    &s.entry_ttl(&a),
+                    &s.attr(&a),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let s = self.inner.clone();
+        self.spawn(async move {
+            match s.vfs.read(fh.0, offset, size).await {
+                Ok(d) => reply.data(&d),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _wf: WriteFlags,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let (s, data) = (self.inner.clone(), data.to_vec());
+        self.spawn(async move {
+            match s.vfs.write(fh.0, offset, &data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let s = self.inner.clone();
+        self.spawn(async move { empty(reply, s.vfs.flush(fh.0).await) });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let s = self.inner.clone();
+        self.spawn(async move { empty(reply, s.vfs.release(fh.0).await) });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let s = self.inner.clone();
+        self.spawn(async move { empty(reply, s.vfs.fsync(fh.0).await) });
+    }
+
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let (s, ctx, ino) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+        );
+        self.spawn(async move {
+            match s.vfs.opendir(&ctx, ino).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let (s, ctx, ino) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+        );
+        self.spawn(async move {
+            match s.vfs.readdir(&ctx, ino, offset, 512, false).await {
+                Ok(list) => {
+                    for e in list {
+                        if reply.add(
+                            s.shown(e.entry.ino),
+                            e.offset,
+                            kind(e.entry.typ),
+                            OsStr::from_bytes(&e.entry.name),
+                        ) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let (s, ctx, ino) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+        );
+        self.spawn(async move {
+            match s.vfs.readdir(&ctx, ino, offset, 256, true).await {
+                Ok(list) => {
+                    for e in list {
+                        // an entry whose inode vanished meanwhile is skipped, not faked
+                        let Some(a) = e.entry.attr.as_ref() else {
+                            continue;
+                        };
+                        let ttl = s.entry_ttl(a);
+                        if reply.add(
+                            s.shown(e.entry.ino),
+                            e.offset,
+                            OsStr::from_bytes(&e.entry.name),
+                            &ttl,
+                            &s.attr(a),
+                            Generation(0),
+                        ) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.inner.vfs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // every metadata change is committed when its request is answered
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.inner.clone();
+        self.spawn(async move {
+            match s.vfs.statfs().await {
+                Ok(st) => {
+                    const BSIZE: u64 = 4096;
+                    reply.statfs(
+                        st.total_space / BSIZE,
+                        st.avail_space / BSIZE,
+                        st.avail_space / BSIZE,
+                        st.used_inodes + st.avail_inodes,
+                        st.avail_inodes,
+                        BSIZE as u32,
+                        tidefs_meta::MAX_NAME_LEN as u32,
+                        BSIZE as u32,
+                    )
+                }
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let (s, ctx, ino, name, value) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+            name.as_bytes().to_vec(),
+            value.to_vec(),
+        );
+        let f = XattrFlags {
+            create: flags & libc::XATTR_CREATE != 0,
+            replace: flags & libc::XATTR_REPLACE != 0,
+        };
+        self.spawn(async move { empty(reply, s.vfs.setxattr(&ctx, ino, &name, &value, f).await) });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let (s, ino, name) = (
+            self.inner.clone(),
+            self.inner.real(ino),
+            name.as_bytes().to_vec(),
+        );
+        self.spawn(async move {
+            match s.vfs.getxattr(ino, &name).await {
+                Ok(v) => xattr_reply(reply, size, &v),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
+        self.spawn(async move {
+            match s.vfs.listxattr(ino).await {
+                Ok(v) => xattr_reply(reply, size, &v),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (s, ctx, ino, name) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+            name.as_bytes().to_vec(),
+        );
+        self.spawn(async move { empty(reply, s.vfs.removexattr(&ctx, ino, &name).await) });
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let (s, ctx, ino) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+        );
+        let mask = (mask.bits() & 7) as u16;
+        self.spawn(async move { empty(reply, s.vfs.access(&ctx, ino, mask).await) });
+    }
+
+    fn fallocate(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let (s, ctx) = (self.inner.clone(), self.inner.ctx(req));
+        let known =
+            libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        if mode & !known != 0 {
+            reply.error(Errno::EOPNOTSUPP);
+            return;
+        }
+        let m = FallocMode {
+            keep_size: mode & libc::FALLOC_FL_KEEP_SIZE != 0,
+            punch_hole: mode & libc::FALLOC_FL_PUNCH_HOLE != 0,
+            zero_range: mode & libc::FALLOC_FL_ZERO_RANGE != 0,
+        };
+        self.spawn(
+            async move { empty(reply, s.vfs.fallocate(&ctx, fh.0, m, offset, length).await) },
+        );
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let s = self.inner.clone();
+        let len = len.min(u64::from(u32::MAX) & !0xfff);
+        self.spawn(async move {
+            match s
+                .vfs
+                .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+                .await
+            {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, size: u32, v: &[u8]) {
+    if size == 0 {
+        reply.size(v.len() as u32);
+    } else if v.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(v);
+    }
+}

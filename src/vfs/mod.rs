@@ -1,0 +1,652 @@
+//! POSIX semantics over metadata and object data, without any kernel types.
+//!
+//! `vfs` joins the two halves of tidefs: it turns file offsets into chunk slice lists (from
+//! `meta`) and block reads (from `chunk`), keeps open handles and write buffers, and enforces
+//! close-to-open consistency: data written through a handle is committed at flush/fsync/close,
+//! and an open drops what this client cached about the file.
+
+pub mod error;
+mod reader;
+pub mod writer;
+
+pub use error::{Error, Result};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tidefs_chunk::ChunkStore;
+use tidefs_meta::{
+    Attr, Ctx, DirEntry, ErrorKind, FallocMode, FileType, Format, Ino, Meta, RenameFlags, SetAttr,
+    StatFs, XattrFlags, ROOT_INODE, TRASH_INODE, TRASH_NAME,
+};
+use writer::{BufferBudget, FileWriter};
+
+/// Settings of one mount.
+#[derive(Debug, Clone)]
+pub struct VfsConfig {
+    /// Refuse writes.
+    pub read_only: bool,
+    /// Write buffer budget in bytes.
+    pub buffer_size: u64,
+    /// Kernel attribute cache TTL.
+    pub attr_ttl: Duration,
+    /// Kernel entry cache TTL for files.
+    pub entry_ttl: Duration,
+    /// Kernel entry cache TTL for directories.
+    pub dir_entry_ttl: Duration,
+}
+
+impl Default for VfsConfig {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            buffer_size: 300 << 20,
+            attr_ttl: Duration::from_secs(1),
+            entry_ttl: Duration::from_secs(1),
+            dir_entry_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// First readdir offset used by real entries: 1 and 2 are `.` and `..`, 3 is `.trash` at the root.
+const DIR_OFFSET_BASE: u64 = 3;
+
+/// An entry as readdir hands it to the kernel: with its resume offset.
+#[derive(Debug, Clone)]
+pub struct ListedEntry {
+    /// The entry.
+    pub entry: DirEntry,
+    /// Offset to resume after it.
+    pub offset: u64,
+}
+
+struct Handle {
+    ino: Ino,
+    /// End of the last read, to tell sequential from random reads.
+    last_read_end: AtomicU64,
+}
+
+/// The filesystem of one mount.
+pub struct Vfs {
+    meta: Arc<dyn Meta>,
+    store: ChunkStore,
+    format: Format,
+    cfg: VfsConfig,
+    budget: Arc<BufferBudget>,
+    next_fh: AtomicU64,
+    handles: parking_lot::Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Open handle count and shared writer of each open inode.
+    files: parking_lot::Mutex<HashMap<Ino, (u32, Option<Arc<FileWriter>>)>>,
+}
+
+impl Vfs {
+    /// A filesystem over an opened, loaded volume.
+    pub fn new(meta: Arc<dyn Meta>, store: ChunkStore, format: Format, cfg: VfsConfig) -> Self {
+        let budget = BufferBudget::new(cfg.buffer_size);
+        Self {
+            meta,
+            store,
+            format,
+            cfg,
+            budget,
+            next_fh: AtomicU64::new(1),
+            handles: parking_lot::Mutex::new(HashMap::new()),
+            files: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Mount settings.
+    pub fn config(&self) -> &VfsConfig {
+        &self.cfg
+    }
+
+    /// The volume setting.
+    pub fn format(&self) -> &Format {
+        &self.format
+    }
+
+    /// The metadata engine.
+    pub fn meta(&self) -> &Arc<dyn Meta> {
+        &self.meta
+    }
+
+    /// Bytes in write buffers now.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.budget.used()
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.cfg.read_only {
+            return Err(Error::posix(
+                ErrorKind::ReadOnly,
+                "the volume is mounted read-only",
+            ));
+        }
+        Ok(())
+    }
+
+    fn writer(&self, ino: Ino) -> Option<Arc<FileWriter>> {
+        self.files.lock().get(&ino).and_then(|(_, w)| w.clone())
+    }
+
+    fn writer_or_new(&self, ino: Ino) -> Arc<FileWriter> {
+        let mut files = self.files.lock();
+        let slot = files.entry(ino).or_insert((0, None));
+        slot.1
+            .get_or_insert_with(|| {
+                Arc::new(FileWriter::new(
+                    ino,
+                    self.meta.clone(),
+                    self.store.clone(),
+                    self.budget.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// Commit buffered writes of `ino`, if any.
+    async fn flush_ino(&self, ino: Ino) -> Result<()> {
+        if let Some(w) = self.writer(ino) {
+            w.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Attributes with uncommitted writes of this mount applied.
+    async fn overlay(&self, mut attr: Attr) -> Attr {
+        if let Some(w) = self.writer(attr.ino) {
+            if let Some((len, mtime)) = w.pending().await {
+                attr.length = attr.length.max(len);
+                attr.mtime = mtime;
+                attr.ctime = mtime;
+            }
+        }
+        attr
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        self.handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| Error::posix(ErrorKind::BadHandle, "unknown file handle"))
+    }
+
+    fn new_handle(&self, ino: Ino) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(
+            fh,
+            Arc::new(Handle {
+                ino,
+                last_read_end: AtomicU64::new(0),
+            }),
+        );
+        fh
+    }
+
+    // ---- namespace -------------------------------------------------------------------------
+
+    /// Look `name` up in `parent`.
+    pub async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
+        let a = self.meta.lookup(ctx, parent, name).await?;
+        Ok(self.overlay(a).await)
+    }
+
+    /// Attributes of `ino`.
+    pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let a = self.meta.getattr(ino).await?;
+        Ok(self.overlay(a).await)
+    }
+
+    /// Change attributes; `size` truncates (after committing buffered writes).
+    pub async fn setattr(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        set: &SetAttr,
+        size: Option<u64>,
+    ) -> Result<Attr> {
+        self.writable()?;
+        let mut attr = None;
+        if let Some(len) = size {
+            self.flush_ino(ino).await?;
+            attr = Some(self.meta.truncate(ctx, ino, len).await?);
+        }
+        if set.mode.is_some()
+            || set.uid.is_some()
+            || set.gid.is_some()
+            || set.atime.is_some()
+            || set.mtime.is_some()
+        {
+            if set.mtime.is_some() {
+                // explicit times must not be overwritten by a later commit of older writes
+                self.flush_ino(ino).await?;
+            }
+            attr = Some(self.meta.setattr(ctx, ino, set).await?);
+        }
+        match attr {
+            Some(a) => Ok(self.overlay(a).await),
+            None => self.getattr(ino).await,
+        }
+    }
+
+    /// Create a node (file, device, FIFO, socket, directory).
+    pub async fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        umask: u16,
+        rdev: u32,
+    ) -> Result<Attr> {
+        self.writable()?;
+        Ok(self
+            .meta
+            .mknod(ctx, parent, name, typ, mode, umask, rdev, b"")
+            .await?)
+    }
+
+    /// Create a symlink.
+    pub async fn symlink(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<Attr> {
+        self.writable()?;
+        Ok(self
+            .meta
+            .mknod(ctx, parent, name, FileType::Symlink, 0o777, 0, 0, target)
+            .await?)
+    }
+
+    /// Target of a symlink.
+    pub async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        Ok(self.meta.readlink(ino).await?)
+    }
+
+    /// Remove a file name.
+    pub async fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        Ok(self.meta.unlink(ctx, parent, name).await?)
+    }
+
+    /// Remove an empty directory.
+    pub async fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        Ok(self.meta.rmdir(ctx, parent, name).await?)
+    }
+
+    /// Rename.
+    pub async fn rename(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        self.writable()?;
+        Ok(self
+            .meta
+            .rename(ctx, parent, name, new_parent, new_name, flags)
+            .await?)
+    }
+
+    /// Hard link.
+    pub async fn link(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &[u8],
+    ) -> Result<Attr> {
+        self.writable()?;
+        let a = self.meta.link(ctx, ino, new_parent, new_name).await?;
+        Ok(self.overlay(a).await)
+    }
+
+    /// Check access the way access(2) does.
+    pub async fn access(&self, ctx: &Ctx, ino: Ino, mask: u16) -> Result<()> {
+        let a = self.meta.getattr(ino).await?;
+        if mask & tidefs_meta::perm::MAY_WRITE != 0 && self.cfg.read_only {
+            return Err(Error::posix(ErrorKind::ReadOnly, "read-only mount"));
+        }
+        let mut strict = ctx.clone();
+        strict.check_permission = true;
+        Ok(tidefs_meta::perm::access(&strict, &a, mask)?)
+    }
+
+    /// Capacity and usage.
+    pub async fn statfs(&self) -> Result<StatFs> {
+        Ok(self.meta.statfs().await?)
+    }
+
+    // ---- directories -----------------------------------------------------------------------
+
+    /// Open a directory.
+    pub async fn opendir(&self, ctx: &Ctx, ino: Ino) -> Result<u64> {
+        let a = self.meta.getattr(ino).await?;
+        if a.typ != FileType::Dir {
+            return Err(Error::posix(ErrorKind::NotDir, "not a directory"));
+        }
+        let _ = ctx;
+        Ok(self.new_handle(ino))
+    }
+
+    /// Entries of a directory from kernel offset `offset`, at most `limit`. `.` and `..` come
+    /// first (offsets 1 and 2), `.trash` next at the root, then the stored entries, each with an
+    /// offset derived from its stable entry id, so a listing resumes correctly however the
+    /// directory changes in between.
+    pub async fn readdir(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<ListedEntry>> {
+        let mut out = Vec::new();
+        let dir = if plus || offset < 2 {
+            Some(self.meta.getattr(ino).await?)
+        } else {
+            None
+        };
+        if offset < 1 {
+            out.push(ListedEntry {
+                entry: DirEntry {
+                    name: b".".to_vec(),
+                    ino,
+                    typ: FileType::Dir,
+                    attr: dir.clone(),
+                    cursor: 0,
+                },
+                offset: 1,
+            });
+        }
+        if offset < 2 {
+            let parent = match &dir {
+                Some(d) if ino != ROOT_INODE => d.parent,
+                _ => ROOT_INODE,
+            };
+            let pattr = if plus {
+                self.meta.getattr(parent).await.ok()
+            } else {
+                None
+            };
+            out.push(ListedEntry {
+                entry: DirEntry {
+                    name: b"..".to_vec(),
+                    ino: parent,
+                    typ: FileType::Dir,
+                    attr: pattr,
+                    cursor: 0,
+                },
+                offset: 2,
+            });
+        }
+        if offset < DIR_OFFSET_BASE && ino == ROOT_INODE {
+            if let Ok(t) = self.meta.getattr(TRASH_INODE).await {
+                out.push(ListedEntry {
+                    entry: DirEntry {
+                        name: TRASH_NAME.as_bytes().to_vec(),
+                        ino: TRASH_INODE,
+                        typ: FileType::Dir,
+                        attr: Some(t),
+                        cursor: 0,
+                    },
+                    offset: DIR_OFFSET_BASE,
+                });
+            }
+        }
+        let after = offset.saturating_sub(DIR_OFFSET_BASE);
+        let room = limit.saturating_sub(out.len()).max(1);
+        for e in self.meta.readdir(ctx, ino, after, room, plus).await? {
+            let offset = e.cursor + DIR_OFFSET_BASE;
+            let mut e = e;
+            if let Some(a) = e.attr.take() {
+                e.attr = Some(self.overlay(a).await);
+            }
+            out.push(ListedEntry { entry: e, offset });
+        }
+        Ok(out)
+    }
+
+    /// Close a directory handle.
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.lock().remove(&fh);
+    }
+
+    // ---- files -----------------------------------------------------------------------------
+
+    /// Open `ino`; returns the handle and current attributes.
+    pub async fn open(&self, ctx: &Ctx, ino: Ino, write: bool) -> Result<(u64, Attr)> {
+        if write {
+            self.writable()?;
+        }
+        let a = self.meta.open(ctx, ino).await?;
+        match a.typ {
+            FileType::Dir => {
+                self.meta.close(ino).await?;
+                return Err(Error::posix(ErrorKind::IsDir, "is a directory"));
+            }
+            FileType::Symlink => {
+                self.meta.close(ino).await?;
+                return Err(Error::posix(ErrorKind::Invalid, "cannot open a symlink"));
+            }
+            _ => {}
+        }
+        self.files.lock().entry(ino).or_insert((0, None)).0 += 1;
+        let fh = self.new_handle(ino);
+        Ok((fh, self.overlay(a).await))
+    }
+
+    /// Create and open a regular file.
+    pub async fn create(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+        umask: u16,
+    ) -> Result<(u64, Attr)> {
+        self.writable()?;
+        let a = self
+            .meta
+            .mknod(ctx, parent, name, FileType::File, mode, umask, 0, b"")
+            .await?;
+        self.meta.open(ctx, a.ino).await?;
+        self.files.lock().entry(a.ino).or_insert((0, None)).0 += 1;
+        let fh = self.new_handle(a.ino);
+        Ok((fh, a))
+    }
+
+    /// Read up to `size` bytes at `off`.
+    pub async fn read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        // reads see this mount's own writes: commit them first
+        if let Some(w) = self.writer(h.ino) {
+            if w.is_dirty().await {
+                w.flush().await?;
+            }
+        }
+        let attr = self.meta.getattr(h.ino).await?;
+        if off >= attr.length || size == 0 {
+            return Ok(Vec::new());
+        }
+        let n = u64::from(size).min(attr.length - off);
+        let sequential = h.last_read_end.swap(off + n, Ordering::Relaxed) == off || off == 0;
+        reader::read(&*self.meta, &self.store, h.ino, off, n as usize, sequential).await
+    }
+
+    /// Buffer a write; returns the bytes taken.
+    pub async fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
+        self.writable()?;
+        let h = self.handle(fh)?;
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= tidefs_meta::MAX_FILE_LEN);
+        if end.is_none() {
+            return Err(Error::posix(
+                ErrorKind::FileTooBig,
+                "write past the largest file size",
+            ));
+        }
+        let w = self.writer_or_new(h.ino);
+        w.write(off, data).await?;
+        Ok(data.len() as u32)
+    }
+
+    /// flush(2) of a handle: commit buffered writes of the file.
+    pub async fn flush(&self, fh: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        self.flush_ino(h.ino).await
+    }
+
+    /// fsync(2).
+    pub async fn fsync(&self, fh: u64) -> Result<()> {
+        self.flush(fh).await
+    }
+
+    /// Last close of a handle.
+    pub async fn release(&self, fh: u64) -> Result<()> {
+        let h = self.handles.lock().remove(&fh);
+        let Some(h) = h else { return Ok(()) };
+        let flushed = self.flush_ino(h.ino).await;
+        let writer_done = {
+            let mut files = self.files.lock();
+            match files.get_mut(&h.ino) {
+                Some(slot) if slot.0 > 1 => {
+                    slot.0 -= 1;
+                    false
+                }
+                Some(_) => {
+                    files.remove(&h.ino);
+                    true
+                }
+                None => false,
+            }
+        };
+        let _ = writer_done;
+        self.meta.close(h.ino).await?;
+        flushed
+    }
+
+    /// fallocate(2).
+    pub async fn fallocate(
+        &self,
+        ctx: &Ctx,
+        fh: u64,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<()> {
+        self.writable()?;
+        let h = self.handle(fh)?;
+        self.flush_ino(h.ino).await?;
+        self.meta.fallocate(ctx, h.ino, mode, off, len).await?;
+        Ok(())
+    }
+
+    /// copy_file_range(2): copies through this client (data is read and written again).
+    pub async fn copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> Result<u64> {
+        self.writable()?;
+        let mut done = 0u64;
+        const STEP: u64 = 4 << 20;
+        while done < len {
+            let n = (len - done).min(STEP) as u32;
+            let buf = self.read(fh_in, off_in + done, n).await?;
+            if buf.is_empty() {
+                break;
+            }
+            self.write(fh_out, off_out + done, &buf).await?;
+            done += buf.len() as u64;
+            if (buf.len() as u32) < n {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    // ---- extended attributes ---------------------------------------------------------------
+
+    /// getxattr(2).
+    pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        check_xattr_namespace(name)?;
+        Ok(self.meta.getxattr(ino, name).await?)
+    }
+
+    /// listxattr(2): names, each NUL-terminated.
+    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for n in self.meta.listxattr(ino).await? {
+            out.extend_from_slice(&n);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// setxattr(2).
+    pub async fn setxattr(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: XattrFlags,
+    ) -> Result<()> {
+        self.writable()?;
+        check_xattr_namespace(name)?;
+        Ok(self.meta.setxattr(ctx, ino, name, value, flags).await?)
+    }
+
+    /// removexattr(2).
+    pub async fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        check_xattr_namespace(name)?;
+        Ok(self.meta.removexattr(ctx, ino, name).await?)
+    }
+
+    /// Commit every buffered write (at unmount).
+    pub async fn flush_all(&self) -> Result<()> {
+        let writers: Vec<_> = self
+            .files
+            .lock()
+            .values()
+            .filter_map(|(_, w)| w.clone())
+            .collect();
+        let mut res = Ok(());
+        for w in writers {
+            if let Err(e) = w.flush().await {
+                res = Err(e);
+            }
+        }
+        res
+    }
+}
+
+/// POSIX ACLs are not supported yet: say so, rather than store attributes nobody enforces.
+fn check_xattr_namespace(name: &[u8]) -> Result<()> {
+    if name.starts_with(b"system.posix_acl_") {
+        return Err(Error::posix(
+            ErrorKind::Unsupported,
+            "POSIX ACLs are not supported",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

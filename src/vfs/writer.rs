@@ -1,0 +1,247 @@
+//! Write buffering: per open file, writes become slices; full blocks upload as soon as they
+//! fill; a slice commits (one metadata transaction appending its record) only after all of its
+//! blocks are stored, and slices of one file commit in the order they were started, so the
+//! newest-wins rule of the slice list sees them in write order.
+//!
+//! Memory is bounded by a budget shared by all files (`--buffer-size`): a write that finds the
+//! budget exceeded first flushes its own file, which uploads and commits everything it holds.
+
+use super::error::{Error, Result};
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tidefs_chunk::ChunkStore;
+use tidefs_meta::{ErrorKind, Ino, Meta, Slice, Timestamp, CHUNK_SIZE};
+use tokio::task::JoinHandle;
+
+/// Bytes held in write buffers and in uploads under way, shared by all files of a mount.
+#[derive(Debug, Default)]
+pub struct BufferBudget {
+    used: AtomicU64,
+    limit: u64,
+}
+
+impl BufferBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Self {
+            used: AtomicU64::new(0),
+            limit: limit.max(8 << 20),
+        })
+    }
+    fn add(&self, n: usize) {
+        self.used.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    fn sub(&self, n: usize) {
+        self.used.fetch_sub(n as u64, Ordering::Relaxed);
+    }
+    fn over(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.limit
+    }
+    /// Bytes in use now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// One slice being written: bytes `[base, base + data.len())` of the slice are still in memory,
+/// bytes before `base` are in whole blocks already uploaded or uploading.
+struct SliceBuf {
+    indx: u32,
+    /// Offset of the slice in its chunk.
+    pos: u32,
+    id: u64,
+    base: u32,
+    data: Vec<u8>,
+    uploads: Vec<JoinHandle<tidefs_chunk::Result<()>>>,
+}
+
+impl SliceBuf {
+    fn len(&self) -> u32 {
+        self.base + self.data.len() as u32
+    }
+}
+
+#[derive(Default)]
+struct State {
+    slices: Vec<SliceBuf>,
+    /// Largest file offset written and not yet committed.
+    length: u64,
+    mtime: Option<Timestamp>,
+}
+
+/// The write buffer of one inode, shared by all its handles in this mount.
+pub struct FileWriter {
+    ino: Ino,
+    meta: Arc<dyn Meta>,
+    store: ChunkStore,
+    budget: Arc<BufferBudget>,
+    block_size: u32,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl FileWriter {
+    /// A writer for `ino`.
+    pub fn new(
+        ino: Ino,
+        meta: Arc<dyn Meta>,
+        store: ChunkStore,
+        budget: Arc<BufferBudget>,
+    ) -> Self {
+        let block_size = store.config().block_size;
+        Self {
+            ino,
+            meta,
+            store,
+            budget,
+            block_size,
+            state: tokio::sync::Mutex::new(State::default()),
+        }
+    }
+
+    /// Length and mtime of uncommitted writes, if any.
+    pub async fn pending(&self) -> Option<(u64, Timestamp)> {
+        let st = self.state.lock().await;
+        if st.slices.is_empty() {
+            return None;
+        }
+        st.mtime.map(|m| (st.length, m))
+    }
+
+    /// Whether anything is buffered.
+    pub async fn is_dirty(&self) -> bool {
+        !self.state.lock().await.slices.is_empty()
+    }
+
+    /// Buffer `data` at file offset `off`.
+    pub async fn write(&self, off: u64, data: &[u8]) -> Result<()> {
+        if self.budget.over() {
+            self.flush().await?;
+        }
+        let mut st = self.state.lock().await;
+        let mut done = 0usize;
+        while done < data.len() {
+            let at = off + done as u64;
+            let indx = (at / CHUNK_SIZE) as u32;
+            let pos = (at % CHUNK_SIZE) as u32;
+            let room = (CHUNK_SIZE - u64::from(pos)) as usize;
+            let n = room.min(data.len() - done);
+            self.write_chunk(&mut st, indx, pos, &data[done..done + n])
+                .await?;
+            done += n;
+        }
+        let end = off + data.len() as u64;
+        st.length = st.length.max(end);
+        st.mtime = Some(Timestamp::now());
+        Ok(())
+    }
+
+    async fn write_chunk(&self, st: &mut State, indx: u32, pos: u32, data: &[u8]) -> Result<()> {
+        // The newest slice of this chunk may take the write if it lands in (or right after) the
+        // part of it still in memory; older slices may not, since newer ones would hide it.
+        let target = st.slices.iter().rposition(|s| s.indx == indx).filter(|&i| {
+            let s = &st.slices[i];
+            pos >= s.pos + s.base && pos <= s.pos + s.len()
+        });
+        let i = match target {
+            Some(i) => i,
+            None => {
+                let id = self.meta.new_slice_id().await?;
+                st.slices.push(SliceBuf {
+                    indx,
+                    pos,
+                    id,
+                    base: 0,
+                    data: Vec::new(),
+                    uploads: Vec::new(),
+                });
+                st.slices.len() - 1
+            }
+        };
+        let s = &mut st.slices[i];
+        let start = (pos - s.pos - s.base) as usize;
+        let end = start + data.len();
+        let grow = end.saturating_sub(s.data.len());
+        if end > s.data.len() {
+            s.data.resize(end, 0);
+        }
+        s.data[start..end].copy_from_slice(data);
+        self.budget.add(grow);
+        // upload every whole block now in memory
+        let bs = self.block_size as usize;
+        while s.data.len() >= bs {
+            let block: Vec<u8> = s.data.drain(..bs).collect();
+            let bindx = s.base / self.block_size;
+            s.base += self.block_size;
+            let store = self.store.clone();
+            let budget = self.budget.clone();
+            let id = s.id;
+            s.uploads.push(tokio::spawn(async move {
+                let r = store.put_block(id, bindx, Bytes::from(block)).await;
+                budget.sub(bs);
+                r
+            }));
+        }
+        Ok(())
+    }
+
+    /// Upload everything buffered and commit the slices in order. On error the data that failed
+    /// is dropped and the error returned, so fsync/close report it.
+    pub async fn flush(&self) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let slices = std::mem::take(&mut st.slices);
+        let mut first_err: Option<Error> = None;
+        for mut s in slices {
+            let size = s.len();
+            if !s.data.is_empty() {
+                let tail = std::mem::take(&mut s.data);
+                let n = tail.len();
+                let bindx = s.base / self.block_size;
+                let r = self.store.put_block(s.id, bindx, Bytes::from(tail)).await;
+                self.budget.sub(n);
+                if let Err(e) = r {
+                    first_err.get_or_insert(e.into());
+                }
+            }
+            for h in s.uploads.drain(..) {
+                match h.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        first_err.get_or_insert(e.into());
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(Error::posix(
+                            ErrorKind::Engine,
+                            format!("upload task failed: {e}"),
+                        ));
+                    }
+                }
+            }
+            if first_err.is_some() {
+                // a failed block leaves the slice incomplete: never commit it, nor anything
+                // written after it (the order of records must hold)
+                continue;
+            }
+            let rec = Slice {
+                pos: s.pos,
+                id: s.id,
+                size,
+                off: 0,
+                len: size,
+            };
+            let mtime = st.mtime.unwrap_or_else(Timestamp::now);
+            if let Err(e) = self.meta.write_slice(self.ino, s.indx, rec, mtime).await {
+                first_err.get_or_insert(e.into());
+            }
+        }
+        st.length = 0;
+        st.mtime = None;
+        match first_err {
+            Some(e) => {
+                tracing::error!(ino = self.ino, error = %e, "writing file data failed");
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+}
