@@ -1,5 +1,1031 @@
 //! The conformance suite: one list of independent cases that every metadata engine must pass.
 //!
-//! Each case gets a freshly formatted volume from the engine's fixture, so the first failure never
-//! hides the others. An engine's test file calls [`run_case`] once per case name (see
-//! `meta/tests/sqlite.rs`), which makes every case its own test in the runner's report.
+//! Each case gets a freshly formatted volume (trash off) from the engine's fixture, so the first
+//! failure never hides the others. An engine's test file expands [`conformance_suite!`] with its
+//! fixture, which makes every case its own test in the runner's report:
+//!
+//! ```ignore
+//! tidefs_meta::conformance_suite!(fixture);   // async fn fixture() -> (Arc<dyn Meta>, Guard)
+//! ```
+
+use crate::{
+    Ctx, ErrorKind, FallocMode, FileType, Format, Meta, RenameFlags, SetAttr, Slice, TimeSet,
+    Timestamp, XattrFlags, CHUNK_SIZE, ROOT_INODE, S_ISGID, S_ISVTX, TRASH_INODE,
+};
+use std::sync::Arc;
+
+/// Expand one `#[tokio::test]` per conformance case, each calling `$fixture().await` for a
+/// fresh volume. The fixture returns the engine and a guard kept alive for the test.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($fixture:path) => {
+        $crate::conformance_suite!(@cases $fixture;
+            format_and_load, create_lookup_getattr, name_rules, mkdir_rmdir_nlink,
+            unlink_and_hard_links, trash_keeps_last_link, rename_plain_and_replace,
+            rename_noreplace_exchange, rename_into_subtree, rename_dir_moves_nlink,
+            symlink_readlink, xattrs, write_read_chunk_and_length, truncate_appends_zeros,
+            fallocate_modes, readdir_pages_with_cursor, unlinked_open_file_lives_until_close,
+            setgid_directory, sticky_directory, permission_checks, read_only_refuses_writes,
+            setattr_times_and_owner, check_clean_after_operations, statfs_counts, slice_ids_unique);
+    };
+    (@cases $fixture:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (meta, _guard) = $fixture().await;
+                $crate::testkit::$case(meta).await;
+            }
+        )*
+    };
+}
+
+/// A user that is not root.
+pub fn user(uid: u32, gid: u32) -> Ctx {
+    Ctx {
+        uid,
+        gid,
+        gids: Vec::new(),
+        pid: 1,
+        check_permission: true,
+    }
+}
+
+fn root() -> Ctx {
+    Ctx {
+        check_permission: true,
+        ..Ctx::root()
+    }
+}
+
+/// A new volume setting for tests.
+pub fn test_format() -> Format {
+    let mut f = Format::new("testvol", "file", "/tmp/unused/");
+    f.trash_days = 0;
+    f
+}
+
+async fn kind_of<T: std::fmt::Debug>(r: crate::Result<T>) -> ErrorKind {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.kind(),
+    }
+}
+
+async fn mkfile(m: &Arc<dyn Meta>, ctx: &Ctx, parent: u64, name: &str) -> crate::Attr {
+    m.mknod(
+        ctx,
+        parent,
+        name.as_bytes(),
+        FileType::File,
+        0o644,
+        0o022,
+        0,
+        b"",
+    )
+    .await
+    .expect("create file")
+}
+
+async fn mkdir(m: &Arc<dyn Meta>, ctx: &Ctx, parent: u64, name: &str) -> crate::Attr {
+    m.mknod(
+        ctx,
+        parent,
+        name.as_bytes(),
+        FileType::Dir,
+        0o755,
+        0o022,
+        0,
+        b"",
+    )
+    .await
+    .expect("mkdir")
+}
+
+/// format, load, refuse to format again without force.
+pub async fn format_and_load(m: Arc<dyn Meta>) {
+    let f = m.load().await.expect("load");
+    assert_eq!(f.name, "testvol");
+    let root_attr = m.getattr(ROOT_INODE).await.expect("root");
+    assert_eq!(root_attr.typ, FileType::Dir);
+    assert_eq!(root_attr.nlink, 2);
+    assert_eq!(root_attr.mode, 0o777);
+    assert_eq!(
+        kind_of(m.init(&test_format(), false).await).await,
+        ErrorKind::Exists
+    );
+    let mut changed = test_format();
+    changed.trash_days = 3;
+    m.init(&changed, true).await.expect("force");
+    let f2 = m.load().await.expect("reload");
+    assert_eq!(f2.trash_days, 3);
+    assert_eq!(f2.uuid, f.uuid, "--force keeps the UUID");
+}
+
+/// create, lookup, getattr agree.
+pub async fn create_lookup_getattr(m: Arc<dyn Meta>) {
+    let ctx = user(1000, 1000);
+    let a = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    assert_eq!(
+        (a.uid, a.gid, a.mode, a.nlink, a.length),
+        (1000, 1000, 0o644, 1, 0)
+    );
+    let l = m.lookup(&ctx, ROOT_INODE, b"f").await.expect("lookup");
+    assert_eq!(l, m.getattr(a.ino).await.expect("getattr"));
+    assert_eq!(
+        kind_of(m.lookup(&ctx, ROOT_INODE, b"nope").await).await,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind_of(m.lookup(&ctx, a.ino, b"x").await).await,
+        ErrorKind::NotDir
+    );
+    assert_eq!(
+        kind_of(mknod_file(&m, &ctx, "f").await).await,
+        ErrorKind::Exists
+    );
+    let dot = m.lookup(&ctx, ROOT_INODE, b".").await.expect("dot");
+    assert_eq!(dot.ino, ROOT_INODE);
+}
+
+async fn mknod_file(m: &Arc<dyn Meta>, ctx: &Ctx, name: &str) -> crate::Result<crate::Attr> {
+    m.mknod(
+        ctx,
+        ROOT_INODE,
+        name.as_bytes(),
+        FileType::File,
+        0o644,
+        0,
+        0,
+        b"",
+    )
+    .await
+}
+
+/// names over 255 bytes, empty names, '/' in names.
+pub async fn name_rules(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let long = "x".repeat(256);
+    assert_eq!(
+        kind_of(mknod_file(&m, &ctx, &long).await).await,
+        ErrorKind::NameTooLong
+    );
+    assert_eq!(
+        kind_of(m.lookup(&ctx, ROOT_INODE, long.as_bytes()).await).await,
+        ErrorKind::NameTooLong
+    );
+    mknod_file(&m, &ctx, &"y".repeat(255))
+        .await
+        .expect("255 bytes is fine");
+    assert_eq!(
+        kind_of(mknod_file(&m, &ctx, "a/b").await).await,
+        ErrorKind::Invalid
+    );
+    let other = mkfile(&m, &ctx, ROOT_INODE, "src").await;
+    assert_eq!(
+        kind_of(m.link(&ctx, other.ino, ROOT_INODE, long.as_bytes()).await).await,
+        ErrorKind::NameTooLong
+    );
+    assert_eq!(
+        kind_of(
+            m.rename(
+                &ctx,
+                ROOT_INODE,
+                b"src",
+                ROOT_INODE,
+                long.as_bytes(),
+                RenameFlags::default()
+            )
+            .await
+        )
+        .await,
+        ErrorKind::NameTooLong
+    );
+}
+
+/// mkdir raises the parent's nlink, rmdir needs an empty directory.
+pub async fn mkdir_rmdir_nlink(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    assert_eq!(d.nlink, 2);
+    assert_eq!(d.length, 4096);
+    assert_eq!(m.getattr(ROOT_INODE).await.expect("root").nlink, 3);
+    mkfile(&m, &ctx, d.ino, "f").await;
+    assert_eq!(
+        kind_of(m.rmdir(&ctx, ROOT_INODE, b"d").await).await,
+        ErrorKind::NotEmpty
+    );
+    assert_eq!(
+        kind_of(m.unlink(&ctx, ROOT_INODE, b"d").await).await,
+        ErrorKind::IsDir
+    );
+    assert_eq!(
+        kind_of(m.rmdir(&ctx, d.ino, b"f").await).await,
+        ErrorKind::NotDir
+    );
+    m.unlink(&ctx, d.ino, b"f").await.expect("unlink");
+    m.rmdir(&ctx, ROOT_INODE, b"d").await.expect("rmdir");
+    assert_eq!(m.getattr(ROOT_INODE).await.expect("root").nlink, 2);
+    assert_eq!(kind_of(m.getattr(d.ino).await).await, ErrorKind::NotFound);
+}
+
+/// hard links count, and the last unlink frees the inode.
+pub async fn unlink_and_hard_links(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
+    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let l = m.link(&ctx, a.ino, d.ino, b"b").await.expect("link");
+    assert_eq!(l.nlink, 2);
+    assert_eq!(l.parent, 0, "hard-linked inodes have parent 0");
+    assert_eq!(
+        kind_of(m.link(&ctx, d.ino, ROOT_INODE, b"dl").await).await,
+        ErrorKind::NotPermitted
+    );
+    assert_eq!(
+        kind_of(m.link(&ctx, a.ino, d.ino, b"b").await).await,
+        ErrorKind::Exists
+    );
+    m.unlink(&ctx, ROOT_INODE, b"a").await.expect("unlink a");
+    assert_eq!(m.getattr(a.ino).await.expect("still there").nlink, 1);
+    m.unlink(&ctx, d.ino, b"b").await.expect("unlink b");
+    assert_eq!(kind_of(m.getattr(a.ino).await).await, ErrorKind::NotFound);
+}
+
+/// with trash on, the last name goes to .trash; other names keep the true link count.
+pub async fn trash_keeps_last_link(m: Arc<dyn Meta>) {
+    let mut f = test_format();
+    f.trash_days = 1;
+    m.init(&f, true).await.expect("enable trash");
+    m.load().await.expect("load");
+    let ctx = root();
+    let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
+    m.link(&ctx, a.ino, ROOT_INODE, b"b").await.expect("link");
+    m.unlink(&ctx, ROOT_INODE, b"a").await.expect("unlink a");
+    assert_eq!(
+        m.getattr(a.ino).await.expect("b").nlink,
+        1,
+        "no phantom trash link"
+    );
+    m.unlink(&ctx, ROOT_INODE, b"b").await.expect("unlink b");
+    let kept = m.getattr(a.ino).await.expect("in trash");
+    assert!(
+        kept.parent > TRASH_INODE,
+        "moved into an hour directory of the trash"
+    );
+    let hours = m
+        .readdir(&ctx, TRASH_INODE, 0, 10, false)
+        .await
+        .expect("trash");
+    assert_eq!(hours.len(), 1);
+    let inside = m
+        .readdir(&ctx, hours[0].ino, 0, 10, false)
+        .await
+        .expect("hour");
+    assert_eq!(inside.len(), 1);
+    assert_eq!(inside[0].name, format!("1-{}-b", a.ino).into_bytes());
+    let t = m.lookup(&ctx, ROOT_INODE, b".trash").await.expect(".trash");
+    assert_eq!(t.ino, TRASH_INODE);
+    // deleting from the trash deletes for real
+    m.unlink(&ctx, hours[0].ino, &inside[0].name)
+        .await
+        .expect("purge");
+    assert_eq!(kind_of(m.getattr(a.ino).await).await, ErrorKind::NotFound);
+}
+
+/// rename within and across directories, replacing a file.
+pub async fn rename_plain_and_replace(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
+    let b = mkfile(&m, &ctx, ROOT_INODE, "b").await;
+    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    m.rename(&ctx, ROOT_INODE, b"a", d.ino, b"a2", RenameFlags::default())
+        .await
+        .expect("move");
+    assert_eq!(
+        m.lookup(&ctx, d.ino, b"a2").await.expect("moved").ino,
+        a.ino
+    );
+    assert_eq!(m.getattr(a.ino).await.expect("a").parent, d.ino);
+    m.rename(&ctx, d.ino, b"a2", ROOT_INODE, b"b", RenameFlags::default())
+        .await
+        .expect("replace");
+    assert_eq!(
+        m.lookup(&ctx, ROOT_INODE, b"b").await.expect("b").ino,
+        a.ino
+    );
+    assert_eq!(kind_of(m.getattr(b.ino).await).await, ErrorKind::NotFound);
+    let e = mkdir(&m, &ctx, ROOT_INODE, "e").await;
+    assert_eq!(
+        kind_of(
+            m.rename(
+                &ctx,
+                ROOT_INODE,
+                b"b",
+                ROOT_INODE,
+                b"e",
+                RenameFlags::default()
+            )
+            .await
+        )
+        .await,
+        ErrorKind::IsDir
+    );
+    assert_eq!(
+        kind_of(
+            m.rename(
+                &ctx,
+                ROOT_INODE,
+                b"e",
+                ROOT_INODE,
+                b"b",
+                RenameFlags::default()
+            )
+            .await
+        )
+        .await,
+        ErrorKind::NotDir
+    );
+    mkfile(&m, &ctx, d.ino, "x").await;
+    assert_eq!(
+        kind_of(
+            m.rename(
+                &ctx,
+                ROOT_INODE,
+                b"e",
+                ROOT_INODE,
+                b"d",
+                RenameFlags::default()
+            )
+            .await
+        )
+        .await,
+        ErrorKind::NotEmpty
+    );
+    // a directory replaces an empty one
+    m.unlink(&ctx, d.ino, b"x").await.expect("unlink");
+    m.rename(
+        &ctx,
+        ROOT_INODE,
+        b"e",
+        ROOT_INODE,
+        b"d",
+        RenameFlags::default(),
+    )
+    .await
+    .expect("dir over empty dir");
+    assert_eq!(
+        m.lookup(&ctx, ROOT_INODE, b"d").await.expect("d").ino,
+        e.ino
+    );
+    assert_eq!(m.getattr(ROOT_INODE).await.expect("root").nlink, 3);
+    // a rename onto another name of the same inode does nothing
+    m.link(&ctx, a.ino, ROOT_INODE, b"c").await.expect("link");
+    m.rename(
+        &ctx,
+        ROOT_INODE,
+        b"b",
+        ROOT_INODE,
+        b"c",
+        RenameFlags::default(),
+    )
+    .await
+    .expect("noop");
+    assert!(m.lookup(&ctx, ROOT_INODE, b"b").await.is_ok());
+}
+
+/// RENAME_NOREPLACE and RENAME_EXCHANGE.
+pub async fn rename_noreplace_exchange(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
+    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let nr = RenameFlags {
+        noreplace: true,
+        exchange: false,
+    };
+    assert_eq!(
+        kind_of(m.rename(&ctx, ROOT_INODE, b"a", ROOT_INODE, b"d", nr).await).await,
+        ErrorKind::Exists
+    );
+    let ex = RenameFlags {
+        noreplace: false,
+        exchange: true,
+    };
+    let sub = mkdir(&m, &ctx, d.ino, "sub").await;
+    m.rename(&ctx, ROOT_INODE, b"a", d.ino, b"sub", ex)
+        .await
+        .expect("exchange");
+    assert_eq!(
+        m.lookup(&ctx, ROOT_INODE, b"a").await.expect("a").ino,
+        sub.ino
+    );
+    assert_eq!(m.lookup(&ctx, d.ino, b"sub").await.expect("sub").ino, a.ino);
+    assert_eq!(m.getattr(sub.ino).await.expect("sub").parent, ROOT_INODE);
+    assert_eq!(m.getattr(ROOT_INODE).await.expect("root").nlink, 4);
+    assert_eq!(m.getattr(d.ino).await.expect("d").nlink, 2);
+    assert_eq!(
+        kind_of(
+            m.rename(&ctx, ROOT_INODE, b"a", ROOT_INODE, b"none", ex)
+                .await
+        )
+        .await,
+        ErrorKind::NotFound
+    );
+}
+
+/// a directory cannot move into its own subtree.
+pub async fn rename_into_subtree(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let a = mkdir(&m, &ctx, ROOT_INODE, "a").await;
+    let b = mkdir(&m, &ctx, a.ino, "b").await;
+    let c = mkdir(&m, &ctx, b.ino, "c").await;
+    assert_eq!(
+        kind_of(
+            m.rename(&ctx, ROOT_INODE, b"a", c.ino, b"x", RenameFlags::default())
+                .await
+        )
+        .await,
+        ErrorKind::Invalid
+    );
+    assert_eq!(
+        kind_of(
+            m.rename(&ctx, ROOT_INODE, b"a", a.ino, b"x", RenameFlags::default())
+                .await
+        )
+        .await,
+        ErrorKind::Invalid
+    );
+    m.rename(&ctx, b.ino, b"c", ROOT_INODE, b"c", RenameFlags::default())
+        .await
+        .expect("up is fine");
+}
+
+/// moving a directory moves one link from the old parent to the new one.
+pub async fn rename_dir_moves_nlink(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let p1 = mkdir(&m, &ctx, ROOT_INODE, "p1").await;
+    let p2 = mkdir(&m, &ctx, ROOT_INODE, "p2").await;
+    let c = mkdir(&m, &ctx, p1.ino, "c").await;
+    assert_eq!(m.getattr(p1.ino).await.expect("p1").nlink, 3);
+    m.rename(&ctx, p1.ino, b"c", p2.ino, b"c", RenameFlags::default())
+        .await
+        .expect("move dir");
+    assert_eq!(m.getattr(p1.ino).await.expect("p1").nlink, 2);
+    assert_eq!(m.getattr(p2.ino).await.expect("p2").nlink, 3);
+    assert_eq!(m.getattr(c.ino).await.expect("c").parent, p2.ino);
+    assert_eq!(m.lookup(&ctx, c.ino, b"..").await.expect("..").ino, p2.ino);
+}
+
+/// symlinks keep their target and report its length.
+pub async fn symlink_readlink(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let s = m
+        .mknod(
+            &ctx,
+            ROOT_INODE,
+            b"s",
+            FileType::Symlink,
+            0o777,
+            0o022,
+            0,
+            b"../target/x",
+        )
+        .await
+        .expect("symlink");
+    assert_eq!(s.length, 11);
+    assert_eq!(s.mode, 0o777);
+    assert_eq!(m.readlink(s.ino).await.expect("readlink"), b"../target/x");
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    assert_eq!(kind_of(m.readlink(f.ino).await).await, ErrorKind::Invalid);
+    let long = vec![b'a'; 4097];
+    assert_eq!(
+        kind_of(
+            m.mknod(
+                &ctx,
+                ROOT_INODE,
+                b"l",
+                FileType::Symlink,
+                0o777,
+                0,
+                0,
+                &long
+            )
+            .await
+        )
+        .await,
+        ErrorKind::NameTooLong
+    );
+}
+
+/// xattr create/replace flags, missing attributes, listing.
+pub async fn xattrs(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    assert_eq!(
+        kind_of(m.getxattr(f.ino, b"user.a").await).await,
+        ErrorKind::NoAttr
+    );
+    m.setxattr(&ctx, f.ino, b"user.a", b"1", XattrFlags::default())
+        .await
+        .expect("set");
+    let create = XattrFlags {
+        create: true,
+        replace: false,
+    };
+    let replace = XattrFlags {
+        create: false,
+        replace: true,
+    };
+    assert_eq!(
+        kind_of(m.setxattr(&ctx, f.ino, b"user.a", b"2", create).await).await,
+        ErrorKind::Exists
+    );
+    assert_eq!(
+        kind_of(m.setxattr(&ctx, f.ino, b"user.b", b"2", replace).await).await,
+        ErrorKind::NoAttr
+    );
+    m.setxattr(&ctx, f.ino, b"user.a", b"", replace)
+        .await
+        .expect("replace with empty");
+    assert_eq!(m.getxattr(f.ino, b"user.a").await.expect("get"), b"");
+    m.setxattr(&ctx, f.ino, b"user.b", b"bee", create)
+        .await
+        .expect("create");
+    assert_eq!(
+        m.listxattr(f.ino).await.expect("list"),
+        vec![b"user.a".to_vec(), b"user.b".to_vec()]
+    );
+    m.removexattr(&ctx, f.ino, b"user.a").await.expect("remove");
+    assert_eq!(
+        kind_of(m.removexattr(&ctx, f.ino, b"user.a").await).await,
+        ErrorKind::NoAttr
+    );
+}
+
+/// committed slices extend the length and come back in order.
+pub async fn write_read_chunk_and_length(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    let id1 = m.new_slice_id().await.expect("id");
+    let id2 = m.new_slice_id().await.expect("id");
+    let t = Timestamp::now();
+    let s1 = Slice {
+        pos: 0,
+        id: id1,
+        size: 100,
+        off: 0,
+        len: 100,
+    };
+    let s2 = Slice {
+        pos: 50,
+        id: id2,
+        size: 10,
+        off: 0,
+        len: 10,
+    };
+    m.write_slice(f.ino, 0, s1, t).await.expect("w1");
+    m.write_slice(f.ino, 0, s2, t).await.expect("w2");
+    m.write_slice(f.ino, 2, s1, t).await.expect("w3");
+    assert_eq!(m.read_chunk(f.ino, 0).await.expect("read"), vec![s1, s2]);
+    assert_eq!(
+        m.getattr(f.ino).await.expect("attr").length,
+        2 * CHUNK_SIZE + 100
+    );
+    assert!(m.read_chunk(f.ino, 1).await.expect("hole").is_empty());
+}
+
+/// shrinking appends zero records so old bytes never come back.
+pub async fn truncate_appends_zeros(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    let id = m.new_slice_id().await.expect("id");
+    let s = Slice {
+        pos: 0,
+        id,
+        size: 1000,
+        off: 0,
+        len: 1000,
+    };
+    m.write_slice(f.ino, 0, s, Timestamp::now())
+        .await
+        .expect("write");
+    m.write_slice(f.ino, 1, s, Timestamp::now())
+        .await
+        .expect("write");
+    let a = m.truncate(&ctx, f.ino, 10).await.expect("shrink");
+    assert_eq!(a.length, 10);
+    let recs = m.read_chunk(f.ino, 0).await.expect("chunk");
+    assert_eq!(
+        recs.last(),
+        Some(&Slice::zeros(10, (CHUNK_SIZE - 10) as u32))
+    );
+    assert!(
+        m.read_chunk(f.ino, 1).await.expect("dropped").is_empty(),
+        "chunks past the end are dropped"
+    );
+    assert_eq!(
+        m.truncate(&ctx, f.ino, 5000).await.expect("grow").length,
+        5000
+    );
+    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    assert_eq!(
+        kind_of(m.truncate(&ctx, d.ino, 0).await).await,
+        ErrorKind::IsDir
+    );
+}
+
+/// fallocate default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE.
+pub async fn fallocate_modes(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    let a = m
+        .fallocate(&ctx, f.ino, FallocMode::default(), 0, 8192)
+        .await
+        .expect("alloc");
+    assert_eq!(a.length, 8192);
+    let keep = FallocMode {
+        keep_size: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        m.fallocate(&ctx, f.ino, keep, 0, 100_000)
+            .await
+            .expect("keep")
+            .length,
+        8192
+    );
+    let punch = FallocMode {
+        keep_size: true,
+        punch_hole: true,
+        zero_range: false,
+    };
+    m.fallocate(&ctx, f.ino, punch, 100, 200)
+        .await
+        .expect("punch");
+    assert_eq!(
+        m.read_chunk(f.ino, 0).await.expect("chunk").last(),
+        Some(&Slice::zeros(100, 200))
+    );
+    let bad = FallocMode {
+        keep_size: false,
+        punch_hole: true,
+        zero_range: false,
+    };
+    assert_eq!(
+        kind_of(m.fallocate(&ctx, f.ino, bad, 0, 1).await).await,
+        ErrorKind::Unsupported
+    );
+    let zero = FallocMode {
+        keep_size: false,
+        punch_hole: false,
+        zero_range: true,
+    };
+    assert_eq!(
+        m.fallocate(&ctx, f.ino, zero, 8000, 1000)
+            .await
+            .expect("zero")
+            .length,
+        9000
+    );
+}
+
+/// readdir returns every entry once across pages, whatever is removed in between.
+pub async fn readdir_pages_with_cursor(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    for i in 0..25 {
+        mkfile(&m, &ctx, d.ino, &format!("f{i:02}")).await;
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = m.readdir(&ctx, d.ino, after, 7, true).await.expect("page");
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            assert!(e.attr.is_some(), "plus listing carries attributes");
+        }
+        after = page.last().map(|e| e.cursor).unwrap_or(after);
+        // deleting entries already listed must not make later ones disappear
+        m.unlink(&ctx, d.ino, &page[0].name).await.expect("unlink");
+        seen.extend(page.into_iter().map(|e| e.name));
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 25);
+}
+
+/// an unlinked file stays readable while open and is freed at the last close.
+pub async fn unlinked_open_file_lives_until_close(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    m.open(&ctx, f.ino).await.expect("open");
+    m.unlink(&ctx, ROOT_INODE, b"f").await.expect("unlink");
+    let a = m.getattr(f.ino).await.expect("still there");
+    assert_eq!(a.nlink, 0);
+    let id = m.new_slice_id().await.expect("id");
+    m.write_slice(
+        f.ino,
+        0,
+        Slice {
+            pos: 0,
+            id,
+            size: 5,
+            off: 0,
+            len: 5,
+        },
+        Timestamp::now(),
+    )
+    .await
+    .expect("write while unlinked");
+    m.close(f.ino).await.expect("close");
+    assert_eq!(kind_of(m.getattr(f.ino).await).await, ErrorKind::NotFound);
+}
+
+/// set-group-id directories pass their group and the bit on.
+pub async fn setgid_directory(m: Arc<dyn Meta>) {
+    let rootc = root();
+    let d = mkdir(&m, &rootc, ROOT_INODE, "d").await;
+    m.setattr(
+        &rootc,
+        d.ino,
+        &SetAttr {
+            mode: Some(0o2777),
+            gid: Some(500),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("chmod");
+    let u = user(1000, 1000);
+    let f = mkfile(&m, &u, d.ino, "f").await;
+    assert_eq!(f.gid, 500);
+    let sub = mkdir(&m, &u, d.ino, "sub").await;
+    assert_eq!(sub.gid, 500);
+    assert_ne!(sub.mode & S_ISGID, 0, "subdirectories inherit set-group-id");
+    let g = m
+        .mknod(&u, d.ino, b"g", FileType::File, 0o2755, 0, 0, b"")
+        .await
+        .expect("create sgid");
+    assert_eq!(
+        g.mode & S_ISGID,
+        0,
+        "not a member of the group: set-group-id is dropped"
+    );
+}
+
+/// in a sticky directory only owners may remove entries.
+pub async fn sticky_directory(m: Arc<dyn Meta>) {
+    let rootc = root();
+    let d = mkdir(&m, &rootc, ROOT_INODE, "tmp").await;
+    m.setattr(
+        &rootc,
+        d.ino,
+        &SetAttr {
+            mode: Some(0o777 | S_ISVTX),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("chmod");
+    let alice = user(1001, 1001);
+    let bob = user(1002, 1002);
+    mkfile(&m, &alice, d.ino, "a").await;
+    assert_eq!(
+        kind_of(m.unlink(&bob, d.ino, b"a").await).await,
+        ErrorKind::NotPermitted
+    );
+    assert_eq!(
+        kind_of(
+            m.rename(&bob, d.ino, b"a", d.ino, b"b", RenameFlags::default())
+                .await
+        )
+        .await,
+        ErrorKind::NotPermitted
+    );
+    m.unlink(&alice, d.ino, b"a").await.expect("owner may");
+}
+
+/// permission bits are enforced when the caller asks the metadata layer to check.
+pub async fn permission_checks(m: Arc<dyn Meta>) {
+    let rootc = root();
+    let d = mkdir(&m, &rootc, ROOT_INODE, "private").await;
+    m.setattr(
+        &rootc,
+        d.ino,
+        &SetAttr {
+            mode: Some(0o700),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("chmod");
+    let u = user(1000, 1000);
+    assert_eq!(
+        kind_of(m.lookup(&u, d.ino, b"x").await).await,
+        ErrorKind::Access
+    );
+    assert_eq!(
+        kind_of(
+            m.mknod(&u, d.ino, b"x", FileType::File, 0o644, 0, 0, b"")
+                .await
+        )
+        .await,
+        ErrorKind::Access
+    );
+    let f = mkfile(&m, &u, ROOT_INODE, "mine").await;
+    let other = user(2000, 2000);
+    assert_eq!(
+        kind_of(
+            m.setattr(
+                &other,
+                f.ino,
+                &SetAttr {
+                    mode: Some(0o777),
+                    ..Default::default()
+                }
+            )
+            .await
+        )
+        .await,
+        ErrorKind::NotPermitted
+    );
+    assert_eq!(
+        kind_of(
+            m.setattr(
+                &u,
+                f.ino,
+                &SetAttr {
+                    uid: Some(2000),
+                    ..Default::default()
+                }
+            )
+            .await
+        )
+        .await,
+        ErrorKind::NotPermitted
+    );
+    // the kernel checked already: no second check
+    let trusted = Ctx {
+        check_permission: false,
+        ..u.clone()
+    };
+    assert!(m
+        .lookup(&trusted, d.ino, b"x")
+        .await
+        .is_err_and(|e| e.kind() == ErrorKind::NotFound));
+}
+
+/// a read-only engine refuses every write with EROFS.
+pub async fn read_only_refuses_writes(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    m.set_read_only(true);
+    assert_eq!(
+        kind_of(mknod_file(&m, &ctx, "g").await).await,
+        ErrorKind::ReadOnly
+    );
+    assert_eq!(
+        kind_of(m.unlink(&ctx, ROOT_INODE, b"f").await).await,
+        ErrorKind::ReadOnly
+    );
+    assert_eq!(
+        kind_of(m.truncate(&ctx, f.ino, 0).await).await,
+        ErrorKind::ReadOnly
+    );
+    assert_eq!(
+        kind_of(
+            m.setxattr(&ctx, f.ino, b"user.a", b"", XattrFlags::default())
+                .await
+        )
+        .await,
+        ErrorKind::ReadOnly
+    );
+    assert!(m.getattr(f.ino).await.is_ok());
+    m.set_read_only(false);
+}
+
+/// utimens with explicit times and UTIME_NOW, chown clearing set-user-id.
+pub async fn setattr_times_and_owner(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    let t = Timestamp {
+        sec: 1_000_000_000,
+        nsec: 123_456_789,
+    };
+    let a = m
+        .setattr(
+            &ctx,
+            f.ino,
+            &SetAttr {
+                atime: Some(TimeSet::At(t)),
+                mtime: Some(TimeSet::At(t)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("utimens");
+    assert_eq!((a.atime, a.mtime), (t, t));
+    assert_eq!(
+        m.getattr(f.ino).await.expect("attr").mtime,
+        t,
+        "nanoseconds survive storage"
+    );
+    let b = m
+        .setattr(
+            &ctx,
+            f.ino,
+            &SetAttr {
+                mtime: Some(TimeSet::Now),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("now");
+    assert!(b.mtime > t && b.atime == t);
+    m.setattr(
+        &ctx,
+        f.ino,
+        &SetAttr {
+            mode: Some(0o4755),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("suid");
+    let c = m
+        .setattr(
+            &ctx,
+            f.ino,
+            &SetAttr {
+                uid: Some(7),
+                gid: Some(8),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("chown");
+    assert_eq!((c.uid, c.gid, c.mode), (7, 8, 0o755));
+    assert!(c.ctime >= b.ctime);
+    let neg = Timestamp { sec: -5, nsec: 1 };
+    let d = m
+        .setattr(
+            &ctx,
+            f.ino,
+            &SetAttr {
+                mtime: Some(TimeSet::At(neg)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("pre-epoch");
+    assert_eq!(m.getattr(f.ino).await.expect("attr").mtime, d.mtime);
+}
+
+/// after a mix of namespace operations, check finds nothing wrong.
+pub async fn check_clean_after_operations(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let f = mkfile(&m, &ctx, d.ino, "f").await;
+    m.link(&ctx, f.ino, ROOT_INODE, b"l").await.expect("link");
+    mkdir(&m, &ctx, d.ino, "e").await;
+    m.rename(&ctx, d.ino, b"e", ROOT_INODE, b"e", RenameFlags::default())
+        .await
+        .expect("rename");
+    m.unlink(&ctx, d.ino, b"f").await.expect("unlink");
+    let problems = m.check(false).await.expect("check");
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// statfs counts inodes and space.
+pub async fn statfs_counts(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let before = m.statfs().await.expect("statfs");
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    let id = m.new_slice_id().await.expect("id");
+    m.write_slice(
+        f.ino,
+        0,
+        Slice {
+            pos: 0,
+            id,
+            size: 5000,
+            off: 0,
+            len: 5000,
+        },
+        Timestamp::now(),
+    )
+    .await
+    .expect("write");
+    let after = m.statfs().await.expect("statfs");
+    assert_eq!(after.used_inodes, before.used_inodes + 1);
+    assert_eq!(before.avail_space - after.avail_space, 8192);
+}
+
+/// slice ids never repeat, also across engine instances batches.
+pub async fn slice_ids_unique(m: Arc<dyn Meta>) {
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..5000 {
+        assert!(ids.insert(m.new_slice_id().await.expect("id")));
+    }
+    assert!(!ids.contains(&0), "id 0 means zeros");
+}
