@@ -118,6 +118,18 @@ pub(super) fn runtime_file(mountpoint: &Path) -> PathBuf {
 }
 
 fn check_mountpoint(mp: &Path) -> CmdResult<PathBuf> {
+    // a mount whose process died (kill -9, OOM) answers ENOTCONN: detach it and go on
+    if let Err(e) = std::fs::metadata(mp) {
+        if e.raw_os_error() == Some(libc::ENOTCONN) {
+            let st = std::process::Command::new("fusermount3")
+                .arg("-uz")
+                .arg(mp)
+                .status();
+            if matches!(st, Ok(s) if s.success()) {
+                tracing::warn!(mountpoint = %mp.display(), "detached a dead mount left by a previous process");
+            }
+        }
+    }
     let md = std::fs::metadata(mp).map_err(|e| {
         format!(
             "mountpoint {} is not usable ({e}): create it with mkdir -p {}",

@@ -1,0 +1,141 @@
+//! Bad input: one clear line naming the problem, a non-zero exit, and nothing changed.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+fn fails(args: &[&str], needle: &str) {
+    let out = run(tidefs(), args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in: {err}"
+    );
+}
+
+#[test]
+fn format_rejects_bad_input_and_changes_nothing() {
+    let v = Volume::new_unformatted("cli");
+    let bucket = v.bucket.to_string_lossy().into_owned();
+    let db = v.dir.path().join("meta.db");
+    fails(
+        &["format", &v.url, "Bad_Name", "--bucket", &bucket],
+        "invalid volume name",
+    );
+    fails(
+        &[
+            "format",
+            &v.url,
+            "good",
+            "--bucket",
+            &bucket,
+            "--block-size",
+            "100",
+        ],
+        "invalid --block-size",
+    );
+    fails(
+        &["format", &v.url, "good", "--bucket", "/nonexistent/bucket"],
+        "does not exist",
+    );
+    fails(
+        &[
+            "format",
+            "sqlite3:///nonexistent/dir/m.db",
+            "good",
+            "--bucket",
+            &bucket,
+        ],
+        "does not exist",
+    );
+    fails(
+        &["format", "nonsense", "good", "--bucket", &bucket],
+        "no scheme",
+    );
+    fails(
+        &["format", "mysql2://x", "good", "--bucket", &bucket],
+        "unknown metadata engine",
+    );
+    fails(
+        &[
+            "format",
+            &v.url,
+            "good",
+            "--storage",
+            "gopher",
+            "--bucket",
+            &bucket,
+        ],
+        "not supported",
+    );
+    assert!(!db.exists(), "failed formats must not create the database");
+    ok(tidefs(), &["format", &v.url, "good", "--bucket", &bucket]);
+    let setting = || {
+        sh(&format!(
+            "sqlite3 {} 'select value from jfs_setting'",
+            db.display()
+        ))
+    };
+    let before = setting();
+    fails(&["format", &v.url, "other", "--bucket", &bucket], "--force");
+    let status = ok(tidefs(), &["status", &v.url]);
+    assert!(status.contains("\"Name\": \"good\""), "{status}");
+    assert_eq!(
+        setting(),
+        before,
+        "a refused format leaves the setting alone"
+    );
+}
+
+#[test]
+fn mount_rejects_bad_input() {
+    require_fuse();
+    let v = Volume::format("cli-mount", &[]);
+    let file = v.dir.path().join("afile");
+    std::fs::write(&file, b"x").expect("file");
+    fails(&["mount", &v.url, "/nonexistent/mnt"], "mkdir -p");
+    fails(
+        &["mount", &v.url, &file.to_string_lossy()],
+        "not a directory",
+    );
+    let mp = v.mountpoint("m").to_string_lossy().into_owned();
+    fails(
+        &["mount", "sqlite3:///nonexistent/x.db", &mp],
+        "does not exist",
+    );
+    let empty = v.dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("empty db");
+    fails(
+        &["mount", &format!("sqlite3://{}", empty.display()), &mp],
+        "not a formatted volume",
+    );
+    fails(
+        &["mount", &v.url, &mp, "--attr-cache=-1"],
+        "invalid --attr-cache",
+    );
+    let m = v.mount("m", &[]);
+    fails(&["mount", &v.url, &mp], "already a mount point");
+    drop(m);
+    fails(&["umount", &mp], "not mounted");
+    fails(&["status", "sqlite3:///nonexistent/x.db"], "does not exist");
+    assert!(!Path::new("/nonexistent/x.db").exists());
+}
+
+#[test]
+fn status_redacts_and_info_shows_slices() {
+    let v = Volume::format("cli-info", &[]);
+    let m = v.mount("m", &[]);
+    std::fs::write(m.p("f"), bytes(3, 5_000_000)).expect("write");
+    let info = ok(tidefs(), &["info", &m.p("f").to_string_lossy()]);
+    assert!(info.contains("length: 5000000"), "{info}");
+    assert!(info.contains("cli-info/chunks/0/0/"), "{info}");
+    let status = ok(tidefs(), &["status", &v.url]);
+    assert!(
+        status.contains("\"Sessions\"") && status.contains(&*m.path.to_string_lossy()),
+        "{status}"
+    );
+    let version = ok(tidefs(), &["version"]);
+    assert!(version.starts_with("tidefs "));
+}

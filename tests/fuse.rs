@@ -1,0 +1,336 @@
+//! End-to-end tests on real FUSE mounts of tidefs.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+#[test]
+fn file_operations() {
+    let v = Volume::format("e2e-ops", &["--trash-days", "0"]);
+    let m = v.mount("a", &[]);
+    let data = bytes(1, 9 << 20 | 12345);
+    fs::write(m.p("big"), &data).expect("write big");
+    assert_eq!(fs::read(m.p("big")).expect("read big"), data);
+    fs::write(m.p("small"), b"hello").expect("small");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.p("small"))
+        .expect("append");
+    f.write_all(b" world").expect("append");
+    drop(f);
+    assert_eq!(fs::read(m.p("small")).expect("read"), b"hello world");
+    fs::create_dir_all(m.p("d/e/f")).expect("mkdir -p");
+    fs::rename(m.p("small"), m.p("d/e/moved")).expect("rename");
+    assert!(!m.p("small").exists());
+    std::os::unix::fs::symlink("e/moved", m.p("d/link")).expect("symlink");
+    assert_eq!(
+        fs::read(m.p("d/link")).expect("through symlink"),
+        b"hello world"
+    );
+    fs::hard_link(m.p("d/e/moved"), m.p("hard")).expect("link");
+    assert_eq!(fs::metadata(m.p("hard")).expect("stat").nlink(), 2);
+    assert_eq!(fs::metadata(m.p("d")).expect("stat").nlink(), 3);
+    let mut names: Vec<_> = fs::read_dir(m.p("d"))
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["e", "link"]);
+    // truncate, sparse writes, holes
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(m.p("big"))
+        .expect("open");
+    f.set_len(100).expect("shrink");
+    f.set_len(5000).expect("grow");
+    drop(f);
+    let got = fs::read(m.p("big")).expect("read");
+    assert_eq!(&got[..100], &data[..100]);
+    assert!(
+        got[100..].iter().all(|b| *b == 0),
+        "grown tail reads as zeros"
+    );
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.p("big"))
+        .expect("open");
+    f.seek(SeekFrom::Start(100 << 20)).expect("seek");
+    f.write_all(b"far").expect("far write");
+    f.sync_all().expect("fsync");
+    assert_eq!(f.metadata().expect("stat").len(), (100 << 20) + 3);
+    let mut buf = [1u8; 10];
+    f.seek(SeekFrom::Start(50 << 20)).expect("seek");
+    f.read_exact(&mut buf).expect("read hole");
+    assert_eq!(buf, [0u8; 10]);
+    drop(f);
+    // names over 255 bytes
+    let long = "n".repeat(256);
+    let e = fs::write(m.p(&long), b"x").expect_err("too long");
+    assert_eq!(e.raw_os_error(), Some(libc::ENAMETOOLONG));
+    fs::remove_dir(m.p("d/e/f")).expect("rmdir");
+    assert_eq!(
+        fs::remove_dir(m.p("d"))
+            .expect_err("not empty")
+            .raw_os_error(),
+        Some(libc::ENOTEMPTY)
+    );
+    let st = sh(&format!("stat -f -c '%l' {}", m.path.display()));
+    assert_eq!(st.trim(), "255");
+    m.unmount();
+    v.fsck();
+}
+
+#[test]
+fn two_handles_and_two_mounts_see_each_other() {
+    let v = Volume::format("e2e-two", &[]);
+    let a = v.mount("a", &[]);
+    let b = v.mount(
+        "b",
+        &[
+            "--attr-cache",
+            "0",
+            "--entry-cache",
+            "0",
+            "--dir-entry-cache",
+            "0",
+        ],
+    );
+    let mut w = fs::File::create(a.p("shared")).expect("create");
+    let mut r = fs::File::open(a.p("shared")).expect("open second handle");
+    w.write_all(b"first").expect("write");
+    let mut got = String::new();
+    r.read_to_string(&mut got).expect("read other handle");
+    assert_eq!(
+        got, "first",
+        "a second handle in the same mount sees buffered writes"
+    );
+    w.write_all(b" second").expect("write");
+    drop(w);
+    // close-to-open across mounts
+    assert_eq!(
+        fs::read(b.p("shared")).expect("other mount"),
+        b"first second"
+    );
+    fs::rename(b.p("shared"), b.p("renamed")).expect("rename on b");
+    assert_eq!(
+        fs::read(a.p("renamed")).expect("seen on a"),
+        b"first second"
+    );
+}
+
+#[test]
+fn permissions_as_unprivileged_user() {
+    let v = Volume::format("e2e-perm", &[]);
+    let m = v.mount("a", &[]);
+    fs::create_dir(m.p("rootonly")).expect("mkdir");
+    fs::set_permissions(m.p("rootonly"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::create_dir(m.p("open")).expect("mkdir");
+    fs::set_permissions(m.p("open"), fs::Permissions::from_mode(0o1777)).expect("chmod");
+    fs::write(m.p("open/rootfile"), b"r").expect("root file");
+    let out = as_nobody(&format!("touch {}/rootonly/x", m.path.display()));
+    assert!(
+        !out.status.success(),
+        "nobody may not write into a 0755 root directory"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    let out = as_nobody(&format!(
+        "echo hi > {0}/open/mine && cat {0}/open/mine && chmod 600 {0}/open/mine",
+        m.path.display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = fs::metadata(m.p("open/mine")).expect("stat");
+    assert_eq!(
+        (md.uid(), md.gid(), md.mode() & 0o7777),
+        (65534, 65534, 0o600)
+    );
+    let out = as_nobody(&format!("rm -f {}/open/rootfile", m.path.display()));
+    assert!(!out.status.success(), "sticky bit protects root's file");
+    let out = as_nobody(&format!("chown root {}/open/mine", m.path.display()));
+    assert!(!out.status.success(), "nobody cannot give files away");
+    // root reads a 0600 file of another user; nobody cannot read root's 0600 file
+    fs::write(m.p("secret"), b"s").expect("secret");
+    fs::set_permissions(m.p("secret"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    assert!(!as_nobody(&format!("cat {}/secret", m.path.display()))
+        .status
+        .success());
+}
+
+#[test]
+fn trash_keeps_true_link_counts() {
+    let v = Volume::format("e2e-trash", &["--trash-days", "1"]);
+    let m = v.mount("a", &[]);
+    fs::write(m.p("a"), b"data").expect("write");
+    fs::hard_link(m.p("a"), m.p("b")).expect("link");
+    fs::remove_file(m.p("a")).expect("unlink");
+    assert_eq!(
+        fs::metadata(m.p("b")).expect("stat").nlink(),
+        1,
+        "st_nlink must not count a trash link"
+    );
+    fs::remove_file(m.p("b")).expect("unlink");
+    let hours: Vec<_> = fs::read_dir(m.p(".trash")).expect("trash").collect();
+    assert_eq!(hours.len(), 1);
+    let hour = hours
+        .into_iter()
+        .next()
+        .expect("hour")
+        .expect("entry")
+        .path();
+    let inside: Vec<_> = fs::read_dir(&hour)
+        .expect("hour dir")
+        .map(|e| e.expect("e").path())
+        .collect();
+    assert_eq!(inside.len(), 1);
+    assert_eq!(fs::read(&inside[0]).expect("restore by reading"), b"data");
+    // replaced by rename: the old file goes to the trash too
+    fs::write(m.p("x"), b"old").expect("x");
+    fs::write(m.p("y"), b"new").expect("y");
+    fs::rename(m.p("y"), m.p("x")).expect("rename over");
+    let count = fs::read_dir(&hour).expect("hour").count();
+    assert_eq!(count, 2);
+    m.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+}
+
+#[test]
+fn unlinked_open_file_keeps_data_until_close() {
+    let v = Volume::format("e2e-orphan", &["--trash-days", "0"]);
+    let m = v.mount("a", &[]);
+    let data = bytes(4, 3 << 20);
+    fs::write(m.p("f"), &data).expect("write");
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.p("f"))
+        .expect("open");
+    fs::remove_file(m.p("f")).expect("unlink while open");
+    assert!(!m.p("f").exists());
+    let mut got = Vec::new();
+    f.read_to_end(&mut got).expect("read unlinked");
+    assert_eq!(got, data);
+    f.write_all(b"more").expect("write unlinked");
+    f.sync_all().expect("fsync unlinked");
+    drop(f);
+    let chunks = sh(&format!(
+        "sqlite3 {}/meta.db 'select count(*) from jfs_chunk'",
+        v.dir.path().display()
+    ));
+    assert_eq!(chunks.trim(), "0", "data freed at last close");
+    let objects = sh(&format!(
+        "find {} -type f -path '*chunks*' | wc -l",
+        v.bucket.display()
+    ));
+    assert_eq!(objects.trim(), "0", "objects deleted");
+}
+
+#[test]
+fn read_only_and_subdir_mounts() {
+    let v = Volume::format("e2e-ro", &[]);
+    let m = v.mount("rw", &[]);
+    fs::create_dir_all(m.p("sub/inner")).expect("mkdir");
+    fs::write(m.p("sub/inner/f"), b"inside").expect("write");
+    m.unmount();
+    let ro = v.mount("ro", &["--read-only"]);
+    assert_eq!(fs::read(ro.p("sub/inner/f")).expect("read"), b"inside");
+    let e = fs::write(ro.p("new"), b"x").expect_err("read-only");
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+    ro.unmount();
+    let sub = v.mount("sub", &["--subdir", "sub"]);
+    assert_eq!(fs::read(sub.p("inner/f")).expect("read"), b"inside");
+    fs::write(sub.p("inner/g"), b"g").expect("write in subdir");
+    sub.unmount();
+    let m = v.mount("rw2", &[]);
+    assert_eq!(fs::read(m.p("sub/inner/g")).expect("read"), b"g");
+}
+
+#[test]
+fn locks_exclude_within_a_mount() {
+    let v = Volume::format("e2e-lock", &[]);
+    let m = v.mount("a", &[]);
+    fs::write(m.p("lockfile"), b"").expect("create");
+    let p = m.p("lockfile");
+    let out = sh(&format!(
+        "flock -x {0} -c 'flock -n -x {0} -c true && echo got || echo busy'",
+        p.display()
+    ));
+    assert_eq!(out.trim(), "busy", "flock excludes a second holder");
+    let py = format!(
+        "import fcntl,os\nf=open('{0}','r+')\nfcntl.lockf(f, fcntl.LOCK_EX)\npid=os.fork()\nif pid==0:\n  g=open('{0}','r+')\n  try:\n    fcntl.lockf(g, fcntl.LOCK_EX|fcntl.LOCK_NB); print('got')\n  except OSError: print('busy')\n  os._exit(0)\nos.waitpid(pid,0)\n",
+        p.display()
+    );
+    assert_eq!(
+        ok("python3", &["-c", &py]).trim(),
+        "busy",
+        "POSIX record locks exclude another process"
+    );
+}
+
+#[test]
+fn xattrs_and_special_files() {
+    let v = Volume::format("e2e-xattr", &[]);
+    let m = v.mount("a", &[]);
+    fs::write(m.p("f"), b"x").expect("write");
+    let py = format!(
+        "import os\np='{0}'\nos.setxattr(p,'user.k',b'v1')\nassert os.getxattr(p,'user.k')==b'v1'\nassert os.listxattr(p)==['user.k']\ntry:\n  os.getxattr(p,'user.none'); raise SystemExit('no ENODATA')\nexcept OSError as e:\n  assert e.errno==61, e\ntry:\n  os.setxattr(p,'user.k',b'v2',os.XATTR_CREATE); raise SystemExit('no EEXIST')\nexcept OSError as e:\n  assert e.errno==17, e\nos.removexattr(p,'user.k')\nos.mkfifo('{1}')\nos.mknod('{2}', 0o600|0o020000, os.makedev(1,3))\nimport socket\ns=socket.socket(socket.AF_UNIX); s.bind('{3}')\nprint('ok')\n",
+        m.p("f").display(),
+        m.p("fifo").display(),
+        m.p("chardev").display(),
+        m.p("sock").display()
+    );
+    assert_eq!(ok("python3", &["-c", &py]).trim(), "ok");
+    let kinds = sh(&format!(
+        "stat -c '%F' {0}/fifo {0}/chardev {0}/sock",
+        m.path.display()
+    ));
+    assert_eq!(
+        kinds.lines().collect::<Vec<_>>(),
+        vec!["fifo", "character special file", "socket"]
+    );
+    let rdev = sh(&format!("stat -c '%t:%T' {}/chardev", m.path.display()));
+    assert_eq!(rdev.trim(), "1:3");
+}
+
+#[test]
+fn fallocate_and_copy_file_range() {
+    let v = Volume::format("e2e-falloc", &[]);
+    let m = v.mount("a", &[]);
+    let data = bytes(9, 1 << 20);
+    fs::write(m.p("f"), &data).expect("write");
+    sh(&format!(
+        "fallocate -p -o 4096 -l 8192 {}",
+        m.p("f").display()
+    ));
+    let got = fs::read(m.p("f")).expect("read");
+    assert_eq!(got.len(), 1 << 20);
+    assert!(
+        got[4096..12288].iter().all(|b| *b == 0),
+        "punched range reads as zeros"
+    );
+    assert_eq!(&got[..4096], &data[..4096]);
+    assert_eq!(&got[12288..], &data[12288..]);
+    sh(&format!("fallocate -l 3000000 {}", m.p("g").display()));
+    assert_eq!(fs::metadata(m.p("g")).expect("stat").len(), 3_000_000);
+    sh(&format!("fallocate -z -o 0 -l 100 {}", m.p("f").display()));
+    assert!(fs::read(m.p("f")).expect("read")[..100]
+        .iter()
+        .all(|b| *b == 0));
+    // cp uses copy_file_range on Linux
+    sh(&format!(
+        "cp {} {}",
+        m.p("f").display(),
+        m.p("copy").display()
+    ));
+    assert_eq!(
+        fs::read(m.p("copy")).expect("copy"),
+        fs::read(m.p("f")).expect("f")
+    );
+}

@@ -1,0 +1,179 @@
+//! Interop with the official juicefs binary, both ways.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Write the same tree of files, links and modes into `root`.
+fn write_tree(root: &Path) {
+    let sizes = [0usize, 1, 4095, 4 << 20, (4 << 20) + 1, 70 << 20];
+    for (i, n) in sizes.iter().enumerate() {
+        fs::write(root.join(format!("f{i}")), bytes(i as u64 + 100, *n)).expect("write");
+    }
+    fs::create_dir_all(root.join("dir/sub")).expect("mkdir");
+    fs::write(root.join("dir/sub/deep"), b"deep").expect("deep");
+    std::os::unix::fs::symlink("../f1", root.join("dir/link")).expect("symlink");
+    fs::hard_link(root.join("f2"), root.join("dir/hard")).expect("hard link");
+    fs::set_permissions(root.join("f1"), fs::Permissions::from_mode(0o4751)).expect("chmod");
+    std::os::unix::fs::chown(root.join("f3"), Some(1234), Some(5678)).expect("chown");
+    // overwrite in the middle and truncate: several slices per chunk
+    let p = root.join("f4");
+    let mut data = fs::read(&p).expect("read");
+    data[1000..2000].copy_from_slice(&bytes(7, 1000));
+    fs::write(&p, &data).expect("rewrite");
+    let f = fs::OpenOptions::new().write(true).open(&p).expect("open");
+    f.set_len(3_000_000).expect("truncate");
+}
+
+/// One line per path: type, mode, owner, links, size, content hash, link target, and the mtime
+/// when `times` is set. The root itself and juicefs's virtual files are left out.
+fn manifest(root: &Path, times: bool) -> Vec<String> {
+    use std::hash::{Hash, Hasher};
+    let names = sh(&format!(
+        "cd {} && find . -mindepth 1 \\( -path ./.trash -o -path ./.accesslog -o -path ./.config -o -path ./.stats \\) -prune -o -print | sort",
+        root.display()
+    ));
+    names
+        .lines()
+        .filter(|l| !matches!(*l, "./.trash" | "./.accesslog" | "./.config" | "./.stats"))
+        .map(|rel| {
+            let p = root.join(rel);
+            let md = fs::symlink_metadata(&p).expect("stat");
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            let mut extra = String::new();
+            if md.is_file() {
+                fs::read(&p).expect("read").hash(&mut h);
+            } else if md.file_type().is_symlink() {
+                extra = fs::read_link(&p)
+                    .expect("readlink")
+                    .to_string_lossy()
+                    .into_owned();
+            }
+            let size = if md.is_dir() { 0 } else { md.len() };
+            let t = if times {
+                format!(" mtime={}.{:09}", md.mtime(), md.mtime_nsec())
+            } else {
+                String::new()
+            };
+            format!(
+                "{rel} mode={:o} owner={}:{} nlink={} size={size} hash={:x} {extra}{t}",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.nlink(),
+                h.finish()
+            )
+        })
+        .collect()
+}
+
+fn compare(a: &Path, b: &Path) {
+    assert_eq!(manifest(a, false), manifest(b, false));
+}
+
+#[test]
+fn juicefs_reads_and_fscks_what_tidefs_wrote() {
+    let v = Volume::format("interop-a", &[]);
+    let reference = tempfile::tempdir().expect("reference");
+    write_tree(reference.path());
+    let m = v.mount("t", &[]);
+    write_tree(&m.path);
+    compare(reference.path(), &m.path);
+    fs::remove_file(m.p("f0")).expect("unlink into trash");
+    fs::remove_file(reference.path().join("f0")).expect("unlink");
+    let tidefs_view = manifest(&m.path, true);
+    m.unmount();
+    v.fsck();
+    let report = v.juicefs_fsck();
+    assert!(!report.contains("lost"), "juicefs fsck: {report}");
+    let j = v.mount_juicefs("j");
+    compare(reference.path(), &j.path);
+    assert_eq!(
+        manifest(&j.path, true),
+        tidefs_view,
+        "juicefs shows what tidefs showed, times included"
+    );
+}
+
+#[test]
+fn tidefs_reads_what_juicefs_wrote() {
+    let v = Volume::new_unformatted("interop-b");
+    ok(
+        &juicefs(),
+        &[
+            "format",
+            "--trash-days",
+            "1",
+            &v.url,
+            "interop-b",
+            "--storage",
+            "file",
+            "--bucket",
+            &format!("{}/", v.bucket.display()),
+        ],
+    );
+    let reference = tempfile::tempdir().expect("reference");
+    write_tree(reference.path());
+    let j = v.mount_juicefs("j");
+    write_tree(&j.path);
+    let juicefs_view = manifest(&j.path, true);
+    j.unmount();
+    let m = v.mount("t", &[]);
+    compare(reference.path(), &m.path);
+    assert_eq!(
+        manifest(&m.path, true),
+        juicefs_view,
+        "tidefs shows what juicefs showed, times included"
+    );
+    // and tidefs can keep writing to it
+    fs::write(m.p("from-tidefs"), b"hello juicefs").expect("write");
+    m.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+    let j = v.mount_juicefs("j2");
+    assert_eq!(
+        fs::read(j.p("from-tidefs")).expect("read back"),
+        b"hello juicefs"
+    );
+}
+
+#[test]
+fn compressed_volume_interop() {
+    for codec in ["lz4", "zstd"] {
+        let v = Volume::format(
+            &format!("interop-{codec}"),
+            &["--compress", codec, "--block-size", "1024"],
+        );
+        let m = v.mount("t", &[]);
+        let data = bytes(42, 3 << 20 | 777);
+        fs::write(m.p("z"), &data).expect("write");
+        m.unmount();
+        v.juicefs_fsck();
+        let j = v.mount_juicefs("j");
+        assert!(
+            fs::read(j.p("z")).expect("juicefs reads") == data,
+            "{codec}: bytes differ"
+        );
+    }
+}
+
+#[test]
+fn refuses_unsupported_format_versions() {
+    let v = Volume::format("interop-ver", &[]);
+    let db = format!("{}/meta.db", v.dir.path().display());
+    sh(&format!(
+        "sqlite3 {db} \"UPDATE jfs_setting SET value = json_set(value, '$.MetaVersion', 9) WHERE name = 'format'\""
+    ));
+    let mp = v.mountpoint("x");
+    let out = run(tidefs(), &["mount", &v.url, &mp.to_string_lossy()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("metadata version 9") && err.contains("upgrade tidefs"),
+        "{err}"
+    );
+    assert!(!is_mounted(&mp));
+}
