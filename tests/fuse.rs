@@ -220,16 +220,27 @@ fn unlinked_open_file_keeps_data_until_close() {
     f.write_all(b"more").expect("write unlinked");
     f.sync_all().expect("fsync unlinked");
     drop(f);
-    let chunks = sh(&format!(
-        "sqlite3 {}/meta.db 'select count(*) from jfs_chunk'",
-        v.dir.path().display()
-    ));
-    assert_eq!(chunks.trim(), "0", "data freed at last close");
-    let objects = sh(&format!(
-        "find {} -type f -path '*chunks*' | wc -l",
-        v.bucket.display()
-    ));
-    assert_eq!(objects.trim(), "0", "objects deleted");
+    // the kernel sends RELEASE after close(2) returns: give it a moment, bounded
+    let count = || {
+        let chunks = sh(&format!(
+            "sqlite3 {}/meta.db 'select count(*) from jfs_chunk'",
+            v.dir.path().display()
+        ));
+        let objects = sh(&format!(
+            "find {} -type f -path '*chunks*' | wc -l",
+            v.bucket.display()
+        ));
+        (chunks.trim().to_string(), objects.trim().to_string())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count() != ("0".into(), "0".into()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        count(),
+        ("0".into(), "0".into()),
+        "chunks and objects freed after the last close"
+    );
 }
 
 #[test]

@@ -71,7 +71,7 @@ impl Slice {
 
 /// Decode a whole chunk value.
 pub fn decode_all(buf: &[u8]) -> Result<Vec<Slice>> {
-    if buf.len() % SLICE_RECORD_LEN != 0 {
+    if !buf.len().is_multiple_of(SLICE_RECORD_LEN) {
         return Err(Error::corrupt(format!(
             "chunk slice list is {} bytes, not a multiple of {SLICE_RECORD_LEN}",
             buf.len()

@@ -61,6 +61,13 @@ pub struct ListedEntry {
     pub offset: u64,
 }
 
+/// An inode open in this mount: how many handles, and its write buffer once written.
+#[derive(Default)]
+struct OpenFile {
+    handles: u32,
+    writer: Option<Arc<FileWriter>>,
+}
+
 struct Handle {
     ino: Ino,
     /// End of the last read, to tell sequential from random reads.
@@ -76,8 +83,8 @@ pub struct Vfs {
     budget: Arc<BufferBudget>,
     next_fh: AtomicU64,
     handles: parking_lot::Mutex<HashMap<u64, Arc<Handle>>>,
-    /// Open handle count and shared writer of each open inode.
-    files: parking_lot::Mutex<HashMap<Ino, (u32, Option<Arc<FileWriter>>)>>,
+    /// Open files of this mount.
+    files: parking_lot::Mutex<HashMap<Ino, OpenFile>>,
 }
 
 impl Vfs {
@@ -127,13 +134,13 @@ impl Vfs {
     }
 
     fn writer(&self, ino: Ino) -> Option<Arc<FileWriter>> {
-        self.files.lock().get(&ino).and_then(|(_, w)| w.clone())
+        self.files.lock().get(&ino).and_then(|f| f.writer.clone())
     }
 
     fn writer_or_new(&self, ino: Ino) -> Arc<FileWriter> {
         let mut files = self.files.lock();
-        let slot = files.entry(ino).or_insert((0, None));
-        slot.1
+        let slot = files.entry(ino).or_default();
+        slot.writer
             .get_or_insert_with(|| {
                 Arc::new(FileWriter::new(
                     ino,
@@ -153,8 +160,14 @@ impl Vfs {
         Ok(())
     }
 
-    /// Attributes with uncommitted writes of this mount applied.
+    /// Attributes as the kernel should see them: with uncommitted writes of this mount applied,
+    /// and with no link counted for the trash. A file whose last name was removed keeps a
+    /// name in `.trash` (as JuiceFS stores it), but POSIX says it has no links now: an `fstat`
+    /// on a descriptor still open must say 0.
     async fn overlay(&self, mut attr: Attr) -> Attr {
+        if attr.parent > TRASH_INODE && attr.typ != FileType::Dir {
+            attr.nlink = 0;
+        }
         if let Some(w) = self.writer(attr.ino) {
             if let Some((len, mtime)) = w.pending().await {
                 attr.length = attr.length.max(len);
@@ -232,6 +245,7 @@ impl Vfs {
     }
 
     /// Create a node (file, device, FIFO, socket, directory).
+    #[allow(clippy::too_many_arguments)]
     pub async fn mknod(
         &self,
         ctx: &Ctx,
@@ -441,7 +455,7 @@ impl Vfs {
             }
             _ => {}
         }
-        self.files.lock().entry(ino).or_insert((0, None)).0 += 1;
+        self.files.lock().entry(ino).or_default().handles += 1;
         let fh = self.new_handle(ino);
         Ok((fh, self.overlay(a).await))
     }
@@ -461,7 +475,7 @@ impl Vfs {
             .mknod(ctx, parent, name, FileType::File, mode, umask, 0, b"")
             .await?;
         self.meta.open(ctx, a.ino).await?;
-        self.files.lock().entry(a.ino).or_insert((0, None)).0 += 1;
+        self.files.lock().entry(a.ino).or_default().handles += 1;
         let fh = self.new_handle(a.ino);
         Ok((fh, a))
     }
@@ -518,21 +532,16 @@ impl Vfs {
         let h = self.handles.lock().remove(&fh);
         let Some(h) = h else { return Ok(()) };
         let flushed = self.flush_ino(h.ino).await;
-        let writer_done = {
+        {
+            // the last handle of an inode takes its (now empty) write buffer with it
             let mut files = self.files.lock();
-            match files.get_mut(&h.ino) {
-                Some(slot) if slot.0 > 1 => {
-                    slot.0 -= 1;
-                    false
-                }
-                Some(_) => {
+            if let Some(slot) = files.get_mut(&h.ino) {
+                slot.handles = slot.handles.saturating_sub(1);
+                if slot.handles == 0 {
                     files.remove(&h.ino);
-                    true
                 }
-                None => false,
             }
-        };
-        let _ = writer_done;
+        }
         self.meta.close(h.ino).await?;
         flushed
     }
@@ -625,7 +634,7 @@ impl Vfs {
             .files
             .lock()
             .values()
-            .filter_map(|(_, w)| w.clone())
+            .filter_map(|f| f.writer.clone())
             .collect();
         let mut res = Ok(());
         for w in writers {
