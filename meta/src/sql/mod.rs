@@ -116,6 +116,10 @@ struct Inner {
     inodes: tokio::sync::Mutex<IdRange>,
     slices: tokio::sync::Mutex<IdRange>,
     open_files: Mutex<HashMap<Ino, u32>>,
+    /// Inodes this session recorded in `jfs_sustained` (unlinked while open here). Only their
+    /// last close needs a transaction. An entry may outlive a rolled-back transaction; the close
+    /// then finds no row and does nothing.
+    sustained: Mutex<HashSet<Ino>>,
     deleter: RwLock<Option<SliceDeleter>>,
     jobs: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -412,6 +416,7 @@ impl SqlMeta {
                 inodes: tokio::sync::Mutex::new(IdRange::default()),
                 slices: tokio::sync::Mutex::new(IdRange::default()),
                 open_files: Mutex::new(HashMap::new()),
+                sustained: Mutex::new(HashSet::new()),
                 deleter: RwLock::new(None),
                 jobs: Mutex::new(Vec::new()),
             }),
@@ -559,6 +564,9 @@ impl Inner {
                 .execute(&mut *c)
                 .await
                 .map_err(db("sustain"))?;
+            if let Ok(mut set) = self.sustained.lock() {
+                set.insert(attr.ino);
+            }
             return Ok(Removed::Sustained);
         }
         self.free_inode(c, &attr, now).await?;
@@ -1526,7 +1534,13 @@ impl Inner {
             },
             Err(_) => return Err(lock_poisoned()),
         };
-        if !last || self.read_only.load(Ordering::Relaxed) {
+        let was_sustained = last
+            && self
+                .sustained
+                .lock()
+                .map(|mut set| set.remove(&ino))
+                .unwrap_or(true);
+        if !was_sustained || self.read_only.load(Ordering::Relaxed) {
             return Ok(());
         }
         let now = Timestamp::now();
