@@ -345,3 +345,85 @@ fn fallocate_and_copy_file_range() {
         fs::read(m.p("f")).expect("f")
     );
 }
+
+fn count(db: &str, sql: &str) -> String {
+    sh(&format!("sqlite3 {db} '{sql}'")).trim().to_string()
+}
+
+#[test]
+fn files_of_a_dead_client_are_freed() {
+    let v = Volume::format("e2e-dead", &["--trash-days", "0"]);
+    let db = format!("{}/meta.db", v.dir.path().display());
+    let m = v.mount("a", &[]);
+    fs::write(m.p("open"), bytes(1, 1 << 20)).expect("write");
+    let f = fs::File::open(m.p("open")).expect("open");
+    fs::remove_file(m.p("open")).expect("unlink while open");
+    assert_eq!(count(&db, "select count(*) from jfs_sustained"), "1");
+    ok("kill", &["-9", &m.pid().to_string()]);
+    drop(f);
+    drop(m);
+    // the session would expire 60 s after its last heartbeat; age it instead of waiting
+    sh(&format!(
+        "sqlite3 {db} 'UPDATE jfs_session2 SET expire = 0'"
+    ));
+    let out = ok(tidefs(), &["fsck", &v.url, "--repair"]);
+    assert!(out.contains("cleanup: removed 1 "), "{out}");
+    assert_eq!(count(&db, "select count(*) from jfs_chunk"), "0");
+    assert_eq!(count(&db, "select count(*) from jfs_session2"), "0");
+    let objects = sh(&format!(
+        "find {} -type f -path '*chunks*' | wc -l",
+        v.bucket.display()
+    ));
+    assert_eq!(objects.trim(), "0", "objects of the freed file are deleted");
+    v.juicefs_fsck();
+}
+
+#[test]
+fn expired_trash_is_purged() {
+    let v = Volume::format("e2e-purge", &["--trash-days", "1"]);
+    let db = format!("{}/meta.db", v.dir.path().display());
+    let m = v.mount("a", &[]);
+    fs::write(m.p("old"), bytes(2, 1 << 20)).expect("write");
+    fs::remove_file(m.p("old")).expect("to trash");
+    m.unmount();
+    let out = ok(tidefs(), &["fsck", &v.url, "--repair"]);
+    assert!(
+        out.contains("cleanup: removed 0 "),
+        "a fresh trash entry stays: {out}"
+    );
+    // make the trash hour two days old instead of waiting
+    sh(&format!(
+        "sqlite3 {db} \"UPDATE jfs_edge SET name = CAST('2000-01-01-00' AS BLOB) WHERE parent = {}\"",
+        0x7FFF_FFFF_1000_0000u64
+    ));
+    let out = ok(tidefs(), &["fsck", &v.url, "--repair"]);
+    assert!(out.contains("cleanup: removed 1 "), "{out}");
+    assert_eq!(count(&db, "select count(*) from jfs_chunk"), "0");
+    assert_eq!(
+        count(
+            &db,
+            "select count(*) from jfs_edge where parent > 9223372032828243968"
+        ),
+        "0"
+    );
+    v.juicefs_fsck();
+}
+
+#[test]
+fn rename_exchange_and_noreplace_through_the_kernel() {
+    let v = Volume::format("e2e-rename2", &[]);
+    let m = v.mount("a", &[]);
+    fs::write(m.p("a"), b"A").expect("a");
+    fs::create_dir(m.p("d")).expect("d");
+    let py = format!(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nAT=-100\ndef r2(a, b, f):\n  rc = libc.renameat2(AT, a.encode(), AT, b.encode(), f)\n  return 0 if rc == 0 else ctypes.get_errno()\nprint(r2('{0}/a', '{0}/d', 1), r2('{0}/a', '{0}/d', 2), os.path.isdir('{0}/a'), open('{0}/d').read())\n",
+        m.path.display()
+    );
+    assert_eq!(
+        ok("python3", &["-c", &py]).trim(),
+        "17 0 True A",
+        "NOREPLACE gives EEXIST, EXCHANGE swaps"
+    );
+    let e = fs::rename(m.p("a"), m.p("a/inside")).expect_err("into itself");
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+}

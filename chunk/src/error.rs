@@ -55,6 +55,9 @@ impl Error {
             opendal::ErrorKind::NotFound => ErrorKind::NotFound,
             opendal::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
             opendal::ErrorKind::ConfigInvalid => ErrorKind::Config,
+            // we only ask for ranges inside the length a block must have: a shorter object is
+            // damaged, not unavailable
+            opendal::ErrorKind::RangeNotSatisfied => ErrorKind::Corrupt,
             _ => {
                 // a full local disk reaches us as an unexpected I/O error carrying ENOSPC
                 let text = format!("{e:?}");

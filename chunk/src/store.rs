@@ -118,8 +118,9 @@ impl ChunkStore {
             .write(&key, body)
             .await
             .map_err(|e| Error::from_opendal("put", &key, e))?;
-        // the writer just had the bytes: keep them for reads that follow the write
-        self.cache.insert((id, indx), data).await;
+        // written blocks are not kept in memory: most are not read back by this client, and
+        // keeping them would grow the mount by the cache size on every large write
+        drop(data);
         Ok(())
     }
 
@@ -142,9 +143,15 @@ impl ChunkStore {
 
     async fn fetch_block(&self, id: u64, indx: u32, len: u32) -> Result<Bytes> {
         let key = self.key(id, indx, len);
-        let raw = self
-            .op
-            .read(&key)
+        // Ask for the exact stored length when we know it (uncompressed blocks): without a
+        // range, OpenDAL's fs reader reads into a fresh zeroed 2 MiB buffer per object.
+        let req = self.op.read_with(&key);
+        let req = if self.cfg.compression == Compression::None {
+            req.range(0..u64::from(len))
+        } else {
+            req
+        };
+        let raw = req
             .await
             .map_err(|e| Error::from_opendal("get", &key, e))?
             .to_bytes();

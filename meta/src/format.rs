@@ -142,7 +142,8 @@ impl Format {
             meta_version: 1,
             min_client_version: "1.1.0-A".into(),
             max_client_version: String::new(),
-            dir_stats: true,
+            // tidefs does not maintain jfs_dir_stats yet: do not promise them to other clients
+            dir_stats: false,
             enable_acl: false,
             extra,
         }

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 pub struct Args {
     /// Metadata engine URL.
     meta_url: String,
-    /// Fix what can be fixed safely (dangling entries, wrong link counts).
+    /// Fix what can be fixed safely (dangling entries, wrong link counts), and run the cleanup
+    /// a mount runs every minute: files of dead sessions, expired trash, pending deletions.
     #[arg(long)]
     repair: bool,
 }
@@ -17,6 +18,11 @@ pub struct Args {
 pub(super) async fn run(a: Args) -> CmdResult {
     let (meta, fmt) = super::open_volume(&a.meta_url).await?;
     let store = super::open_store(&fmt, 1 << 20)?;
+    if a.repair {
+        super::install_slice_deleter(&*meta, &store);
+        let removed = meta.cleanup().await?;
+        println!("cleanup: removed {removed} file(s) of dead sessions, expired trash or pending deletions");
+    }
     let mut problems = meta.check(a.repair).await?;
     let bs = fmt.block_size() as u32;
     let compressed = !matches!(fmt.compression.as_str(), "" | "none");

@@ -123,3 +123,20 @@ fn open_store(
         },
     ))
 }
+
+/// Let the metadata engine delete the objects of slices that lose their last reference.
+fn install_slice_deleter(meta: &dyn tidefs_meta::Meta, store: &tidefs_chunk::ChunkStore) {
+    let st = store.clone();
+    meta.set_slice_deleter(Arc::new(move |id, size| {
+        let st = st.clone();
+        Box::pin(async move {
+            st.delete_slice(id, size).await.map_err(|e| {
+                tidefs_meta::Error::new(
+                    tidefs_meta::ErrorKind::Engine,
+                    "deleting slice objects failed",
+                )
+                .with_source(e)
+            })
+        })
+    }));
+}

@@ -43,6 +43,9 @@ pub struct Args {
     /// Write buffer budget, MiB.
     #[arg(long, default_value_t = 300)]
     buffer_size: u64,
+    /// Block uploads under way at once.
+    #[arg(long, default_value_t = 20)]
+    max_uploads: usize,
     /// Memory cache of decoded blocks, MiB.
     #[arg(long, default_value_t = 64)]
     mem_cache: u64,
@@ -161,6 +164,9 @@ pub(super) fn run(a: Args) -> CmdResult {
     ] {
         secs(v, f)?;
     }
+    if a.max_uploads == 0 {
+        return Err("invalid --max-uploads 0: give at least 1".into());
+    }
     if a.buffer_size < 8 {
         return Err(format!(
             "invalid --buffer-size {}: give at least 8 (MiB)",
@@ -260,19 +266,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
     if a.read_only {
         meta.set_read_only(true);
     } else {
-        let st = store.clone();
-        meta.set_slice_deleter(Arc::new(move |id, size| {
-            let st = st.clone();
-            Box::pin(async move {
-                st.delete_slice(id, size).await.map_err(|e| {
-                    tidefs_meta::Error::new(
-                        tidefs_meta::ErrorKind::Engine,
-                        "deleting slice objects failed",
-                    )
-                    .with_source(e)
-                })
-            })
-        }));
+        super::install_slice_deleter(&*meta, &store);
         let info = SessionInfo {
             sid: 0,
             expire: 0,
@@ -296,6 +290,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         attr_ttl: secs(a.attr_cache, "attr-cache")?,
         entry_ttl: secs(a.entry_cache, "entry-cache")?,
         dir_entry_ttl: secs(a.dir_entry_cache, "dir-entry-cache")?,
+        max_uploads: a.max_uploads,
     };
     let vfs = Arc::new(Vfs::new(meta.clone(), store, fmt.clone(), cfg));
     let fs = TidefsFs::new(vfs.clone(), root, rt.handle().clone());

@@ -213,6 +213,8 @@ impl Filesystem for TidefsFs {
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_ASYNC_DIO,
+            // drop cached pages when getattr shows another client changed mtime or size
+            InitFlags::FUSE_AUTO_INVAL_DATA,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -481,7 +483,14 @@ impl Filesystem for TidefsFs {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         self.spawn(async move {
             match s.vfs.open(&ctx, ino, write).await {
-                Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok((fh, _, keep)) => {
+                    let flags = if keep {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(fh), flags)
+                }
                 Err(e) => reply.error(err(&e)),
             }
         });

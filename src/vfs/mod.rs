@@ -35,6 +35,8 @@ pub struct VfsConfig {
     pub entry_ttl: Duration,
     /// Kernel entry cache TTL for directories.
     pub dir_entry_ttl: Duration,
+    /// Block uploads under way at once.
+    pub max_uploads: usize,
 }
 
 impl Default for VfsConfig {
@@ -45,6 +47,7 @@ impl Default for VfsConfig {
             attr_ttl: Duration::from_secs(1),
             entry_ttl: Duration::from_secs(1),
             dir_entry_ttl: Duration::from_secs(1),
+            max_uploads: writer::DEFAULT_MAX_UPLOADS,
         }
     }
 }
@@ -85,12 +88,18 @@ pub struct Vfs {
     handles: parking_lot::Mutex<HashMap<u64, Arc<Handle>>>,
     /// Open files of this mount.
     files: parking_lot::Mutex<HashMap<Ino, OpenFile>>,
+    /// (mtime, length) of each file as of its last open here: when a new open finds the same,
+    /// nobody changed the file in between and the kernel may keep its cached pages.
+    seen: parking_lot::Mutex<HashMap<Ino, (tidefs_meta::Timestamp, u64)>>,
 }
+
+/// Most files whose open-time attributes are remembered for page-cache reuse.
+const MAX_SEEN: usize = 100_000;
 
 impl Vfs {
     /// A filesystem over an opened, loaded volume.
     pub fn new(meta: Arc<dyn Meta>, store: ChunkStore, format: Format, cfg: VfsConfig) -> Self {
-        let budget = BufferBudget::new(cfg.buffer_size);
+        let budget = BufferBudget::new(cfg.buffer_size, cfg.max_uploads);
         Self {
             meta,
             store,
@@ -100,6 +109,7 @@ impl Vfs {
             next_fh: AtomicU64::new(1),
             handles: parking_lot::Mutex::new(HashMap::new()),
             files: parking_lot::Mutex::new(HashMap::new()),
+            seen: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -438,8 +448,18 @@ impl Vfs {
 
     // ---- files -----------------------------------------------------------------------------
 
-    /// Open `ino`; returns the handle and current attributes.
-    pub async fn open(&self, ctx: &Ctx, ino: Ino, write: bool) -> Result<(u64, Attr)> {
+    /// Whether the kernel may keep cached pages of `a` at this open (close-to-open: only when the
+    /// file is as it was at the previous open here), and remember it for the next open.
+    fn keep_cache(&self, a: &Attr) -> bool {
+        let mut seen = self.seen.lock();
+        if seen.len() >= MAX_SEEN {
+            seen.clear();
+        }
+        seen.insert(a.ino, (a.mtime, a.length)) == Some((a.mtime, a.length))
+    }
+
+    /// Open `ino`; returns the handle, current attributes, and whether cached pages stay valid.
+    pub async fn open(&self, ctx: &Ctx, ino: Ino, write: bool) -> Result<(u64, Attr, bool)> {
         if write {
             self.writable()?;
         }
@@ -457,7 +477,9 @@ impl Vfs {
         }
         self.files.lock().entry(ino).or_default().handles += 1;
         let fh = self.new_handle(ino);
-        Ok((fh, self.overlay(a).await))
+        let a = self.overlay(a).await;
+        let keep = self.keep_cache(&a);
+        Ok((fh, a, keep))
     }
 
     /// Create and open a regular file.

@@ -71,7 +71,7 @@ async fn write_read_close_reopen() {
         data[1000..6000].to_vec()
     );
     v.release(fh).await.expect("close");
-    let (fh2, a2) = v.open(&ctx(), a.ino, false).await.expect("open");
+    let (fh2, a2, _) = v.open(&ctx(), a.ino, false).await.expect("open");
     assert_eq!(a2.length, 300_000);
     assert_eq!(v.read(fh2, 0, 400_000).await.expect("read all"), data);
     assert!(v.read(fh2, 300_000, 10).await.expect("eof").is_empty());
@@ -117,7 +117,7 @@ async fn compressed_volumes_round_trip() {
             .await
             .expect("lookup")
             .ino;
-        let (fh, _) = v.open(&ctx(), ino, false).await.expect("open");
+        let (fh, _, _) = v.open(&ctx(), ino, false).await.expect("open");
         let got = v.read(fh, 0, 200_000).await.expect("read");
         let mut want = data.clone();
         want[70_000..70_009].copy_from_slice(b"overwrite");
@@ -277,7 +277,7 @@ proptest! {
                 assert_eq!(v.getattr(a.ino).await.expect("attr").length, m.len);
             }
             v.release(fh).await.expect("release");
-            let (fh, _) = v.open(&ctx(), a.ino, false).await.expect("open");
+            let (fh, _, _) = v.open(&ctx(), a.ino, false).await.expect("open");
             for (off, len) in [(0u64, 300_000u32), (CHUNK_SIZE - 150_000, 300_000)] {
                 assert_eq!(v.read(fh, off, len).await.expect("final read"), m.read(off, len));
             }

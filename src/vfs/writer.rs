@@ -14,19 +14,25 @@ use tidefs_chunk::ChunkStore;
 use tidefs_meta::{ErrorKind, Ino, Meta, Slice, Timestamp, CHUNK_SIZE};
 use tokio::task::JoinHandle;
 
-/// Bytes held in write buffers and in uploads under way, shared by all files of a mount.
-#[derive(Debug, Default)]
+/// Bytes held in write buffers and in uploads under way, shared by all files of a mount, and
+/// the number of block uploads allowed at once.
+#[derive(Debug)]
 pub struct BufferBudget {
     used: AtomicU64,
     limit: u64,
+    uploads: Arc<tokio::sync::Semaphore>,
 }
 
+/// Block uploads under way at once per mount (JuiceFS's `--max-uploads` default).
+pub const DEFAULT_MAX_UPLOADS: usize = 20;
+
 impl BufferBudget {
-    /// A budget of `limit` bytes.
-    pub fn new(limit: u64) -> Arc<Self> {
+    /// A budget of `limit` bytes and `max_uploads` concurrent uploads.
+    pub fn new(limit: u64, max_uploads: usize) -> Arc<Self> {
         Arc::new(Self {
             used: AtomicU64::new(0),
             limit: limit.max(8 << 20),
+            uploads: Arc::new(tokio::sync::Semaphore::new(max_uploads.max(1))),
         })
     }
     fn add(&self, n: usize) {
@@ -44,8 +50,8 @@ impl BufferBudget {
     }
 }
 
-/// One slice being written: bytes `[base, base + data.len())` of the slice are still in memory,
-/// bytes before `base` are in whole blocks already uploaded or uploading.
+/// One slice being written: bytes `[base, base + data.len())` of the slice are still in memory
+/// (less than one block), bytes before `base` are in whole blocks already uploaded or uploading.
 struct SliceBuf {
     indx: u32,
     /// Offset of the slice in its chunk.
@@ -158,29 +164,48 @@ impl FileWriter {
                 st.slices.len() - 1
             }
         };
-        let s = &mut st.slices[i];
-        let start = (pos - s.pos - s.base) as usize;
-        let end = start + data.len();
-        let grow = end.saturating_sub(s.data.len());
-        if end > s.data.len() {
-            s.data.resize(end, 0);
-        }
-        s.data[start..end].copy_from_slice(data);
-        self.budget.add(grow);
-        // upload every whole block now in memory
         let bs = self.block_size as usize;
-        while s.data.len() >= bs {
-            let block: Vec<u8> = s.data.drain(..bs).collect();
-            let bindx = s.base / self.block_size;
-            s.base += self.block_size;
-            let store = self.store.clone();
-            let budget = self.budget.clone();
-            let id = s.id;
-            s.uploads.push(tokio::spawn(async move {
-                let r = store.put_block(id, bindx, Bytes::from(block)).await;
-                budget.sub(bs);
-                r
-            }));
+        let s = &mut st.slices[i];
+        let mut at = (pos - s.pos - s.base) as usize;
+        let mut rest = data;
+        while !rest.is_empty() {
+            // fill the block in memory, never past its end
+            let end = (at + rest.len()).min(bs);
+            let n = end - at;
+            if end > s.data.len() {
+                if s.data.capacity() < bs {
+                    s.data.reserve_exact(bs - s.data.len());
+                }
+                self.budget.add(end - s.data.len());
+                s.data.resize(end, 0);
+            }
+            s.data[at..end].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            at = end;
+            if s.data.len() == bs {
+                // a whole block: hand the buffer itself to the upload (no copy), once a slot
+                // is free; waiting here is the back-pressure on a writer faster than the store
+                let block = std::mem::replace(&mut s.data, Vec::with_capacity(bs));
+                let bindx = s.base / self.block_size;
+                s.base += self.block_size;
+                at = 0;
+                let permit = self
+                    .budget
+                    .uploads
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::posix(ErrorKind::Engine, "upload queue closed"))?;
+                let store = self.store.clone();
+                let budget = self.budget.clone();
+                let id = s.id;
+                s.uploads.push(tokio::spawn(async move {
+                    let r = store.put_block(id, bindx, Bytes::from(block)).await;
+                    budget.sub(bs);
+                    drop(permit);
+                    r
+                }));
+            }
         }
         Ok(())
     }

@@ -516,6 +516,8 @@ impl Inner {
         let ino = TRASH_INODE + n as u64;
         insert_node(c, &new_dir_attr(ino, 0o555, TRASH_INODE, now)).await?;
         insert_edge(c, TRASH_INODE, name.as_bytes(), ino, FileType::Dir).await?;
+        // counted like any inode, so purging it later (rmdir) balances the count
+        counter_add(c, "totalInodes", 1).await?;
         root.nlink += 1;
         root.mtime = now;
         root.ctime = now;

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of tidefs and juicefs on the same backends (SQLite + local directory).
+
+Each round formats one fresh volume per client, mounts both, and runs the same workloads on each
+in turn (tidefs, juicefs, tidefs, ...): a 1 GiB sequential write with fsync, a cold sequential
+read (after remount and dropping the page cache), and create/stat/delete of 10 000 small files.
+Peak RSS of each mount process is read from /proc/<pid>/status (VmHWM) after the write.
+Results: median [min-max] per row and the ratio tidefs/juicefs of medians, printed and saved as
+Markdown and JSON under bench/results/. Needs root (drop_caches) and the juicefs binary.
+"""
+import argparse, datetime, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True, **kw).stdout
+
+def drop_caches():
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches")
+
+class Target:
+    def __init__(self, name, work, tidefs, juicefs):
+        self.name, self.work = name, work
+        self.db = f"sqlite3://{work}/meta.db"
+        self.bucket = f"{work}/bucket/"
+        self.mnt = f"{work}/mnt"
+        self.tidefs, self.juicefs = tidefs, juicefs
+        os.makedirs(self.bucket, exist_ok=True)
+        os.makedirs(self.mnt, exist_ok=True)
+
+    def format(self):
+        if self.name == "tidefs":
+            sh(f"{self.tidefs} format {self.db} benchvol --bucket {self.bucket} --trash-days 0")
+        else:
+            sh(f"{self.juicefs} format --trash-days 0 {self.db} benchvol --storage file --bucket {self.bucket}")
+
+    def mount(self):
+        log = f"{self.work}/mount.log"
+        if self.name == "tidefs":
+            sh(f"{self.tidefs} mount -d {self.db} {self.mnt} --log {log}")
+        else:
+            sh(f"{self.juicefs} mount -d --log {log} {self.db} {self.mnt}")
+
+    def umount(self):
+        if self.name == "tidefs":
+            sh(f"{self.tidefs} umount {self.mnt}")
+        else:
+            sh(f"{self.juicefs} umount {self.mnt}")
+        for _ in range(200):
+            if not os.path.ismount(self.mnt):
+                return
+            time.sleep(0.05)
+
+    def pid(self):
+        pat = "tidefs mount" if self.name == "tidefs" else "juicefs mount"
+        out = sh(f"pgrep -f '{pat}.*{self.mnt}' || true").split()
+        # juicefs -d leaves a supervisor and a worker: take the one with the largest RSS
+        best, rss = None, -1
+        for p in out:
+            r = vm(p, "VmRSS")
+            if r > rss:
+                best, rss = p, r
+        return best
+
+def vm(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+def seq_write(t, size_mib):
+    path = f"{t.mnt}/big"
+    return size_mib / timed(lambda: sh(f"dd if=/dev/zero of={path} bs=1M count={size_mib} conv=fsync status=none"))
+
+def seq_read(t, size_mib):
+    path = f"{t.mnt}/big"
+    return size_mib / timed(lambda: sh(f"dd if={path} of=/dev/null bs=1M status=none"))
+
+SMALL = r'''
+import os, sys, time
+root, n, phase = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = b"x" * 4096
+dirs = [os.path.join(root, "d%d" % i) for i in range(10)]
+t = time.perf_counter()
+if phase == "create":
+    for d in dirs: os.mkdir(d)
+    for i in range(n):
+        with open(os.path.join(dirs[i % 10], "f%d" % i), "wb") as f: f.write(data)
+elif phase == "stat":
+    for i in range(n): os.stat(os.path.join(dirs[i % 10], "f%d" % i))
+elif phase == "read":
+    for i in range(n):
+        with open(os.path.join(dirs[i % 10], "f%d" % i), "rb") as f: f.read()
+elif phase == "delete":
+    for i in range(n): os.unlink(os.path.join(dirs[i % 10], "f%d" % i))
+    for d in dirs: os.rmdir(d)
+print(n / (time.perf_counter() - t))
+'''
+
+def small(t, n, phase):
+    return float(subprocess.run([sys.executable, "-c", SMALL, f"{t.mnt}/small", str(n), phase], check=True, capture_output=True, text=True).stdout)
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tidefs", default="target/release/tidefs")
+    ap.add_argument("--juicefs", default=os.environ.get("JUICEFS_BIN", "/opt/jfs/bin/juicefs"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--files", type=int, default=10000)
+    ap.add_argument("--out", default="bench/results")
+    a = ap.parse_args()
+    rows = {}
+    def add(row, who, v):
+        rows.setdefault(row, {}).setdefault(who, []).append(v)
+    for rnd in range(a.rounds):
+        for who in (["tidefs", "juicefs"] if rnd % 2 == 0 else ["juicefs", "tidefs"]):
+            work = tempfile.mkdtemp(prefix=f"bench-{who}-", dir="/var/tmp")
+            t = Target(who, work, os.path.abspath(a.tidefs), a.juicefs)
+            try:
+                t.format(); t.mount()
+                pid = t.pid()
+                add(f"seq write {a.size_mib} MiB (MiB/s)", who, seq_write(t, a.size_mib))
+                add("mount peak RSS during write (MiB)", who, vm(pid, "VmHWM") / 2**20)
+                t.umount(); drop_caches(); t.mount()
+                add(f"seq read cold {a.size_mib} MiB (MiB/s)", who, seq_read(t, a.size_mib))
+                add(f"seq read warm {a.size_mib} MiB (MiB/s)", who, seq_read(t, a.size_mib))
+                os.remove(f"{t.mnt}/big")
+                os.mkdir(f"{t.mnt}/small")
+                add(f"create {a.files} x 4 KiB (files/s)", who, small(t, a.files, "create"))
+                t.umount(); drop_caches(); t.mount()
+                add(f"stat {a.files} cold (files/s)", who, small(t, a.files, "stat"))
+                add(f"read {a.files} x 4 KiB (files/s)", who, small(t, a.files, "read"))
+                add(f"delete {a.files} (files/s)", who, small(t, a.files, "delete"))
+                t.umount()
+            finally:
+                if os.path.ismount(t.mnt):
+                    subprocess.run(f"fusermount3 -uz {t.mnt}", shell=True)
+                shutil.rmtree(work, ignore_errors=True)
+            print(f"round {rnd + 1} {who} done", file=sys.stderr)
+    lines = ["| workload | tidefs median [min-max] | juicefs median [min-max] | tidefs/juicefs |", "|---|---|---|---|"]
+    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "rounds": a.rounds, "rows": {}}
+    for row, v in rows.items():
+        med = {w: statistics.median(x) for w, x in v.items()}
+        ratio = med["tidefs"] / med["juicefs"] if med.get("juicefs") else float("nan")
+        cell = lambda w: f"{med[w]:.1f} [{min(v[w]):.1f}-{max(v[w]):.1f}]"
+        lines.append(f"| {row} | {cell('tidefs')} | {cell('juicefs')} | {ratio:.2f} |")
+        result["rows"][row] = {"tidefs": v["tidefs"], "juicefs": v["juicefs"], "ratio_of_medians": ratio}
+    table = "\n".join(lines)
+    print(table)
+    os.makedirs(a.out, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    with open(f"{a.out}/{stamp}.md", "w") as f:
+        f.write(f"# tidefs vs juicefs, SQLite + local directory, {a.rounds} interleaved rounds\n\n{table}\n\nFor RSS lower is better; for every other row higher is better.\n")
+    with open(f"{a.out}/{stamp}.json", "w") as f:
+        json.dump(result, f, indent=1)
+
+if __name__ == "__main__":
+    main()
