@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tidefs_chunk::ChunkStore;
+use tidefs_meta::slice::{resolve, Segment};
 use tidefs_meta::{
     Attr, Ctx, DirEntry, ErrorKind, FallocMode, FileType, Format, Ino, Meta, RenameFlags, SetAttr,
     StatFs, XattrFlags, ROOT_INODE, TRASH_INODE, TRASH_NAME,
@@ -64,11 +65,37 @@ pub struct ListedEntry {
     pub offset: u64,
 }
 
-/// An inode open in this mount: how many handles, and its write buffer once written.
+/// An inode open in this mount: how many handles, its write buffer once written, and what reads
+/// learned about it.
 #[derive(Default)]
 struct OpenFile {
     handles: u32,
     writer: Option<Arc<FileWriter>>,
+    /// Bumped by every change of the file's data made here (commit, truncate, fallocate).
+    generation: Arc<AtomicU64>,
+    cache: ReadCache,
+}
+
+/// The open-file cache: file length and resolved slice lists, valid for one generation. It is
+/// dropped at every open, so another client's changes are seen at the next open
+/// (close-to-open), and never costs a metadata round trip per read request.
+#[derive(Default)]
+struct ReadCache {
+    generation: u64,
+    length: Option<u64>,
+    chunks: HashMap<u32, Arc<Vec<Segment>>>,
+}
+
+impl ReadCache {
+    fn valid_for(&mut self, generation: u64) -> &mut Self {
+        if self.generation != generation {
+            *self = ReadCache {
+                generation,
+                ..ReadCache::default()
+            };
+        }
+        self
+    }
 }
 
 struct Handle {
@@ -150,6 +177,7 @@ impl Vfs {
     fn writer_or_new(&self, ino: Ino) -> Arc<FileWriter> {
         let mut files = self.files.lock();
         let slot = files.entry(ino).or_default();
+        let generation = slot.generation.clone();
         slot.writer
             .get_or_insert_with(|| {
                 Arc::new(FileWriter::new(
@@ -157,9 +185,61 @@ impl Vfs {
                     self.meta.clone(),
                     self.store.clone(),
                     self.budget.clone(),
+                    generation,
                 ))
             })
             .clone()
+    }
+
+    /// Note a change of `ino`'s data made here: cached lengths and slice lists are stale.
+    fn changed(&self, ino: Ino) {
+        if let Some(f) = self.files.lock().get(&ino) {
+            f.generation.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Length of an open file, from the open-file cache when valid.
+    async fn cached_length(&self, ino: Ino) -> Result<u64> {
+        let generation = {
+            let mut files = self.files.lock();
+            let f = files.entry(ino).or_default();
+            let g = f.generation.load(Ordering::Relaxed);
+            if let Some(len) = f.cache.valid_for(g).length {
+                return Ok(len);
+            }
+            g
+        };
+        let len = self.meta.getattr(ino).await?.length;
+        if let Some(f) = self.files.lock().get_mut(&ino) {
+            // a change made while we asked makes the answer stale: keep it out of the cache
+            if f.generation.load(Ordering::Relaxed) == generation {
+                f.cache.valid_for(generation).length = Some(len);
+            }
+        }
+        Ok(len)
+    }
+
+    /// Resolved slice runs of one chunk, from the open-file cache when valid.
+    pub(crate) async fn segments(&self, ino: Ino, indx: u32) -> Result<Arc<Vec<Segment>>> {
+        let generation = {
+            let mut files = self.files.lock();
+            let f = files.entry(ino).or_default();
+            let g = f.generation.load(Ordering::Relaxed);
+            if let Some(s) = f.cache.valid_for(g).chunks.get(&indx) {
+                return Ok(s.clone());
+            }
+            g
+        };
+        let segs = Arc::new(resolve(&self.meta.read_chunk(ino, indx).await?));
+        if let Some(f) = self.files.lock().get_mut(&ino) {
+            if f.generation.load(Ordering::Relaxed) == generation {
+                let c = f.cache.valid_for(generation);
+                if c.chunks.len() < 4096 {
+                    c.chunks.insert(indx, segs.clone());
+                }
+            }
+        }
+        Ok(segs)
     }
 
     /// Commit buffered writes of `ino`, if any.
@@ -234,7 +314,9 @@ impl Vfs {
         let mut attr = None;
         if let Some(len) = size {
             self.flush_ino(ino).await?;
-            attr = Some(self.meta.truncate(ctx, ino, len).await?);
+            let truncated = self.meta.truncate(ctx, ino, len).await;
+            self.changed(ino);
+            attr = Some(truncated?);
         }
         if set.mode.is_some()
             || set.uid.is_some()
@@ -475,7 +557,14 @@ impl Vfs {
             }
             _ => {}
         }
-        self.files.lock().entry(ino).or_default().handles += 1;
+        {
+            let mut files = self.files.lock();
+            let f = files.entry(ino).or_default();
+            f.handles += 1;
+            // close-to-open: what this mount cached about the file may be stale now
+            f.cache = ReadCache::default();
+            f.generation.fetch_add(1, Ordering::Relaxed);
+        }
         let fh = self.new_handle(ino);
         let a = self.overlay(a).await;
         let keep = self.keep_cache(&a);
@@ -503,7 +592,7 @@ impl Vfs {
     }
 
     /// Read up to `size` bytes at `off`.
-    pub async fn read(&self, fh: u64, off: u64, size: u32) -> Result<Vec<u8>> {
+    pub async fn read(&self, fh: u64, off: u64, size: u32) -> Result<bytes::Bytes> {
         let h = self.handle(fh)?;
         // reads see this mount's own writes: commit them first
         if let Some(w) = self.writer(h.ino) {
@@ -511,13 +600,13 @@ impl Vfs {
                 w.flush().await?;
             }
         }
-        let attr = self.meta.getattr(h.ino).await?;
-        if off >= attr.length || size == 0 {
-            return Ok(Vec::new());
+        let length = self.cached_length(h.ino).await?;
+        if off >= length || size == 0 {
+            return Ok(bytes::Bytes::new());
         }
-        let n = u64::from(size).min(attr.length - off);
+        let n = u64::from(size).min(length - off);
         let sequential = h.last_read_end.swap(off + n, Ordering::Relaxed) == off || off == 0;
-        reader::read(&*self.meta, &self.store, h.ino, off, n as usize, sequential).await
+        reader::read(self, &self.store, h.ino, off, n as usize, sequential).await
     }
 
     /// Buffer a write; returns the bytes taken.
@@ -580,7 +669,9 @@ impl Vfs {
         self.writable()?;
         let h = self.handle(fh)?;
         self.flush_ino(h.ino).await?;
-        self.meta.fallocate(ctx, h.ino, mode, off, len).await?;
+        let done = self.meta.fallocate(ctx, h.ino, mode, off, len).await;
+        self.changed(h.ino);
+        done?;
         Ok(())
     }
 

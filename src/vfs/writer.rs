@@ -84,6 +84,8 @@ pub struct FileWriter {
     budget: Arc<BufferBudget>,
     block_size: u32,
     state: tokio::sync::Mutex<State>,
+    /// The open file's generation, bumped after each commit so readers drop cached slice lists.
+    generation: Arc<AtomicU64>,
 }
 
 impl FileWriter {
@@ -93,6 +95,7 @@ impl FileWriter {
         meta: Arc<dyn Meta>,
         store: ChunkStore,
         budget: Arc<BufferBudget>,
+        generation: Arc<AtomicU64>,
     ) -> Self {
         let block_size = store.config().block_size;
         Self {
@@ -102,6 +105,7 @@ impl FileWriter {
             budget,
             block_size,
             state: tokio::sync::Mutex::new(State::default()),
+            generation,
         }
     }
 
@@ -261,6 +265,7 @@ impl FileWriter {
         }
         st.length = 0;
         st.mtime = None;
+        self.generation.fetch_add(1, Ordering::Relaxed);
         match first_err {
             Some(e) => {
                 tracing::error!(ino = self.ino, error = %e, "writing file data failed");
