@@ -49,27 +49,6 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
-    /// Classify an OpenDAL error by its kind.
-    pub(crate) fn from_opendal(op: &str, key: &str, e: opendal::Error) -> Self {
-        let kind = match e.kind() {
-            opendal::ErrorKind::NotFound => ErrorKind::NotFound,
-            opendal::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-            opendal::ErrorKind::ConfigInvalid => ErrorKind::Config,
-            // we only ask for ranges inside the length a block must have: a shorter object is
-            // damaged, not unavailable
-            opendal::ErrorKind::RangeNotSatisfied => ErrorKind::Corrupt,
-            _ => {
-                // a full local disk reaches us as an unexpected I/O error carrying ENOSPC
-                let text = format!("{e:?}");
-                if text.contains("os error 28") {
-                    ErrorKind::NoSpace
-                } else {
-                    ErrorKind::Unavailable
-                }
-            }
-        };
-        Self::new(kind, format!("object {op} of {key} failed")).with_source(e)
-    }
 }
 
 impl fmt::Display for Error {

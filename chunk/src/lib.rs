@@ -12,9 +12,11 @@
 mod compress;
 pub mod error;
 mod key;
+mod local;
 mod store;
 
 pub use compress::Compression;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{block_key, block_lens};
-pub use store::{operator, ChunkStore, StoreConfig};
+pub use local::LocalDir;
+pub use store::{open_bucket, ChunkStore, StoreConfig};

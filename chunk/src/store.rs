@@ -3,8 +3,8 @@
 use crate::compress::Compression;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{block_key, block_lens};
+use crate::local::LocalDir;
 use bytes::Bytes;
-use opendal::Operator;
 use std::sync::Arc;
 
 /// How blocks of one volume are laid out and kept.
@@ -25,7 +25,7 @@ pub struct StoreConfig {
 /// Blocks of one volume in one object store.
 #[derive(Clone)]
 pub struct ChunkStore {
-    op: Operator,
+    dir: LocalDir,
     cfg: Arc<StoreConfig>,
     /// Decoded blocks by (slice id, block index). Concurrent loads of one block are coalesced by
     /// the cache's `try_get_with`, so a block is fetched once however many readers want it.
@@ -40,29 +40,10 @@ impl std::fmt::Debug for ChunkStore {
     }
 }
 
-/// Build the operator for a volume's `Storage` and `Bucket` settings.
-pub fn operator(storage: &str, bucket: &str) -> Result<Operator> {
+/// Open the bucket of a volume's `Storage` and `Bucket` settings.
+pub fn open_bucket(storage: &str, bucket: &str) -> Result<LocalDir> {
     match storage {
-        "file" => {
-            let dir = std::path::Path::new(bucket);
-            if !dir.is_dir() {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("bucket directory {bucket} does not exist: create it, or pass an existing directory with --bucket"),
-                ));
-            }
-            let probe = dir.join(format!(".tidefs-probe-{}", std::process::id()));
-            std::fs::write(&probe, b"probe").map_err(|e| {
-                Error::new(
-                    ErrorKind::PermissionDenied,
-                    format!("bucket directory {bucket} is not writable"),
-                )
-                .with_source(e)
-            })?;
-            let _ = std::fs::remove_file(&probe);
-            let builder = opendal::services::Fs::default().root(bucket);
-            Operator::new(builder).map_err(|e| Error::from_opendal("open", bucket, e))
-        }
+        "file" => LocalDir::open(bucket),
         other => Err(Error::new(
             ErrorKind::Config,
             format!(
@@ -73,14 +54,14 @@ pub fn operator(storage: &str, bucket: &str) -> Result<Operator> {
 }
 
 impl ChunkStore {
-    /// A store over `op`.
-    pub fn new(op: Operator, cfg: StoreConfig) -> Self {
+    /// A store over the bucket `dir`.
+    pub fn new(dir: LocalDir, cfg: StoreConfig) -> Self {
         let cache = moka::future::Cache::builder()
             .max_capacity(cfg.mem_cache_bytes.max(1))
             .weigher(|_k: &(u64, u32), v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
             .build();
         Self {
-            op,
+            dir,
             cfg: Arc::new(cfg),
             cache,
         }
@@ -98,11 +79,7 @@ impl ChunkStore {
 
     /// Store one whole object under `key` (used for `juicefs_uuid`).
     pub async fn put_raw(&self, key: &str, data: Vec<u8>) -> Result<()> {
-        self.op
-            .write(key, data)
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::from_opendal("put", key, e))
+        self.dir.put(key, Bytes::from(data)).await
     }
 
     /// Store block `indx` of slice `id`.
@@ -114,10 +91,7 @@ impl ChunkStore {
             Compression::None => data.clone(),
             c => Bytes::from(c.compress(&data)?),
         };
-        self.op
-            .write(&key, body)
-            .await
-            .map_err(|e| Error::from_opendal("put", &key, e))?;
+        self.dir.put(&key, body).await?;
         // written blocks are not kept in memory: most are not read back by this client, and
         // keeping them would grow the mount by the cache size on every large write
         drop(data);
@@ -143,21 +117,10 @@ impl ChunkStore {
 
     async fn fetch_block(&self, id: u64, indx: u32, len: u32) -> Result<Bytes> {
         let key = self.key(id, indx, len);
-        // Ask for the exact stored length when we know it (uncompressed blocks): without a
-        // range, OpenDAL's fs reader reads into a fresh zeroed 2 MiB buffer per object.
-        let req = self.op.read_with(&key);
-        let req = if self.cfg.compression == Compression::None {
-            req.range(0..u64::from(len))
-        } else {
-            req
-        };
-        let raw = req
-            .await
-            .map_err(|e| Error::from_opendal("get", &key, e))?
-            .to_bytes();
         let data = match self.cfg.compression {
-            Compression::None => raw,
-            c => Bytes::from(c.decompress(&raw, len as usize)?),
+            // the length is in the key: read exactly that, a shorter object is corrupt
+            Compression::None => self.dir.get_range(&key, 0, len as usize).await?,
+            c => Bytes::from(c.decompress(&self.dir.get(&key).await?, len as usize)?),
         };
         if data.len() != len as usize {
             return Err(Error::new(
@@ -192,23 +155,9 @@ impl ChunkStore {
             return Ok(b.slice(off as usize..end as usize));
         }
         let key = self.key(id, indx, len);
-        let data = self
-            .op
-            .read_with(&key)
-            .range(u64::from(off)..u64::from(end))
+        self.dir
+            .get_range(&key, u64::from(off), (end - off) as usize)
             .await
-            .map_err(|e| Error::from_opendal("get", &key, e))?
-            .to_bytes();
-        if data.len() != n as usize {
-            return Err(Error::new(
-                ErrorKind::Corrupt,
-                format!(
-                    "object {key} is shorter than expected (ranged read got {} of {n} bytes)",
-                    data.len()
-                ),
-            ));
-        }
-        Ok(data)
     }
 
     /// Delete every block of slice `id` of `size` bytes (missing blocks are fine).
@@ -216,32 +165,24 @@ impl ChunkStore {
         for (indx, len) in block_lens(size, self.cfg.block_size) {
             let key = self.key(id, indx, len);
             self.cache.invalidate(&(id, indx)).await;
-            match self.op.delete(&key).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::from_opendal("delete", &key, e)),
-            }
+            self.dir.delete(&key).await?;
         }
         Ok(())
     }
 
     /// Stored size of the object at `key`, or None when missing.
     pub async fn object_size(&self, key: &str) -> Result<Option<u64>> {
-        match self.op.stat(key).await {
-            Ok(m) => Ok(Some(m.content_length())),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::from_opendal("stat", key, e)),
-        }
+        self.dir.size(key).await
     }
 
     /// Read a whole object (raw bytes).
     pub async fn get_raw(&self, key: &str) -> Result<Bytes> {
-        Ok(self
-            .op
-            .read(key)
-            .await
-            .map_err(|e| Error::from_opendal("get", key, e))?
-            .to_bytes())
+        self.dir.get(key).await
+    }
+
+    /// Make every object stored so far durable (called at fsync).
+    pub async fn sync(&self) -> Result<()> {
+        self.dir.sync().await
     }
 }
 
@@ -250,9 +191,9 @@ mod tests {
     use super::*;
 
     fn store(dir: &std::path::Path, c: Compression) -> ChunkStore {
-        let op = operator("file", &format!("{}/", dir.display())).expect("operator");
+        let bucket = open_bucket("file", &format!("{}/", dir.display())).expect("bucket");
         ChunkStore::new(
-            op,
+            bucket,
             StoreConfig {
                 name: "vol".into(),
                 block_size: 1 << 16,
@@ -305,7 +246,7 @@ mod tests {
 
     #[test]
     fn missing_bucket_is_a_config_error() {
-        let e = operator("file", "/nonexistent/tidefs/bucket/").expect_err("missing");
+        let e = open_bucket("file", "/nonexistent/tidefs/bucket/").expect_err("missing");
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.to_string().contains("does not exist"));
     }

@@ -177,6 +177,11 @@ pub trait Meta: Send + Sync {
     async fn check(&self, repair: bool) -> Result<Vec<Problem>>;
     /// Purge trash older than the retention and files of dead sessions; returns what was removed.
     async fn cleanup(&self) -> Result<u64>;
+    /// Make every committed transaction durable against power loss (called at fsync). Engines
+    /// whose commits are already durable do nothing.
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Open the engine a meta URL names (`sqlite3:///path/meta.db`). The volume is not loaded.

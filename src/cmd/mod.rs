@@ -110,10 +110,10 @@ fn open_store(
     fmt: &tidefs_meta::Format,
     mem_cache_bytes: u64,
 ) -> CmdResult<tidefs_chunk::ChunkStore> {
-    let op = tidefs_chunk::operator(&fmt.storage, &fmt.bucket)?;
+    let bucket = tidefs_chunk::open_bucket(&fmt.storage, &fmt.bucket)?;
     let block_size = u32::try_from(fmt.block_size()).map_err(|_| "block size out of range")?;
     Ok(tidefs_chunk::ChunkStore::new(
-        op,
+        bucket,
         tidefs_chunk::StoreConfig {
             name: fmt.name.clone(),
             block_size,

@@ -202,12 +202,17 @@ impl Vfs {
     async fn cached_length(&self, ino: Ino) -> Result<u64> {
         let generation = {
             let mut files = self.files.lock();
-            let f = files.entry(ino).or_default();
-            let g = f.generation.load(Ordering::Relaxed);
-            if let Some(len) = f.cache.valid_for(g).length {
-                return Ok(len);
+            match files.get_mut(&ino) {
+                Some(f) => {
+                    let g = f.generation.load(Ordering::Relaxed);
+                    if let Some(len) = f.cache.valid_for(g).length {
+                        return Ok(len);
+                    }
+                    g
+                }
+                // not open here (a read racing the last release): nothing to cache into
+                None => u64::MAX,
             }
-            g
         };
         let len = self.meta.getattr(ino).await?.length;
         if let Some(f) = self.files.lock().get_mut(&ino) {
@@ -223,12 +228,16 @@ impl Vfs {
     pub(crate) async fn segments(&self, ino: Ino, indx: u32) -> Result<Arc<Vec<Segment>>> {
         let generation = {
             let mut files = self.files.lock();
-            let f = files.entry(ino).or_default();
-            let g = f.generation.load(Ordering::Relaxed);
-            if let Some(s) = f.cache.valid_for(g).chunks.get(&indx) {
-                return Ok(s.clone());
+            match files.get_mut(&ino) {
+                Some(f) => {
+                    let g = f.generation.load(Ordering::Relaxed);
+                    if let Some(s) = f.cache.valid_for(g).chunks.get(&indx) {
+                        return Ok(s.clone());
+                    }
+                    g
+                }
+                None => u64::MAX,
             }
-            g
         };
         let segs = Arc::new(resolve(&self.meta.read_chunk(ino, indx).await?));
         if let Some(f) = self.files.lock().get_mut(&ino) {
@@ -633,9 +642,12 @@ impl Vfs {
         self.flush_ino(h.ino).await
     }
 
-    /// fsync(2).
+    /// fsync(2): commit buffered writes, then make the objects and the metadata durable.
     pub async fn fsync(&self, fh: u64) -> Result<()> {
-        self.flush(fh).await
+        self.flush(fh).await?;
+        self.store.sync().await?;
+        self.meta.sync().await?;
+        Ok(())
     }
 
     /// Last close of a handle.

@@ -24,7 +24,7 @@ async fn fixture(block_kib: u32, compression: &str, buffer_size: u64) -> Fixture
     meta.init(&f, false).await.expect("format");
     let f = meta.load().await.expect("load");
     let store = ChunkStore::new(
-        tidefs_chunk::operator("file", &f.bucket).expect("operator"),
+        tidefs_chunk::open_bucket("file", &f.bucket).expect("bucket"),
         tidefs_chunk::StoreConfig {
             name: f.name.clone(),
             block_size: f.block_size() as u32,
