@@ -5,7 +5,7 @@ MOUNTPOINT ?= $(TIDEFS_HOME)/mnt
 META ?= sqlite3://$(TIDEFS_HOME)/meta.db
 BIN = $(or $(CARGO_TARGET_DIR),target)/debug/tidefs
 
-.PHONY: build run stop test test-rust test-posix check bench
+.PHONY: build run stop test test-rust test-posix check bench bench-compare
 
 build:
 	$(CARGO) build
@@ -32,3 +32,11 @@ test-posix: build
 check:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench --bench hot_paths
+
+# Side by side with juicefs on the same backends (root; needs the juicefs binary).
+bench-compare:
+	$(CARGO) build --release
+	python3 scripts/bench_compare.py --tidefs $(or $(CARGO_TARGET_DIR),target)/release/tidefs
