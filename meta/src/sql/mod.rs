@@ -726,6 +726,39 @@ impl Inner {
         Ok(ancestor == ROOT_INODE && ino == ROOT_INODE)
     }
 
+    /// Remove session `sid` and what it held: its locks, and the inodes it kept alive after
+    /// their last name went (freed here; their data after commit). Returns those files.
+    async fn remove_session(&self, c: &mut Conn, sid: i64, now: Timestamp) -> Result<Vec<Ino>> {
+        let rows = sqlx::query("SELECT inode FROM jfs_sustained WHERE sid = ?")
+            .bind(sid)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db("remove session"))?;
+        let mut files = Vec::new();
+        for r in rows {
+            let ino = r.try_get::<i64, _>(0).map_err(db("remove session"))? as u64;
+            if let Some(a) = get_node(c, ino).await? {
+                if a.nlink == 0 {
+                    self.free_inode(c, &a, now).await?;
+                    files.push(ino);
+                }
+            }
+        }
+        for sql in [
+            "DELETE FROM jfs_sustained WHERE sid = ?",
+            "DELETE FROM jfs_flock WHERE sid = ?",
+            "DELETE FROM jfs_plock WHERE sid = ?",
+            "DELETE FROM jfs_session2 WHERE sid = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(sid)
+                .execute(&mut *c)
+                .await
+                .map_err(db("remove session"))?;
+        }
+        Ok(files)
+    }
+
     async fn heartbeat(&self) -> Result<()> {
         let sid = self.sid.load(Ordering::Relaxed);
         if sid == 0 {
@@ -760,34 +793,7 @@ impl Inner {
         };
         for sid in dead {
             let inodes = txn!(self, "cleanup session", |tx| {
-                let rows = sqlx::query("SELECT inode FROM jfs_sustained WHERE sid = ?")
-                    .bind(sid)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db("cleanup session"))?;
-                let mut files = Vec::new();
-                for r in rows {
-                    let ino = r.try_get::<i64, _>(0).map_err(db("cleanup session"))? as u64;
-                    if let Some(a) = get_node(&mut tx, ino).await? {
-                        if a.nlink == 0 {
-                            self.free_inode(&mut tx, &a, now).await?;
-                            files.push(ino);
-                        }
-                    }
-                }
-                for sql in [
-                    "DELETE FROM jfs_sustained WHERE sid = ?",
-                    "DELETE FROM jfs_flock WHERE sid = ?",
-                    "DELETE FROM jfs_plock WHERE sid = ?",
-                    "DELETE FROM jfs_session2 WHERE sid = ?",
-                ] {
-                    sqlx::query(sql)
-                        .bind(sid)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db("cleanup session"))?;
-                }
-                files
+                self.remove_session(&mut tx, sid, now).await?
             })?;
             for ino in inodes {
                 self.free_file_data(ino).await?;
@@ -2021,34 +2027,7 @@ impl Inner {
         }
         let now = Timestamp::now();
         let files = txn!(self, "close session", |tx| {
-            let rows = sqlx::query("SELECT inode FROM jfs_sustained WHERE sid = ?")
-                .bind(sid as i64)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db("close session"))?;
-            let mut files = Vec::new();
-            for r in rows {
-                let ino = r.try_get::<i64, _>(0).map_err(db("close session"))? as u64;
-                if let Some(a) = get_node(&mut tx, ino).await? {
-                    if a.nlink == 0 {
-                        self.free_inode(&mut tx, &a, now).await?;
-                        files.push(ino);
-                    }
-                }
-            }
-            for sql in [
-                "DELETE FROM jfs_sustained WHERE sid = ?",
-                "DELETE FROM jfs_flock WHERE sid = ?",
-                "DELETE FROM jfs_plock WHERE sid = ?",
-                "DELETE FROM jfs_session2 WHERE sid = ?",
-            ] {
-                sqlx::query(sql)
-                    .bind(sid as i64)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("close session"))?;
-            }
-            files
+            self.remove_session(&mut tx, sid as i64, now).await?
         })?;
         for ino in files {
             self.free_file_data(ino).await?;
