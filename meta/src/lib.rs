@@ -145,6 +145,8 @@ pub trait Meta: Send + Sync {
     ) -> Result<Vec<DirEntry>>;
     /// Note an open of `ino` by this client (an unlinked file keeps its data while open).
     async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr>;
+    /// Note an open of `ino` that this client just created (it exists: nothing to look up).
+    fn opened(&self, ino: Ino);
     /// Note the close of one open of `ino`; the last close of an unlinked file frees it.
     async fn close(&self, ino: Ino) -> Result<()>;
 

@@ -262,6 +262,44 @@ async fn get_edge(c: &mut Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64,
     }
 }
 
+/// Change a directory for an entry added or removed in it (mtime, ctime, `nlink_delta`) and
+/// return its attributes after the change: one statement instead of a read and a write. The
+/// caller checks the returned type and rules; an error rolls the change back with the rest.
+async fn touch_dir(c: &mut Conn, ino: Ino, now: Timestamp, nlink_delta: i64) -> Result<Attr> {
+    let row = sqlx::query(
+        "UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, nlink = nlink + ? WHERE inode = ? RETURNING inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent",
+    )
+    .bind(now.to_micros())
+    .bind(now.to_micros())
+    .bind(now.sub_micro_nanos())
+    .bind(now.sub_micro_nanos())
+    .bind(nlink_delta)
+    .bind(ino as i64)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db("update directory"))?;
+    let a = match row {
+        Some(r) => row_attr(&r)?,
+        None => return Err(Error::not_found(format!("inode {ino} does not exist"))),
+    };
+    if a.typ != FileType::Dir {
+        return Err(Error::not_dir(format!("inode {ino} is not a directory")));
+    }
+    Ok(a)
+}
+
+/// Whether a database error is a violated UNIQUE or PRIMARY KEY constraint, by its typed code
+/// (SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY, PostgreSQL 23505, MySQL 1062).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => matches!(
+            d.code().as_deref(),
+            Some("2067" | "1555" | "23505" | "1062")
+        ),
+        _ => false,
+    }
+}
+
 async fn insert_edge(
     c: &mut Conn,
     parent: Ino,
@@ -397,28 +435,26 @@ async fn free_chunks(c: &mut Conn, ino: Ino, freed: &mut Vec<(u64, u32)>) -> Res
 /// Drop one reference from each data slice in `records`; returns those that lost their last one.
 async fn unref_slices(c: &mut Conn, records: &[Slice], freed: &mut Vec<(u64, u32)>) -> Result<()> {
     for s in records.iter().filter(|s| s.id != 0) {
-        let row = sqlx::query("SELECT refs FROM jfs_chunk_ref WHERE chunkid = ?")
+        // the last reference (the common case) goes in one statement
+        let gone = sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 1")
             .bind(s.id as i64)
-            .fetch_optional(&mut *c)
+            .execute(&mut *c)
             .await
-            .map_err(db("unref slice"))?;
-        let refs: i64 = match row {
-            Some(r) => r.try_get(0).map_err(db("unref slice"))?,
-            None => 1,
-        };
-        if refs <= 1 {
-            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
-                .bind(s.id as i64)
-                .execute(&mut *c)
-                .await
-                .map_err(db("unref slice"))?;
+            .map_err(db("unref slice"))?
+            .rows_affected();
+        if gone > 0 {
             freed.push((s.id, s.size));
-        } else {
-            sqlx::query("UPDATE jfs_chunk_ref SET refs = refs - 1 WHERE chunkid = ?")
-                .bind(s.id as i64)
-                .execute(&mut *c)
-                .await
-                .map_err(db("unref slice"))?;
+            continue;
+        }
+        let kept = sqlx::query("UPDATE jfs_chunk_ref SET refs = refs - 1 WHERE chunkid = ?")
+            .bind(s.id as i64)
+            .execute(&mut *c)
+            .await
+            .map_err(db("unref slice"))?
+            .rows_affected();
+        if kept == 0 {
+            // no reference row at all: nobody else can hold it
+            freed.push((s.id, s.size));
         }
     }
     Ok(())
@@ -634,12 +670,16 @@ impl Inner {
     /// Delete an inode with no names; a file's data is queued in `jfs_delfile` and freed after
     /// commit by `free_file_data`.
     async fn free_inode(&self, c: &mut Conn, attr: &Attr, now: Timestamp) -> Result<()> {
-        for sql in [
+        let mut stmts = vec![
             "DELETE FROM jfs_node WHERE inode = ?",
-            "DELETE FROM jfs_symlink WHERE inode = ?",
             "DELETE FROM jfs_xattr WHERE inode = ?",
-            "DELETE FROM jfs_dir_stats WHERE inode = ?",
-        ] {
+        ];
+        match attr.typ {
+            FileType::Symlink => stmts.push("DELETE FROM jfs_symlink WHERE inode = ?"),
+            FileType::Dir => stmts.push("DELETE FROM jfs_dir_stats WHERE inode = ?"),
+            _ => {}
+        }
+        for sql in stmts {
             sqlx::query(sql)
                 .bind(attr.ino as i64)
                 .execute(&mut *c)
@@ -980,8 +1020,9 @@ impl Inner {
         let ino = self.next_inode().await?;
         let now = Timestamp::now();
         txn!(self, "mknod", |tx| {
-            let mut p = must_dir(&mut tx, parent).await?;
-            if p.nlink == 0 {
+            let dir_delta = i64::from(typ == FileType::Dir);
+            let p = touch_dir(&mut tx, parent, now, dir_delta).await?;
+            if i64::from(p.nlink) - dir_delta == 0 {
                 return Err(Error::not_found("parent directory was removed"));
             }
             if parent == TRASH_INODE || p.parent == TRASH_INODE {
@@ -990,9 +1031,6 @@ impl Inner {
             perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
             if parent == ROOT_INODE && name == TRASH_NAME.as_bytes() {
                 return Err(Error::exists("the trash directory exists"));
-            }
-            if get_edge(&mut tx, parent, name).await?.is_some() {
-                return Err(Error::exists("entry exists"));
             }
             if fmt.inodes > 0 {
                 let used = counter_add(&mut tx, "totalInodes", 0).await?;
@@ -1040,7 +1078,21 @@ impl Inner {
                 flags: 0,
             };
             insert_node(&mut tx, &attr).await?;
-            insert_edge(&mut tx, parent, name, ino, typ).await?;
+            // the UNIQUE (parent, name) index is the existence check
+            sqlx::query("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)")
+                .bind(parent as i64)
+                .bind(name)
+                .bind(ino as i64)
+                .bind(i64::from(typ.code()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::exists("entry exists")
+                    } else {
+                        from_sqlx("mknod", e)
+                    }
+                })?;
             if typ == FileType::Symlink {
                 sqlx::query("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
                     .bind(ino as i64)
@@ -1049,12 +1101,6 @@ impl Inner {
                     .await
                     .map_err(db("symlink"))?;
             }
-            if typ == FileType::Dir {
-                p.nlink += 1;
-            }
-            p.mtime = now;
-            p.ctime = now;
-            update_node(&mut tx, &p).await?;
             counter_add(&mut tx, "totalInodes", 1).await?;
             attr
         })
@@ -1065,20 +1111,27 @@ impl Inner {
         check_name(name)?;
         let now = Timestamp::now();
         let removed = txn!(self, "unlink", |tx| {
-            let mut p = must_dir(&mut tx, parent).await?;
+            let p = touch_dir(&mut tx, parent, now, 0).await?;
             perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
-            let Some((eid, ino, typ)) = get_edge(&mut tx, parent, name).await? else {
+            // the entry and its inode in one query
+            let row = sqlx::query(
+                "SELECT e.id, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.name = ?",
+            )
+            .bind(parent as i64)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("unlink"))?;
+            let Some(row) = row else {
                 return Err(Error::not_found("no such entry"));
             };
-            if typ == FileType::Dir {
+            let eid: i64 = row.try_get(0).map_err(db("unlink"))?;
+            let attr = row_attr_at(&row, 1)?;
+            if attr.typ == FileType::Dir {
                 return Err(Error::is_dir("is a directory"));
             }
-            let attr = must_node(&mut tx, ino).await?;
             perm::sticky(ctx, &p, &attr)?;
             delete_edge(&mut tx, eid).await?;
-            p.mtime = now;
-            p.ctime = now;
-            update_node(&mut tx, &p).await?;
             self.drop_link(&mut tx, attr, parent, name, now).await?
         })?;
         self.after_remove(removed).await;
@@ -1584,10 +1637,14 @@ impl Inner {
         let mut c = self.conn().await?;
         let a = must_node(&mut c, ino).await?;
         let _ = ctx;
+        self.opened(ino);
+        Ok(a)
+    }
+
+    fn opened(&self, ino: Ino) {
         if let Ok(mut m) = self.open_files.lock() {
             *m.entry(ino).or_insert(0) += 1;
         }
-        Ok(a)
     }
 
     async fn close(&self, ino: Ino) -> Result<()> {
@@ -2332,6 +2389,9 @@ impl Meta for SqlMeta {
     }
     async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr> {
         self.inner.open(ctx, ino).await
+    }
+    fn opened(&self, ino: Ino) {
+        self.inner.opened(ino)
     }
     async fn close(&self, ino: Ino) -> Result<()> {
         self.inner.close(ino).await
