@@ -139,3 +139,46 @@ fn status_redacts_and_info_shows_slices() {
     let version = ok(tidefs(), &["version"]);
     assert!(version.starts_with("tidefs "));
 }
+
+#[test]
+fn bench_runs_on_a_mount_and_cleans_up() {
+    let v = Volume::format("cli-bench", &[]);
+    let m = v.mount("m", &[]);
+    let mp = m.path.to_string_lossy().into_owned();
+    let out = ok(
+        tidefs(),
+        &[
+            "bench",
+            &mp,
+            "--big-file-size",
+            "8",
+            "--small-file-count",
+            "20",
+            "--small-file-size",
+            "16",
+            "-p",
+            "2",
+        ],
+    );
+    for row in [
+        "Write big file",
+        "Read big file",
+        "Write small file",
+        "Read small file",
+        "Stat file",
+    ] {
+        assert!(out.contains(row), "missing {row:?} in:\n{out}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&m.path)
+        .expect("readdir")
+        .map(|e| e.expect("e").file_name())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().starts_with("__tidefs_benchmark")),
+        "{left:?}"
+    );
+    fails(&["bench", "/nonexistent/dir"], "not a directory");
+    m.unmount();
+    v.fsck();
+}

@@ -1,5 +1,6 @@
 //! The `tidefs` command line: one module per subcommand.
 
+mod bench;
 mod format;
 mod fsck;
 mod info;
@@ -39,6 +40,8 @@ enum Command {
     Info(info::Args),
     /// Check metadata consistency and that every slice's objects exist.
     Fsck(fsck::Args),
+    /// Quick benchmark of any directory: big-file and small-file throughput, stat rate.
+    Bench(bench::Args),
     /// Print the version.
     Version,
 }
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Status(a) => block_on(status::run(a)),
         Command::Info(a) => block_on(info::run(a)),
         Command::Fsck(a) => block_on(fsck::run(a)),
+        Command::Bench(a) => bench::run(a),
         Command::Version => {
             println!(
                 "tidefs {} (JuiceFS CE 1.x volume format)",
