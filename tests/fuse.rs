@@ -427,3 +427,39 @@ fn rename_exchange_and_noreplace_through_the_kernel() {
     let e = fs::rename(m.p("a"), m.p("a/inside")).expect_err("into itself");
     assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
 }
+
+#[test]
+fn concurrent_random_operations_keep_the_volume_consistent() {
+    let v = Volume::format("e2e-stress", &[]);
+    let m = v.mount("a", &[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/stress.py");
+    let children: Vec<_> = (10..14)
+        .map(|seed| {
+            std::process::Command::new("python3")
+                .args([script, &m.path.to_string_lossy(), &seed.to_string(), "6"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("stress process")
+        })
+        .collect();
+    let mut total = 0u64;
+    for c in children {
+        let out = c.wait_with_output().expect("wait");
+        assert!(out.status.success(), "stress process failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or_default().to_string();
+        let v: serde_json::Value = serde_json::from_str(&last).expect("stress output");
+        total += v["ops"].as_u64().unwrap_or(0);
+        for (errno, _) in v["errors"].as_object().expect("errors").iter() {
+            // names collide on purpose: only "not there", "already there", "not empty" may occur
+            assert!(
+                ["2", "17", "39"].contains(&errno.as_str()),
+                "unexpected errno {errno}: {last}"
+            );
+        }
+    }
+    assert!(total > 1000, "too few operations ran: {total}");
+    m.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+}

@@ -80,8 +80,10 @@ fn block_on<F: std::future::Future<Output = CmdResult>>(f: F) -> CmdResult {
 
 fn init_tracing(verbose: u8, file: Option<&std::path::Path>) -> CmdResult<()> {
     use tracing_subscriber::EnvFilter;
+    // fuser logs its own housekeeping at warn (e.g. a second unmount attempt after
+    // `tidefs umount` already detached the mount); keep it at error unless asked
     let default = match verbose {
-        0 => "info",
+        0 => "info,fuser=error",
         1 => "debug",
         _ => "trace",
     };
