@@ -463,3 +463,64 @@ fn concurrent_random_operations_keep_the_volume_consistent() {
     v.fsck();
     v.juicefs_fsck();
 }
+
+#[test]
+fn full_bucket_reports_enospc_and_loses_nothing() {
+    let v = Volume::new_unformatted("e2e-full");
+    let bucket = v.bucket.to_string_lossy().into_owned();
+    ok(
+        "mount",
+        &["-t", "tmpfs", "-o", "size=16m", "tmpfs", &bucket],
+    );
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = run("umount", &["-l", &self.0]);
+        }
+    }
+    let _bucket = Unmount(bucket.clone());
+    ok(
+        tidefs(),
+        &[
+            "format",
+            &v.url,
+            "e2e-full",
+            "--bucket",
+            &bucket,
+            "--trash-days",
+            "0",
+        ],
+    );
+    let m = v.mount("a", &[]);
+    fs::write(m.p("keep"), b"kept").expect("small write fits");
+    let py = format!(
+        "import os\nfd=os.open('{}', os.O_CREAT|os.O_WRONLY, 0o644)\nb=os.urandom(1<<20)\nfor i in range(40): os.write(fd, b)\ntry:\n  os.fsync(fd); print('fsync ok')\nexcept OSError as e: print('fsync errno', e.errno)\nos.close(fd)\n",
+        m.p("big").display()
+    );
+    assert_eq!(
+        ok("python3", &["-c", &py]).trim(),
+        "fsync errno 28",
+        "a full store is ENOSPC at fsync"
+    );
+    // what the failed file had uploaded is given back, and no partial object stays behind
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let used = || {
+        sh(&format!("du -sk {bucket} | cut -f1"))
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(u64::MAX)
+    };
+    while used() > 1024 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(used() <= 1024, "bucket still holds {} KiB", used());
+    assert_eq!(
+        sh(&format!("find {bucket} -name '*.tmp.*' | wc -l")).trim(),
+        "0"
+    );
+    fs::write(m.p("after"), b"later writes work").expect("write after ENOSPC");
+    assert_eq!(fs::read(m.p("keep")).expect("old data"), b"kept");
+    m.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+}

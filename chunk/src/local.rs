@@ -100,14 +100,20 @@ impl LocalDir {
                 }
                 Ok(())
             };
-            if let Err(e) = write(&tmp) {
-                if e.kind() != Io::NotFound {
-                    return Err(io_err("put", &key, e));
+            let written = match write(&tmp) {
+                Err(e) if e.kind() == Io::NotFound => {
+                    // first object in this directory
+                    match tmp.parent().map(std::fs::create_dir_all) {
+                        Some(Err(e)) => Err(e),
+                        _ => write(&tmp),
+                    }
                 }
-                if let Some(dir) = tmp.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| io_err("put", &key, e))?;
-                }
-                write(&tmp).map_err(|e| io_err("put", &key, e))?;
+                other => other,
+            };
+            if let Err(e) = written {
+                // a partial temporary file must not stay behind (a full disk stays full otherwise)
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err("put", &key, e));
             }
             std::fs::rename(&tmp, &path).map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);

@@ -214,6 +214,17 @@ impl FileWriter {
         Ok(())
     }
 
+    /// Delete, in the background and best effort, the blocks of a slice that will not be
+    /// committed. (If this fails too, the objects are unreferenced and left for gc.)
+    fn discard(&self, id: u64, size: u32) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.delete_slice(id, size).await {
+                tracing::warn!(slice = id, error = %e, "could not delete the blocks of an uncommitted slice");
+            }
+        });
+    }
+
     /// Upload everything buffered and commit the slices in order. On error the data that failed
     /// is dropped and the error returned, so fsync/close report it.
     pub async fn flush(&self) -> Result<()> {
@@ -248,7 +259,9 @@ impl FileWriter {
             }
             if first_err.is_some() {
                 // a failed block leaves the slice incomplete: never commit it, nor anything
-                // written after it (the order of records must hold)
+                // written after it (the order of records must hold); what was uploaded of it
+                // belongs to nobody, so it is deleted rather than left to fill the store
+                self.discard(s.id, size);
                 continue;
             }
             let rec = Slice {
@@ -261,6 +274,7 @@ impl FileWriter {
             let mtime = st.mtime.unwrap_or_else(Timestamp::now);
             if let Err(e) = self.meta.write_slice(self.ino, s.indx, rec, mtime).await {
                 first_err.get_or_insert(e.into());
+                self.discard(s.id, size);
             }
         }
         st.length = 0;
