@@ -17,6 +17,8 @@ def drop_caches():
     sh("sync; echo 3 > /proc/sys/vm/drop_caches")
 
 class Target:
+    """One filesystem under test. `local` is a plain directory on the same disk (the physical
+    bound); `bindfs` is a passthrough FUSE mount of such a directory (the FUSE overhead)."""
     def __init__(self, name, work, tidefs, juicefs):
         self.name, self.work = name, work
         self.db = f"sqlite3://{work}/meta.db"
@@ -27,6 +29,12 @@ class Target:
         os.makedirs(self.mnt, exist_ok=True)
 
     def format(self):
+        if self.name in ("local", "bindfs"):
+            os.makedirs(f"{self.work}/backing", exist_ok=True)
+            if self.name == "local":
+                os.rmdir(self.mnt)
+                os.symlink(f"{self.work}/backing", self.mnt)
+            return
         if self.name == "tidefs":
             sh(f"{self.tidefs} format {self.db} benchvol --bucket {self.bucket} --trash-days 0")
         else:
@@ -34,12 +42,22 @@ class Target:
 
     def mount(self):
         log = f"{self.work}/mount.log"
+        if self.name == "local":
+            return
+        if self.name == "bindfs":
+            sh(f"bindfs {self.work}/backing {self.mnt}")
+            return
         if self.name == "tidefs":
             sh(f"{self.tidefs} mount -d {self.db} {self.mnt} --log {log}")
         else:
             sh(f"{self.juicefs} mount -d --log {log} {self.db} {self.mnt}")
 
     def umount(self):
+        if self.name == "local":
+            return
+        if self.name == "bindfs":
+            sh(f"fusermount3 -u {self.mnt}")
+            return
         if self.name == "tidefs":
             sh(f"{self.tidefs} umount {self.mnt}")
         else:
@@ -50,7 +68,9 @@ class Target:
             time.sleep(0.05)
 
     def pid(self):
-        pat = "tidefs mount" if self.name == "tidefs" else "juicefs mount"
+        if self.name == "local":
+            return None
+        pat = {"tidefs": "tidefs mount", "juicefs": "juicefs mount", "bindfs": "bindfs"}[self.name]
         out = sh(f"pgrep -f '{pat}.*{self.mnt}' || true").split()
         # juicefs -d leaves a supervisor and a worker: take the one with the largest RSS
         best, rss = None, -1
@@ -61,6 +81,8 @@ class Target:
         return best
 
 def vm(pid, field):
+    if pid is None:
+        return 0
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -104,6 +126,32 @@ elif phase == "delete":
 print(n / (time.perf_counter() - t))
 '''
 
+NS = r'''
+import os, sys, time
+root, n, phase = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+t = time.perf_counter()
+if phase == "mkdir":
+    for i in range(n): os.mkdir(os.path.join(root, "d%d" % i))
+elif phase == "rename":
+    for i in range(n): os.rename(os.path.join(root, "d%d" % i), os.path.join(root, "r%d" % i))
+elif phase == "rmdir":
+    for i in range(n): os.rmdir(os.path.join(root, "r%d" % i))
+print(n / (time.perf_counter() - t))
+'''
+
+def namespace(t, n, phase):
+    return float(subprocess.run([sys.executable, "-c", NS, f"{t.mnt}/ns", str(n), phase], check=True, capture_output=True, text=True).stdout)
+
+def ls_l(t, path):
+    return timed(lambda: sh(f"ls -l {path} > /dev/null"))
+
+def fio_randread(t, jobs):
+    """4 KiB random reads with O_DIRECT: (IOPS, p99 latency in microseconds)."""
+    out = sh(f"fio --name=rr --filename={t.mnt}/fio.dat --rw=randread --bs=4k --direct=1 --numjobs={jobs} "
+             f"--time_based --runtime=10 --group_reporting --size=256m --ioengine=psync --output-format=json")
+    job = json.loads(out[out.index("{"):])["jobs"][0]["read"]
+    return job["iops"], job["clat_ns"]["percentile"]["99.000000"] / 1000
+
 def small(t, n, phase):
     return float(subprocess.run([sys.executable, "-c", SMALL, f"{t.mnt}/small", str(n), phase], check=True, capture_output=True, text=True).stdout)
 
@@ -114,50 +162,79 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--files", type=int, default=10000)
+    ap.add_argument("--dirs", type=int, default=5000)
+    ap.add_argument("--refs", default="local,bindfs", help="reference targets: local (plain directory), bindfs (passthrough FUSE)")
+    ap.add_argument("--no-fio", dest="fio", action="store_false", help="skip the fio random-read rows")
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args()
     rows = {}
     def add(row, who, v):
         rows.setdefault(row, {}).setdefault(who, []).append(v)
+    targets = ["tidefs", "juicefs"] + [x for x in ("local", "bindfs") if x in a.refs]
+    have_fio = shutil.which("fio") is not None
     for rnd in range(a.rounds):
-        for who in (["tidefs", "juicefs"] if rnd % 2 == 0 else ["juicefs", "tidefs"]):
+        order = targets if rnd % 2 == 0 else list(reversed(targets))
+        for who in order:
             work = tempfile.mkdtemp(prefix=f"bench-{who}-", dir="/var/tmp")
             t = Target(who, work, os.path.abspath(a.tidefs), a.juicefs)
             try:
                 t.format(); t.mount()
                 pid = t.pid()
                 add(f"seq write {a.size_mib} MiB (MiB/s)", who, seq_write(t, a.size_mib))
-                add("mount peak RSS during write (MiB)", who, vm(pid, "VmHWM") / 2**20)
+                if pid is not None:
+                    add("mount peak RSS during write (MiB)", who, vm(pid, "VmHWM") / 2**20)
                 t.umount(); drop_caches(); t.mount()
                 add(f"seq read cold {a.size_mib} MiB (MiB/s)", who, seq_read(t, a.size_mib))
                 add(f"seq read warm {a.size_mib} MiB (MiB/s)", who, seq_read(t, a.size_mib))
                 os.remove(f"{t.mnt}/big")
+                if have_fio and a.fio:
+                    sh(f"dd if=/dev/urandom of={t.mnt}/fio.dat bs=1M count=256 conv=fsync status=none")
+                    t.umount(); drop_caches(); t.mount()
+                    for jobs in (1, 4):
+                        iops, p99 = fio_randread(t, jobs)
+                        add(f"4 KiB random read, {jobs} job(s) (IOPS)", who, iops)
+                        add(f"4 KiB random read, {jobs} job(s) p99 (us)", who, p99)
+                    os.remove(f"{t.mnt}/fio.dat")
                 os.mkdir(f"{t.mnt}/small")
                 add(f"create {a.files} x 4 KiB (files/s)", who, small(t, a.files, "create"))
                 t.umount(); drop_caches(); t.mount()
                 add(f"stat {a.files} cold (files/s)", who, small(t, a.files, "stat"))
                 add(f"read {a.files} x 4 KiB (files/s)", who, small(t, a.files, "read"))
                 add(f"delete {a.files} (files/s)", who, small(t, a.files, "delete"))
+                os.mkdir(f"{t.mnt}/ns")
+                for phase in ("mkdir", "rename", "rmdir"):
+                    add(f"{phase} {a.dirs} in one dir (ops/s)", who, namespace(t, a.dirs, phase))
+                os.mkdir(f"{t.mnt}/ls")
+                sh(f"cd {t.mnt}/ls && seq 1 {a.files} | xargs touch")
+                t.umount(); drop_caches(); t.mount()
+                add(f"ls -l {a.files} entries cold (s)", who, ls_l(t, f"{t.mnt}/ls"))
+                add(f"ls -l {a.files} entries warm (s)", who, ls_l(t, f"{t.mnt}/ls"))
                 t.umount()
             finally:
                 if os.path.ismount(t.mnt):
                     subprocess.run(f"fusermount3 -uz {t.mnt}", shell=True)
                 shutil.rmtree(work, ignore_errors=True)
             print(f"round {rnd + 1} {who} done", file=sys.stderr)
-    lines = ["| workload | tidefs median [min-max] | juicefs median [min-max] | tidefs/juicefs |", "|---|---|---|---|"]
+    refs = [x for x in ("local", "bindfs") if x in a.refs]
+    head = "| workload | tidefs median [min-max] | juicefs median [min-max] | tidefs/juicefs |" + "".join(f" {r} median |" for r in refs)
+    lines = [head, "|---|---|---|---|" + "---|" * len(refs)]
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "rounds": a.rounds, "rows": {}}
     for row, v in rows.items():
         med = {w: statistics.median(x) for w, x in v.items()}
         ratio = med["tidefs"] / med["juicefs"] if med.get("juicefs") else float("nan")
-        cell = lambda w: f"{med[w]:.1f} [{min(v[w]):.1f}-{max(v[w]):.1f}]"
-        lines.append(f"| {row} | {cell('tidefs')} | {cell('juicefs')} | {ratio:.2f} |")
-        result["rows"][row] = {"tidefs": v["tidefs"], "juicefs": v["juicefs"], "ratio_of_medians": ratio}
+        fmt = lambda x: f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
+        cell = lambda w: f"{fmt(med[w])} [{fmt(min(v[w]))}-{fmt(max(v[w]))}]"
+        extra = "".join(f" {fmt(med[r])} |" if r in med else " - |" for r in refs)
+        lines.append(f"| {row} | {cell('tidefs')} | {cell('juicefs')} | {ratio:.2f} |{extra}")
+        result["rows"][row] = {**{w: v[w] for w in v}, "ratio_of_medians": ratio}
     table = "\n".join(lines)
     print(table)
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     with open(f"{a.out}/{stamp}.md", "w") as f:
-        f.write(f"# tidefs vs juicefs, SQLite + local directory, {a.rounds} interleaved rounds\n\n{table}\n\nFor RSS lower is better; for every other row higher is better.\n")
+        f.write(f"# tidefs vs juicefs, SQLite + local directory, {a.rounds} interleaved rounds\n\n{table}\n\n"
+                "For RSS, latency and `ls -l` seconds lower is better; for every other row higher is better. "
+                "`local` is a plain directory on the same disk, `bindfs` a passthrough FUSE mount of one.\n")
     with open(f"{a.out}/{stamp}.json", "w") as f:
         json.dump(result, f, indent=1)
 

@@ -771,12 +771,21 @@ impl Vfs {
     }
 }
 
-/// POSIX ACLs are not supported yet: say so, rather than store attributes nobody enforces.
+/// Attributes the kernel or tools interpret but tidefs does not implement are refused as
+/// unsupported rather than stored and ignored: POSIX ACLs (not yet), and SELinux labels (a FUSE
+/// volume shared by many hosts has no label policy; JuiceFS answers the same). Answering
+/// EOPNOTSUPP for `security.selinux` also tells `ls -l` to stop asking for every entry.
 fn check_xattr_namespace(name: &[u8]) -> Result<()> {
     if name.starts_with(b"system.posix_acl_") {
         return Err(Error::posix(
             ErrorKind::Unsupported,
             "POSIX ACLs are not supported",
+        ));
+    }
+    if name == b"security.selinux" {
+        return Err(Error::posix(
+            ErrorKind::Unsupported,
+            "SELinux labels are not supported",
         ));
     }
     Ok(())
