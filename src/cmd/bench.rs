@@ -37,6 +37,28 @@ struct Row {
     cost: String,
 }
 
+impl Row {
+    /// Throughput of `mib` MiB moved by `files` files in `t`.
+    fn mib(item: &'static str, mib: f64, files: u64, t: Duration) -> Self {
+        let secs = t.as_secs_f64();
+        Row {
+            item,
+            value: format!("{:.2} MiB/s", mib / secs),
+            cost: format!("{:.2} s/file", secs / files as f64),
+        }
+    }
+
+    /// Rate of `n` files handled in `t` by `threads` threads.
+    fn files(item: &'static str, n: f64, threads: u64, t: Duration) -> Self {
+        let secs = t.as_secs_f64();
+        Row {
+            item,
+            value: format!("{:.1} files/s", n / secs),
+            cost: format!("{:.2} ms/file", secs * 1000.0 * threads as f64 / n),
+        }
+    }
+}
+
 /// Drop the page cache when allowed (root), so reads come from the filesystem, not memory.
 fn drop_caches() -> bool {
     let _ = std::process::Command::new("sync").status();
@@ -144,11 +166,7 @@ fn run_in(a: &Args, dir: &Path) -> CmdResult<Vec<Row>> {
             }
             f.sync_all()
         })?;
-        rows.push(Row {
-            item: "Write big file",
-            value: format!("{:.2} MiB/s", big_mib / t.as_secs_f64()),
-            cost: format!("{:.2} s/file", t.as_secs_f64() / a.threads as f64),
-        });
+        rows.push(Row::mib("Write big file", big_mib, a.threads, t));
         let cold = drop_caches();
         let t = parallel(a.threads, 1, "read big file", |t, _| {
             let mut f = fs::File::open(big_path(dir, t))?;
@@ -161,11 +179,7 @@ fn run_in(a: &Args, dir: &Path) -> CmdResult<Vec<Row>> {
         } else {
             "Read big file (warm)"
         };
-        rows.push(Row {
-            item,
-            value: format!("{:.2} MiB/s", big_mib / t.as_secs_f64()),
-            cost: format!("{:.2} s/file", t.as_secs_f64() / a.threads as f64),
-        });
+        rows.push(Row::mib(item, big_mib, a.threads, t));
     }
     if a.small_file_count > 0 {
         let n = (a.small_file_count * a.threads) as f64;
@@ -182,14 +196,7 @@ fn run_in(a: &Args, dir: &Path) -> CmdResult<Vec<Row>> {
                 f.sync_all()
             },
         )?;
-        rows.push(Row {
-            item: "Write small file",
-            value: format!("{:.1} files/s", n / t.as_secs_f64()),
-            cost: format!(
-                "{:.2} ms/file",
-                t.as_secs_f64() * 1000.0 * a.threads as f64 / n
-            ),
-        });
+        rows.push(Row::files("Write small file", n, a.threads, t));
         let cold = drop_caches();
         let t = parallel(a.threads, a.small_file_count, "read small files", |t, i| {
             let mut buf = Vec::with_capacity(size);
@@ -202,25 +209,11 @@ fn run_in(a: &Args, dir: &Path) -> CmdResult<Vec<Row>> {
         } else {
             "Read small (warm)"
         };
-        rows.push(Row {
-            item,
-            value: format!("{:.1} files/s", n / t.as_secs_f64()),
-            cost: format!(
-                "{:.2} ms/file",
-                t.as_secs_f64() * 1000.0 * a.threads as f64 / n
-            ),
-        });
+        rows.push(Row::files(item, n, a.threads, t));
         let t = parallel(a.threads, a.small_file_count, "stat files", |t, i| {
             fs::metadata(small_path(dir, t, i)).map(|_| ())
         })?;
-        rows.push(Row {
-            item: "Stat file",
-            value: format!("{:.1} files/s", n / t.as_secs_f64()),
-            cost: format!(
-                "{:.2} ms/file",
-                t.as_secs_f64() * 1000.0 * a.threads as f64 / n
-            ),
-        });
+        rows.push(Row::files("Stat file", n, a.threads, t));
     }
     Ok(rows)
 }

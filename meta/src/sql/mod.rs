@@ -314,8 +314,34 @@ async fn insert_edge(
         .bind(i64::from(typ.code()))
         .execute(&mut *c)
         .await
-        .map_err(db("insert entry"))?;
+        .map_err(|e| {
+            // the UNIQUE (parent, name) index answers "is the name taken" for every caller
+            if is_unique_violation(&e) {
+                Error::exists("entry exists")
+            } else {
+                from_sqlx("insert entry", e)
+            }
+        })?;
     Ok(())
+}
+
+/// The entry `name` in `parent` with its inode's attributes, in one query: (edge id, attr).
+async fn get_entry(c: &mut Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Attr)>> {
+    let row = sqlx::query(
+        "SELECT e.id, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.name = ?",
+    )
+    .bind(parent as i64)
+    .bind(name)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db("lookup"))?;
+    match row {
+        None => Ok(None),
+        Some(r) => Ok(Some((
+            r.try_get(0).map_err(db("lookup"))?,
+            row_attr_at(&r, 1)?,
+        ))),
+    }
 }
 
 async fn delete_edge(c: &mut Conn, id: i64) -> Result<()> {
@@ -952,16 +978,8 @@ impl Inner {
         if !ctx.check_permission && !special {
             // The common case in one query: entry and inode joined. The parent is read only
             // when the name is missing, to tell ENOENT from ENOTDIR.
-            let row = sqlx::query(
-                "SELECT n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.name = ?",
-            )
-            .bind(parent as i64)
-            .bind(name)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(db("lookup"))?;
-            if let Some(r) = row {
-                return row_attr(&r);
+            if let Some((_, a)) = get_entry(&mut c, parent, name).await? {
+                return Ok(a);
             }
             must_dir(&mut c, parent).await?;
             return Err(Error::not_found("no such entry"));
@@ -1079,20 +1097,7 @@ impl Inner {
             };
             insert_node(&mut tx, &attr).await?;
             // the UNIQUE (parent, name) index is the existence check
-            sqlx::query("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)")
-                .bind(parent as i64)
-                .bind(name)
-                .bind(ino as i64)
-                .bind(i64::from(typ.code()))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        Error::exists("entry exists")
-                    } else {
-                        from_sqlx("mknod", e)
-                    }
-                })?;
+            insert_edge(&mut tx, parent, name, ino, typ).await?;
             if typ == FileType::Symlink {
                 sqlx::query("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
                     .bind(ino as i64)
@@ -1113,20 +1118,9 @@ impl Inner {
         let removed = txn!(self, "unlink", |tx| {
             let p = touch_dir(&mut tx, parent, now, 0).await?;
             perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
-            // the entry and its inode in one query
-            let row = sqlx::query(
-                "SELECT e.id, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.name = ?",
-            )
-            .bind(parent as i64)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("unlink"))?;
-            let Some(row) = row else {
+            let Some((eid, attr)) = get_entry(&mut tx, parent, name).await? else {
                 return Err(Error::not_found("no such entry"));
             };
-            let eid: i64 = row.try_get(0).map_err(db("unlink"))?;
-            let attr = row_attr_at(&row, 1)?;
             if attr.typ == FileType::Dir {
                 return Err(Error::is_dir("is a directory"));
             }
