@@ -149,16 +149,26 @@ ctor! {
     unsupported => Unsupported,
 }
 
-/// Classify a sqlx error by its typed code (never by its text).
-pub(crate) fn from_sqlx(op: &str, err: sqlx::Error) -> Error {
+/// Classify an SQLite error by its typed (extended) result code, never by its text.
+pub(crate) fn from_sqlite(op: &str, err: rusqlite::Error) -> Error {
     let kind = match &err {
-        sqlx::Error::Database(db) => classify_db_code(db.code().as_deref()),
-        sqlx::Error::PoolTimedOut => ErrorKind::Conflict,
-        sqlx::Error::RowNotFound => ErrorKind::NotFound,
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::Corrupt,
+        rusqlite::Error::SqliteFailure(e, _) => {
+            classify_db_code(Some(&e.extended_code.to_string()))
+        }
+        rusqlite::Error::QueryReturnedNoRows => ErrorKind::NotFound,
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..) => ErrorKind::Corrupt,
         _ => ErrorKind::Engine,
     };
     Error::new(kind, format!("metadata {op} failed")).with_source(err)
+}
+
+/// Whether an SQLite error is a violated UNIQUE or PRIMARY KEY constraint
+/// (SQLITE_CONSTRAINT_UNIQUE 2067, SQLITE_CONSTRAINT_PRIMARYKEY 1555).
+pub(crate) fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _) if matches!(e.extended_code, 2067 | 1555))
 }
 
 /// SQLite primary result codes that mean "another writer holds the lock, try again"

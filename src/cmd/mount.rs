@@ -52,6 +52,10 @@ pub struct Args {
     /// Memory cache of decoded blocks, MiB.
     #[arg(long, default_value_t = 64)]
     mem_cache: u64,
+    /// Threads reading and serving FUSE requests (each serves one request at a time, on the
+    /// thread that read it).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    fuse_threads: u16,
     /// FUSE mount options, comma separated (e.g. -o noatime,nosuid).
     #[arg(short = 'o', value_delimiter = ',')]
     options: Vec<String>,
@@ -305,7 +309,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
     } else {
         fuser::SessionACL::Owner
     };
-    config.n_threads = Some(2);
+    config.n_threads = Some(usize::from(a.fuse_threads));
     config.clone_fd = true;
     let mut session = match fuser::Session::new(fs, &mountpoint, &config) {
         Ok(s) => s,

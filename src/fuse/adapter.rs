@@ -75,11 +75,15 @@ impl TidefsFs {
         }
     }
 
+    /// Serve one request on the calling FUSE thread. Metadata operations finish without ever
+    /// yielding (the SQLite engine runs on the caller), so the common request costs no thread
+    /// hand-off at all; one that waits (an object read, an upload) blocks only this thread while
+    /// the others keep serving.
     fn spawn<F>(&self, f: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.rt.spawn(f);
+        self.rt.block_on(f);
     }
 }
 

@@ -7,11 +7,12 @@
 //! bounded number of times with backoff. Bodies only touch the database, so a rerun is safe; the
 //! in-memory effects of an operation (open-file table, background deletions) happen after commit.
 
+mod db;
 mod schema;
 
 pub use schema::SQLITE_DDL;
 
-use crate::error::{from_sqlx, Error, ErrorKind, Result};
+use crate::error::{from_sqlite, is_unique_violation, Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
 use crate::slice::{self, Slice};
@@ -19,19 +20,15 @@ use crate::types::*;
 use crate::url::MetaUrl;
 use crate::{ChunkSlices, Meta, Problem, SliceDeleter, XattrFlags};
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
-};
-use sqlx::Row;
+use db::{q, Row};
+use rusqlite::{Connection, OpenFlags};
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-type Conn = SqliteConnection;
+type Conn = Connection;
 
 /// How often a transaction is tried before its conflict is returned.
 const MAX_TXN_ATTEMPTS: u32 = 50;
@@ -44,23 +41,20 @@ const HEARTBEAT: Duration = Duration::from_secs(12);
 const SESSION_TTL_SECS: i64 = 60;
 /// Period of the cleanup job (trash purge, dead sessions, pending deletions).
 const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
+/// How long SQLite waits for another process's write lock before answering BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 16;
 
-/// Run `$body` in a write transaction bound to `$tx`, retrying retryable failures.
+/// Run `$body` in a write transaction bound to `$tx` (a `&Conn`), retrying retryable failures.
+/// The body is synchronous: it runs on the calling thread while holding this process's writer
+/// connection, so it must not wait for anything but the database.
 macro_rules! txn {
     ($self:expr, $op:expr, |$tx:ident| $body:block) => {{
         let mut attempt = 0u32;
         loop {
-            let res: Result<_> = async {
-                let mut $tx = $self
-                    .pool
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(|e| from_sqlx($op, e))?;
-                let value = $body;
-                $tx.commit().await.map_err(|e| from_sqlx($op, e))?;
-                Ok(value)
-            }
-            .await;
+            #[allow(unused_mut)]
+            let res = $self.write_txn($op, |$tx: &Conn| -> Result<_> { Ok($body) });
             match res {
                 Err(e) if e.is_retryable() && attempt + 1 < MAX_TXN_ATTEMPTS => {
                     attempt += 1;
@@ -117,7 +111,11 @@ pub struct SqlMeta {
 }
 
 struct Inner {
-    pool: SqlitePool,
+    /// This process's one writer connection: writers queue here instead of polling SQLite's
+    /// file lock (its busy handler sleeps in steps of milliseconds). Opened on first use.
+    writer: Mutex<Option<Conn>>,
+    /// Idle read connections (WAL readers never block the writer).
+    readers: Mutex<Vec<Conn>>,
     path: String,
     format: RwLock<Option<Format>>,
     sid: AtomicU64,
@@ -133,8 +131,8 @@ struct Inner {
     jobs: Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn db(op: &'static str) -> impl Fn(sqlx::Error) -> Error {
-    move |e| from_sqlx(op, e)
+fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| from_sqlite(op, e)
 }
 
 fn lock_poisoned() -> Error {
@@ -161,37 +159,34 @@ fn align4k(len: u64) -> i64 {
     (len.div_ceil(4096) * 4096) as i64
 }
 
-fn row_attr(r: &SqliteRow) -> Result<Attr> {
+fn row_attr(r: &Row) -> Result<Attr> {
     row_attr_at(r, 0)
 }
 
-async fn get_node(c: &mut Conn, ino: Ino) -> Result<Option<Attr>> {
-    let row = sqlx::query(
+fn get_node(c: &Conn, ino: Ino) -> Result<Option<Attr>> {
+    let row = q(
         "SELECT inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent FROM jfs_node WHERE inode = ?",
     )
     .bind(ino as i64)
-    .fetch_optional(&mut *c)
-    .await
+    .fetch_optional(c)
     .map_err(db("getattr"))?;
     row.as_ref().map(row_attr).transpose()
 }
 
-async fn must_node(c: &mut Conn, ino: Ino) -> Result<Attr> {
-    get_node(c, ino)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("inode {ino} does not exist")))
+fn must_node(c: &Conn, ino: Ino) -> Result<Attr> {
+    get_node(c, ino)?.ok_or_else(|| Error::not_found(format!("inode {ino} does not exist")))
 }
 
-async fn must_dir(c: &mut Conn, ino: Ino) -> Result<Attr> {
-    let a = must_node(c, ino).await?;
+fn must_dir(c: &Conn, ino: Ino) -> Result<Attr> {
+    let a = must_node(c, ino)?;
     if a.typ != FileType::Dir {
         return Err(Error::not_dir(format!("inode {ino} is not a directory")));
     }
     Ok(a)
 }
 
-async fn insert_node(c: &mut Conn, a: &Attr) -> Result<()> {
-    sqlx::query(
+fn insert_node(c: &Conn, a: &Attr) -> Result<()> {
+    q(
         "INSERT INTO jfs_node (inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent,access_acl_id,default_acl_id,tier_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0)",
     )
     .bind(a.ino as i64)
@@ -210,14 +205,13 @@ async fn insert_node(c: &mut Conn, a: &Attr) -> Result<()> {
     .bind(a.length as i64)
     .bind(i64::from(a.rdev))
     .bind(a.parent as i64)
-    .execute(&mut *c)
-    .await
+    .execute(c)
     .map_err(db("insert node"))?;
     Ok(())
 }
 
-async fn update_node(c: &mut Conn, a: &Attr) -> Result<()> {
-    sqlx::query(
+fn update_node(c: &Conn, a: &Attr) -> Result<()> {
+    q(
         "UPDATE jfs_node SET flags=?,mode=?,uid=?,gid=?,atime=?,mtime=?,ctime=?,atimensec=?,mtimensec=?,ctimensec=?,nlink=?,length=?,rdev=?,parent=? WHERE inode=?",
     )
     .bind(i64::from(a.flags))
@@ -235,19 +229,17 @@ async fn update_node(c: &mut Conn, a: &Attr) -> Result<()> {
     .bind(i64::from(a.rdev))
     .bind(a.parent as i64)
     .bind(a.ino as i64)
-    .execute(&mut *c)
-    .await
+    .execute(c)
     .map_err(db("update node"))?;
     Ok(())
 }
 
 /// The entry `name` in `parent`: (edge id, inode, type).
-async fn get_edge(c: &mut Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Ino, FileType)>> {
-    let row = sqlx::query("SELECT id, inode, type FROM jfs_edge WHERE parent = ? AND name = ?")
+fn get_edge(c: &Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Ino, FileType)>> {
+    let row = q("SELECT id, inode, type FROM jfs_edge WHERE parent = ? AND name = ?")
         .bind(parent as i64)
         .bind(name)
-        .fetch_optional(&mut *c)
-        .await
+        .fetch_optional(c)
         .map_err(db("lookup"))?;
     match row {
         None => Ok(None),
@@ -265,8 +257,8 @@ async fn get_edge(c: &mut Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64,
 /// Change a directory for an entry added or removed in it (mtime, ctime, `nlink_delta`) and
 /// return its attributes after the change: one statement instead of a read and a write. The
 /// caller checks the returned type and rules; an error rolls the change back with the rest.
-async fn touch_dir(c: &mut Conn, ino: Ino, now: Timestamp, nlink_delta: i64) -> Result<Attr> {
-    let row = sqlx::query(
+fn touch_dir(c: &Conn, ino: Ino, now: Timestamp, nlink_delta: i64) -> Result<Attr> {
+    let row = q(
         "UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, nlink = nlink + ? WHERE inode = ? RETURNING inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent",
     )
     .bind(now.to_micros())
@@ -275,8 +267,7 @@ async fn touch_dir(c: &mut Conn, ino: Ino, now: Timestamp, nlink_delta: i64) -> 
     .bind(now.sub_micro_nanos())
     .bind(nlink_delta)
     .bind(ino as i64)
-    .fetch_optional(&mut *c)
-    .await
+    .fetch_optional(c)
     .map_err(db("update directory"))?;
     let a = match row {
         Some(r) => row_attr(&r)?,
@@ -288,52 +279,32 @@ async fn touch_dir(c: &mut Conn, ino: Ino, now: Timestamp, nlink_delta: i64) -> 
     Ok(a)
 }
 
-/// Whether a database error is a violated UNIQUE or PRIMARY KEY constraint, by its typed code
-/// (SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY, PostgreSQL 23505, MySQL 1062).
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => matches!(
-            d.code().as_deref(),
-            Some("2067" | "1555" | "23505" | "1062")
-        ),
-        _ => false,
-    }
-}
-
-async fn insert_edge(
-    c: &mut Conn,
-    parent: Ino,
-    name: &[u8],
-    ino: Ino,
-    typ: FileType,
-) -> Result<()> {
-    sqlx::query("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)")
+fn insert_edge(c: &Conn, parent: Ino, name: &[u8], ino: Ino, typ: FileType) -> Result<()> {
+    q("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)")
         .bind(parent as i64)
         .bind(name)
         .bind(ino as i64)
         .bind(i64::from(typ.code()))
-        .execute(&mut *c)
-        .await
+        .execute(c)
         .map_err(|e| {
             // the UNIQUE (parent, name) index answers "is the name taken" for every caller
             if is_unique_violation(&e) {
                 Error::exists("entry exists")
             } else {
-                from_sqlx("insert entry", e)
+                from_sqlite("insert entry", e)
             }
         })?;
     Ok(())
 }
 
 /// The entry `name` in `parent` with its inode's attributes, in one query: (edge id, attr).
-async fn get_entry(c: &mut Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Attr)>> {
-    let row = sqlx::query(
+fn get_entry(c: &Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Attr)>> {
+    let row = q(
         "SELECT e.id, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.name = ?",
     )
     .bind(parent as i64)
     .bind(name)
-    .fetch_optional(&mut *c)
-    .await
+    .fetch_optional(c)
     .map_err(db("lookup"))?;
     match row {
         None => Ok(None),
@@ -344,71 +315,63 @@ async fn get_entry(c: &mut Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64
     }
 }
 
-async fn delete_edge(c: &mut Conn, id: i64) -> Result<()> {
-    sqlx::query("DELETE FROM jfs_edge WHERE id = ?")
+fn delete_edge(c: &Conn, id: i64) -> Result<()> {
+    q("DELETE FROM jfs_edge WHERE id = ?")
         .bind(id)
-        .execute(&mut *c)
-        .await
+        .execute(c)
         .map_err(db("delete entry"))?;
     Ok(())
 }
 
-async fn dir_is_empty(c: &mut Conn, ino: Ino) -> Result<bool> {
-    let row = sqlx::query("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
+fn dir_is_empty(c: &Conn, ino: Ino) -> Result<bool> {
+    let row = q("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
         .bind(ino as i64)
-        .fetch_optional(&mut *c)
-        .await
+        .fetch_optional(c)
         .map_err(db("readdir"))?;
     Ok(row.is_none())
 }
 
-async fn counter_add(c: &mut Conn, name: &'static str, delta: i64) -> Result<i64> {
+fn counter_add(c: &Conn, name: &'static str, delta: i64) -> Result<i64> {
     if delta != 0 {
         // one statement when the counter exists (always, but for nextTrash on old volumes)
-        let row =
-            sqlx::query("UPDATE jfs_counter SET value = value + ? WHERE name = ? RETURNING value")
-                .bind(delta)
-                .bind(name)
-                .fetch_optional(&mut *c)
-                .await
-                .map_err(db("counter"))?;
+        let row = q("UPDATE jfs_counter SET value = value + ? WHERE name = ? RETURNING value")
+            .bind(delta)
+            .bind(name)
+            .fetch_optional(c)
+            .map_err(db("counter"))?;
         if let Some(r) = row {
             return r.try_get(0).map_err(db("counter"));
         }
     }
-    let row = sqlx::query("SELECT value FROM jfs_counter WHERE name = ?")
+    let row = q("SELECT value FROM jfs_counter WHERE name = ?")
         .bind(name)
-        .fetch_optional(&mut *c)
-        .await
+        .fetch_optional(c)
         .map_err(db("counter"))?;
     let old: i64 = match row {
         Some(r) => r.try_get(0).map_err(db("counter"))?,
         None => {
-            sqlx::query("INSERT INTO jfs_counter (name, value) VALUES (?, 0)")
+            q("INSERT INTO jfs_counter (name, value) VALUES (?, 0)")
                 .bind(name)
-                .execute(&mut *c)
-                .await
+                .execute(c)
                 .map_err(db("counter"))?;
             0
         }
     };
     if delta != 0 {
-        sqlx::query("UPDATE jfs_counter SET value = ? WHERE name = ?")
+        q("UPDATE jfs_counter SET value = ? WHERE name = ?")
             .bind(old + delta)
             .bind(name)
-            .execute(&mut *c)
-            .await
+            .execute(c)
             .map_err(db("counter"))?;
     }
     Ok(old + delta)
 }
 
-async fn read_chunk_conn(c: &mut Conn, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
-    let row = sqlx::query("SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?")
+fn read_chunk_conn(c: &Conn, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
+    let row = q("SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?")
         .bind(ino as i64)
         .bind(i64::from(indx))
-        .fetch_optional(&mut *c)
-        .await
+        .fetch_optional(c)
         .map_err(db("read chunk"))?;
     match row {
         None => Ok(Vec::new()),
@@ -419,63 +382,58 @@ async fn read_chunk_conn(c: &mut Conn, ino: Ino, indx: u32) -> Result<Vec<Slice>
     }
 }
 
-async fn append_slices(c: &mut Conn, ino: Ino, indx: u32, records: &[Slice]) -> Result<()> {
+fn append_slices(c: &Conn, ino: Ino, indx: u32, records: &[Slice]) -> Result<()> {
     let buf = slice::encode_all(records);
-    sqlx::query(
+    q(
         "INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?,?,?) ON CONFLICT (inode, indx) DO UPDATE SET slices = slices || excluded.slices",
     )
     .bind(ino as i64)
     .bind(i64::from(indx))
     .bind(buf)
-    .execute(&mut *c)
-    .await
+    .execute(c)
     .map_err(db("write chunk"))?;
     Ok(())
 }
 
 /// Drop the chunk rows of a removed file (and its `jfs_delfile` entry), collecting the slices
 /// that lost their last reference.
-async fn free_chunks(c: &mut Conn, ino: Ino, freed: &mut Vec<(u64, u32)>) -> Result<()> {
-    let rows = sqlx::query("SELECT slices FROM jfs_chunk WHERE inode = ?")
+fn free_chunks(c: &Conn, ino: Ino, freed: &mut Vec<(u64, u32)>) -> Result<()> {
+    let rows = q("SELECT slices FROM jfs_chunk WHERE inode = ?")
         .bind(ino as i64)
-        .fetch_all(&mut *c)
-        .await
+        .fetch_all(c)
         .map_err(db("free file data"))?;
     for r in rows {
         let buf: Vec<u8> = r.try_get(0).map_err(db("free file data"))?;
-        unref_slices(c, &slice::decode_all(&buf)?, freed).await?;
+        unref_slices(c, &slice::decode_all(&buf)?, freed)?;
     }
     for sql in [
         "DELETE FROM jfs_chunk WHERE inode = ?",
         "DELETE FROM jfs_delfile WHERE inode = ?",
     ] {
-        sqlx::query(sql)
+        q(sql)
             .bind(ino as i64)
-            .execute(&mut *c)
-            .await
+            .execute(c)
             .map_err(db("free file data"))?;
     }
     Ok(())
 }
 
 /// Drop one reference from each data slice in `records`; returns those that lost their last one.
-async fn unref_slices(c: &mut Conn, records: &[Slice], freed: &mut Vec<(u64, u32)>) -> Result<()> {
+fn unref_slices(c: &Conn, records: &[Slice], freed: &mut Vec<(u64, u32)>) -> Result<()> {
     for s in records.iter().filter(|s| s.id != 0) {
         // the last reference (the common case) goes in one statement
-        let gone = sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 1")
+        let gone = q("DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 1")
             .bind(s.id as i64)
-            .execute(&mut *c)
-            .await
+            .execute(c)
             .map_err(db("unref slice"))?
             .rows_affected();
         if gone > 0 {
             freed.push((s.id, s.size));
             continue;
         }
-        let kept = sqlx::query("UPDATE jfs_chunk_ref SET refs = refs - 1 WHERE chunkid = ?")
+        let kept = q("UPDATE jfs_chunk_ref SET refs = refs - 1 WHERE chunkid = ?")
             .bind(s.id as i64)
-            .execute(&mut *c)
-            .await
+            .execute(c)
             .map_err(db("unref slice"))?
             .rows_affected();
         if kept == 0 {
@@ -500,24 +458,14 @@ fn zero_records(start: u64, end: u64) -> Vec<(u32, Slice)> {
 }
 
 impl SqlMeta {
-    /// Open an SQLite volume database (created by `init` when missing).
+    /// Open an SQLite volume database (created by `init` when missing). Connections open on
+    /// first use, so a bad path is reported by the first operation with a clear message.
     pub(crate) async fn open_sqlite(url: &MetaUrl) -> Result<Self> {
         let (path, _query) = url.sqlite_path()?;
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-            .map_err(|e| Error::config(format!("bad SQLite path {path:?}")).with_source(e))?
-            .create_if_missing(false)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(false);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_lazy_with(opts);
         Ok(SqlMeta {
             inner: Arc::new(Inner {
-                pool,
+                writer: Mutex::new(None),
+                readers: Mutex::new(Vec::new()),
                 path,
                 format: RwLock::new(None),
                 sid: AtomicU64::new(0),
@@ -530,6 +478,56 @@ impl SqlMeta {
                 jobs: Mutex::new(Vec::new()),
             }),
         })
+    }
+}
+
+/// Open a connection to the volume database with the settings every connection needs: WAL
+/// (readers and the writer do not block each other), synchronous=NORMAL (a commit reaches the
+/// WAL, `Meta::sync` makes it durable) and a busy timeout for other processes' writers.
+fn open_conn(path: &str, create: bool) -> Result<Conn> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let c = Connection::open_with_flags(path, flags).map_err(|e| {
+        if !create && !std::path::Path::new(path).exists() {
+            Error::config(format!(
+                "no volume at sqlite3://{path}: the database file does not exist; run `tidefs format` first"
+            ))
+        } else {
+            Error::config(format!("cannot open the SQLite database {path}")).with_source(e)
+        }
+    })?;
+    c.busy_timeout(BUSY_TIMEOUT).map_err(db("open"))?;
+    c.set_prepared_statement_cache_capacity(128);
+    c.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db("open"))?;
+    c.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db("open"))?;
+    Ok(c)
+}
+
+/// A read connection borrowed from the pool; it goes back when dropped.
+struct ReadConn<'a> {
+    conn: Option<Conn>,
+    pool: &'a Mutex<Vec<Conn>>,
+}
+
+impl std::ops::Deref for ReadConn<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        // `conn` is Some from construction until drop
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for ReadConn<'_> {
+    fn drop(&mut self) {
+        if let (Some(c), Ok(mut pool)) = (self.conn.take(), self.pool.lock()) {
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(c);
+            }
+        }
     }
 }
 
@@ -564,24 +562,46 @@ impl Inner {
             .unwrap_or(false)
     }
 
-    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
-        self.pool.acquire().await.map_err(|e| {
-            let mut err = from_sqlx("connect", e);
-            if !std::path::Path::new(&self.path).exists() {
-                err = Error::config(format!(
-                    "no volume at sqlite3://{}: the database file does not exist; run `tidefs format` first",
-                    self.path
-                ));
-            }
-            err
+    /// A read connection (statements outside a transaction each see the latest commit).
+    fn conn(&self) -> Result<ReadConn<'_>> {
+        let idle = self.readers.lock().map_err(|_| lock_poisoned())?.pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => open_conn(&self.path, false)?,
+        };
+        Ok(ReadConn {
+            conn: Some(conn),
+            pool: &self.readers,
         })
+    }
+
+    /// Run `body` in one write transaction (`BEGIN IMMEDIATE` ... `COMMIT`) on this process's
+    /// writer connection; any error rolls it back.
+    fn write_txn<T>(&self, op: &'static str, body: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        let mut guard = self.writer.lock().map_err(|_| lock_poisoned())?;
+        if guard.is_none() {
+            *guard = Some(open_conn(&self.path, false)?);
+        }
+        let Some(c) = guard.as_ref() else {
+            return Err(lock_poisoned());
+        };
+        c.execute_batch("BEGIN IMMEDIATE").map_err(db(op))?;
+        let res = body(c).and_then(|v| c.execute_batch("COMMIT").map(|_| v).map_err(db(op)));
+        if res.is_err() && !c.is_autocommit() {
+            if let Err(e) = c.execute_batch("ROLLBACK") {
+                // a connection that cannot roll back is dropped; the next write opens a new one
+                tracing::warn!(op, error = %e, "rollback failed; reopening the writer connection");
+                *guard = None;
+            }
+        }
+        res
     }
 
     async fn next_inode(&self) -> Result<Ino> {
         let mut r = self.inodes.lock().await;
         if r.next >= r.end {
             let end = txn!(self, "allocate inodes", |tx| {
-                counter_add(&mut tx, "nextInode", INODE_BATCH).await?
+                counter_add(tx, "nextInode", INODE_BATCH)?
             })?;
             r.next = (end - INODE_BATCH) as u64;
             r.end = end as u64;
@@ -595,7 +615,7 @@ impl Inner {
         let mut r = self.slices.lock().await;
         if r.next >= r.end {
             let end = txn!(self, "allocate slice ids", |tx| {
-                counter_add(&mut tx, "nextChunk", SLICE_BATCH).await?
+                counter_add(tx, "nextChunk", SLICE_BATCH)?
             })?;
             r.next = (end - SLICE_BATCH) as u64;
             r.end = end as u64;
@@ -606,39 +626,39 @@ impl Inner {
     }
 
     /// The trash directory for the current hour, created when missing.
-    async fn trash_dir(&self, c: &mut Conn, now: Timestamp) -> Result<Ino> {
+    fn trash_dir(&self, c: &Conn, now: Timestamp) -> Result<Ino> {
         let name = chrono::DateTime::from_timestamp(now.sec, 0)
             .map(|t| t.format("%Y-%m-%d-%H").to_string())
             .ok_or_else(|| Error::invalid("clock out of range"))?;
-        if let Some((_, ino, _)) = get_edge(c, TRASH_INODE, name.as_bytes()).await? {
+        if let Some((_, ino, _)) = get_edge(c, TRASH_INODE, name.as_bytes())? {
             return Ok(ino);
         }
-        let mut root = match get_node(c, TRASH_INODE).await? {
+        let mut root = match get_node(c, TRASH_INODE)? {
             Some(a) => a,
             None => {
                 let a = new_dir_attr(TRASH_INODE, 0o555, ROOT_INODE, now);
-                insert_node(c, &a).await?;
+                insert_node(c, &a)?;
                 a
             }
         };
-        let n = counter_add(c, "nextTrash", 1).await?;
+        let n = counter_add(c, "nextTrash", 1)?;
         let ino = TRASH_INODE + n as u64;
-        insert_node(c, &new_dir_attr(ino, 0o555, TRASH_INODE, now)).await?;
-        insert_edge(c, TRASH_INODE, name.as_bytes(), ino, FileType::Dir).await?;
+        insert_node(c, &new_dir_attr(ino, 0o555, TRASH_INODE, now))?;
+        insert_edge(c, TRASH_INODE, name.as_bytes(), ino, FileType::Dir)?;
         // counted like any inode, so purging it later (rmdir) balances the count
-        counter_add(c, "totalInodes", 1).await?;
+        counter_add(c, "totalInodes", 1)?;
         root.nlink += 1;
         root.mtime = now;
         root.ctime = now;
-        update_node(c, &root).await?;
+        update_node(c, &root)?;
         Ok(ino)
     }
 
     /// Remove one name of `attr` (its entry is already deleted). Moves the last name of a file
     /// to the trash when the volume keeps one.
-    async fn drop_link(
+    fn drop_link(
         &self,
-        c: &mut Conn,
+        c: &Conn,
         mut attr: Attr,
         parent: Ino,
         name: &[u8],
@@ -647,44 +667,43 @@ impl Inner {
         attr.ctime = now;
         if attr.nlink > 1 {
             attr.nlink -= 1;
-            update_node(c, &attr).await?;
+            update_node(c, &attr)?;
             return Ok(Removed::Kept);
         }
         // trash directories are the only inodes numbered at or above TRASH_INODE
         let in_trash = parent >= TRASH_INODE;
         if self.trash_days() > 0 && attr.typ == FileType::File && !in_trash {
-            let dir = self.trash_dir(c, now).await?;
+            let dir = self.trash_dir(c, now)?;
             let mut tname = format!("{}-{}-", parent, attr.ino).into_bytes();
             tname.extend_from_slice(name);
             tname.truncate(MAX_NAME_LEN);
-            if get_edge(c, dir, &tname).await?.is_some() {
+            if get_edge(c, dir, &tname)?.is_some() {
                 tname.truncate(MAX_NAME_LEN - 12);
                 tname.extend_from_slice(format!("-{}", now.nsec).as_bytes());
             }
-            insert_edge(c, dir, &tname, attr.ino, attr.typ).await?;
+            insert_edge(c, dir, &tname, attr.ino, attr.typ)?;
             attr.parent = dir;
-            update_node(c, &attr).await?;
+            update_node(c, &attr)?;
             return Ok(Removed::Kept);
         }
         attr.nlink = 0;
         if attr.typ == FileType::File && self.is_open(attr.ino) {
-            update_node(c, &attr).await?;
-            sqlx::query("INSERT OR IGNORE INTO jfs_sustained (sid, inode) VALUES (?, ?)")
+            update_node(c, &attr)?;
+            q("INSERT OR IGNORE INTO jfs_sustained (sid, inode) VALUES (?, ?)")
                 .bind(self.sid.load(Ordering::Relaxed) as i64)
                 .bind(attr.ino as i64)
-                .execute(&mut *c)
-                .await
+                .execute(c)
                 .map_err(db("sustain"))?;
             if let Ok(mut set) = self.sustained.lock() {
                 set.insert(attr.ino);
             }
             return Ok(Removed::Sustained);
         }
-        self.free_inode(c, &attr, now).await?;
+        self.free_inode(c, &attr, now)?;
         let mut objects = Vec::new();
         let deferred = attr.typ == FileType::File && attr.length > INLINE_FREE_MAX;
         if attr.typ == FileType::File && !deferred {
-            free_chunks(c, attr.ino, &mut objects).await?;
+            free_chunks(c, attr.ino, &mut objects)?;
         }
         Ok(Removed::Freed {
             ino: attr.ino,
@@ -695,7 +714,7 @@ impl Inner {
 
     /// Delete an inode with no names; a file's data is queued in `jfs_delfile` and freed after
     /// commit by `free_file_data`.
-    async fn free_inode(&self, c: &mut Conn, attr: &Attr, now: Timestamp) -> Result<()> {
+    fn free_inode(&self, c: &Conn, attr: &Attr, now: Timestamp) -> Result<()> {
         let mut stmts = vec![
             "DELETE FROM jfs_node WHERE inode = ?",
             "DELETE FROM jfs_xattr WHERE inode = ?",
@@ -706,25 +725,21 @@ impl Inner {
             _ => {}
         }
         for sql in stmts {
-            sqlx::query(sql)
+            q(sql)
                 .bind(attr.ino as i64)
-                .execute(&mut *c)
-                .await
+                .execute(c)
                 .map_err(db("delete inode"))?;
         }
         if attr.typ == FileType::File {
-            sqlx::query(
-                "INSERT OR REPLACE INTO jfs_delfile (inode, length, expire) VALUES (?,?,?)",
-            )
-            .bind(attr.ino as i64)
-            .bind(attr.length as i64)
-            .bind(now.sec)
-            .execute(&mut *c)
-            .await
-            .map_err(db("delete inode"))?;
-            counter_add(c, "usedSpace", -align4k(attr.length)).await?;
+            q("INSERT OR REPLACE INTO jfs_delfile (inode, length, expire) VALUES (?,?,?)")
+                .bind(attr.ino as i64)
+                .bind(attr.length as i64)
+                .bind(now.sec)
+                .execute(c)
+                .map_err(db("delete inode"))?;
+            counter_add(c, "usedSpace", -align4k(attr.length))?;
         }
-        counter_add(c, "totalInodes", -1).await?;
+        counter_add(c, "totalInodes", -1)?;
         Ok(())
     }
 
@@ -732,7 +747,7 @@ impl Inner {
     async fn free_file_data(&self, ino: Ino) -> Result<()> {
         let freed = txn!(self, "free file data", |tx| {
             let mut freed = Vec::new();
-            free_chunks(&mut tx, ino, &mut freed).await?;
+            free_chunks(tx, ino, &mut freed)?;
             freed
         })?;
         self.delete_objects(freed).await;
@@ -774,13 +789,13 @@ impl Inner {
     }
 
     /// Whether `ino` is `ancestor` or lies below it.
-    async fn is_below(&self, c: &mut Conn, ancestor: Ino, mut ino: Ino) -> Result<bool> {
+    fn is_below(&self, c: &Conn, ancestor: Ino, mut ino: Ino) -> Result<bool> {
         let mut steps = 0;
         while ino != ROOT_INODE && ino != 0 {
             if ino == ancestor {
                 return Ok(true);
             }
-            let Some(a) = get_node(c, ino).await? else {
+            let Some(a) = get_node(c, ino)? else {
                 return Ok(false);
             };
             ino = a.parent;
@@ -794,18 +809,17 @@ impl Inner {
 
     /// Remove session `sid` and what it held: its locks, and the inodes it kept alive after
     /// their last name went (freed here; their data after commit). Returns those files.
-    async fn remove_session(&self, c: &mut Conn, sid: i64, now: Timestamp) -> Result<Vec<Ino>> {
-        let rows = sqlx::query("SELECT inode FROM jfs_sustained WHERE sid = ?")
+    fn remove_session(&self, c: &Conn, sid: i64, now: Timestamp) -> Result<Vec<Ino>> {
+        let rows = q("SELECT inode FROM jfs_sustained WHERE sid = ?")
             .bind(sid)
-            .fetch_all(&mut *c)
-            .await
+            .fetch_all(c)
             .map_err(db("remove session"))?;
         let mut files = Vec::new();
         for r in rows {
-            let ino = r.try_get::<i64, _>(0).map_err(db("remove session"))? as u64;
-            if let Some(a) = get_node(c, ino).await? {
+            let ino = r.try_get::<i64>(0).map_err(db("remove session"))? as u64;
+            if let Some(a) = get_node(c, ino)? {
                 if a.nlink == 0 {
-                    self.free_inode(c, &a, now).await?;
+                    self.free_inode(c, &a, now)?;
                     files.push(ino);
                 }
             }
@@ -816,11 +830,7 @@ impl Inner {
             "DELETE FROM jfs_plock WHERE sid = ?",
             "DELETE FROM jfs_session2 WHERE sid = ?",
         ] {
-            sqlx::query(sql)
-                .bind(sid)
-                .execute(&mut *c)
-                .await
-                .map_err(db("remove session"))?;
+            q(sql).bind(sid).execute(c).map_err(db("remove session"))?;
         }
         Ok(files)
     }
@@ -832,11 +842,10 @@ impl Inner {
         }
         let expire = Timestamp::now().sec + SESSION_TTL_SECS;
         txn!(self, "session heartbeat", |tx| {
-            sqlx::query("UPDATE jfs_session2 SET expire = ? WHERE sid = ?")
+            q("UPDATE jfs_session2 SET expire = ? WHERE sid = ?")
                 .bind(expire)
                 .bind(sid as i64)
-                .execute(&mut *tx)
-                .await
+                .execute(tx)
                 .map_err(db("session heartbeat"))?;
         })
     }
@@ -847,19 +856,18 @@ impl Inner {
         let now = Timestamp::now();
         // dead sessions: their unlinked-but-open files and locks
         let dead: Vec<i64> = {
-            let mut c = self.conn().await?;
-            sqlx::query("SELECT sid FROM jfs_session2 WHERE expire < ?")
+            let c = self.conn()?;
+            q("SELECT sid FROM jfs_session2 WHERE expire < ?")
                 .bind(now.sec)
-                .fetch_all(&mut *c)
-                .await
+                .fetch_all(&c)
                 .map_err(db("cleanup sessions"))?
                 .iter()
-                .filter_map(|r| r.try_get::<i64, _>(0).ok())
+                .filter_map(|r| r.try_get::<i64>(0).ok())
                 .collect()
         };
         for sid in dead {
             let inodes = txn!(self, "cleanup session", |tx| {
-                self.remove_session(&mut tx, sid, now).await?
+                self.remove_session(tx, sid, now)?
             })?;
             for ino in inodes {
                 self.free_file_data(ino).await?;
@@ -868,14 +876,13 @@ impl Inner {
         }
         // pending deletions left by a crash between unlink and freeing
         let pending: Vec<i64> = {
-            let mut c = self.conn().await?;
-            sqlx::query("SELECT inode FROM jfs_delfile WHERE expire < ?")
+            let c = self.conn()?;
+            q("SELECT inode FROM jfs_delfile WHERE expire < ?")
                 .bind(now.sec - 60)
-                .fetch_all(&mut *c)
-                .await
+                .fetch_all(&c)
                 .map_err(db("cleanup deletions"))?
                 .iter()
-                .filter_map(|r| r.try_get::<i64, _>(0).ok())
+                .filter_map(|r| r.try_get::<i64>(0).ok())
                 .collect()
         };
         for ino in pending {
@@ -885,19 +892,13 @@ impl Inner {
         // expired trash hours
         let days = self.trash_days();
         let entries: Vec<(Vec<u8>, i64)> = {
-            let mut c = self.conn().await?;
-            sqlx::query("SELECT name, inode FROM jfs_edge WHERE parent = ?")
+            let c = self.conn()?;
+            q("SELECT name, inode FROM jfs_edge WHERE parent = ?")
                 .bind(TRASH_INODE as i64)
-                .fetch_all(&mut *c)
-                .await
+                .fetch_all(&c)
                 .map_err(db("cleanup trash"))?
                 .iter()
-                .filter_map(|r| {
-                    Some((
-                        r.try_get::<Vec<u8>, _>(0).ok()?,
-                        r.try_get::<i64, _>(1).ok()?,
-                    ))
-                })
+                .filter_map(|r| Some((r.try_get::<Vec<u8>>(0).ok()?, r.try_get::<i64>(1).ok()?)))
                 .collect()
         };
         for (name, dir) in entries {
@@ -945,8 +946,8 @@ impl Inner {
 }
 
 async fn get_parent_of(inner: &Inner, ino: Ino) -> Result<Ino> {
-    let mut c = inner.conn().await?;
-    Ok(must_node(&mut c, ino).await?.parent)
+    let c = inner.conn()?;
+    Ok(must_node(&c, ino)?.parent)
 }
 
 fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> Attr {
@@ -971,20 +972,20 @@ fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> Attr {
 impl Inner {
     async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
         check_name(name)?;
-        let mut c = self.conn().await?;
+        let c = self.conn()?;
         let special = name == b"."
             || name == b".."
             || (parent == ROOT_INODE && name == TRASH_NAME.as_bytes());
         if !ctx.check_permission && !special {
             // The common case in one query: entry and inode joined. The parent is read only
             // when the name is missing, to tell ENOENT from ENOTDIR.
-            if let Some((_, a)) = get_entry(&mut c, parent, name).await? {
+            if let Some((_, a)) = get_entry(&c, parent, name)? {
                 return Ok(a);
             }
-            must_dir(&mut c, parent).await?;
+            must_dir(&c, parent)?;
             return Err(Error::not_found("no such entry"));
         }
-        let p = must_dir(&mut c, parent).await?;
+        let p = must_dir(&c, parent)?;
         perm::access(ctx, &p, MAY_EXEC)?;
         if name == b"." {
             return Ok(p);
@@ -995,18 +996,17 @@ impl Inner {
             } else {
                 p.parent
             };
-            return must_node(&mut c, up).await;
+            return must_node(&c, up);
         }
         if parent == ROOT_INODE && name == TRASH_NAME.as_bytes() {
-            if let Some(a) = get_node(&mut c, TRASH_INODE).await? {
+            if let Some(a) = get_node(&c, TRASH_INODE)? {
                 return Ok(a);
             }
         }
-        let Some((_, ino, _)) = get_edge(&mut c, parent, name).await? else {
+        let Some((_, ino, _)) = get_edge(&c, parent, name)? else {
             return Err(Error::not_found("no such entry"));
         };
-        get_node(&mut c, ino)
-            .await?
+        get_node(&c, ino)?
             .ok_or_else(|| Error::not_found(format!("entry names missing inode {ino}")))
     }
 
@@ -1039,7 +1039,7 @@ impl Inner {
         let now = Timestamp::now();
         txn!(self, "mknod", |tx| {
             let dir_delta = i64::from(typ == FileType::Dir);
-            let p = touch_dir(&mut tx, parent, now, dir_delta).await?;
+            let p = touch_dir(tx, parent, now, dir_delta)?;
             if i64::from(p.nlink) - dir_delta == 0 {
                 return Err(Error::not_found("parent directory was removed"));
             }
@@ -1051,7 +1051,7 @@ impl Inner {
                 return Err(Error::exists("the trash directory exists"));
             }
             if fmt.inodes > 0 {
-                let used = counter_add(&mut tx, "totalInodes", 0).await?;
+                let used = counter_add(tx, "totalInodes", 0)?;
                 if used as u64 >= fmt.inodes {
                     return Err(Error::new(
                         ErrorKind::NoSpace,
@@ -1095,18 +1095,17 @@ impl Inner {
                 parent,
                 flags: 0,
             };
-            insert_node(&mut tx, &attr).await?;
+            insert_node(tx, &attr)?;
             // the UNIQUE (parent, name) index is the existence check
-            insert_edge(&mut tx, parent, name, ino, typ).await?;
+            insert_edge(tx, parent, name, ino, typ)?;
             if typ == FileType::Symlink {
-                sqlx::query("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
+                q("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
                     .bind(ino as i64)
                     .bind(target)
-                    .execute(&mut *tx)
-                    .await
+                    .execute(tx)
                     .map_err(db("symlink"))?;
             }
-            counter_add(&mut tx, "totalInodes", 1).await?;
+            counter_add(tx, "totalInodes", 1)?;
             attr
         })
     }
@@ -1116,17 +1115,17 @@ impl Inner {
         check_name(name)?;
         let now = Timestamp::now();
         let removed = txn!(self, "unlink", |tx| {
-            let p = touch_dir(&mut tx, parent, now, 0).await?;
+            let p = touch_dir(tx, parent, now, 0)?;
             perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
-            let Some((eid, attr)) = get_entry(&mut tx, parent, name).await? else {
+            let Some((eid, attr)) = get_entry(tx, parent, name)? else {
                 return Err(Error::not_found("no such entry"));
             };
             if attr.typ == FileType::Dir {
                 return Err(Error::is_dir("is a directory"));
             }
             perm::sticky(ctx, &p, &attr)?;
-            delete_edge(&mut tx, eid).await?;
-            self.drop_link(&mut tx, attr, parent, name, now).await?
+            delete_edge(tx, eid)?;
+            self.drop_link(tx, attr, parent, name, now)?
         })?;
         self.after_remove(removed).await;
         Ok(())
@@ -1143,25 +1142,25 @@ impl Inner {
         }
         let now = Timestamp::now();
         txn!(self, "rmdir", |tx| {
-            let mut p = must_dir(&mut tx, parent).await?;
+            let mut p = must_dir(tx, parent)?;
             perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
-            let Some((eid, ino, typ)) = get_edge(&mut tx, parent, name).await? else {
+            let Some((eid, ino, typ)) = get_edge(tx, parent, name)? else {
                 return Err(Error::not_found("no such entry"));
             };
             if typ != FileType::Dir {
                 return Err(Error::not_dir("not a directory"));
             }
-            let attr = must_node(&mut tx, ino).await?;
+            let attr = must_node(tx, ino)?;
             perm::sticky(ctx, &p, &attr)?;
-            if !dir_is_empty(&mut tx, ino).await? {
+            if !dir_is_empty(tx, ino)? {
                 return Err(Error::not_empty("directory not empty"));
             }
-            delete_edge(&mut tx, eid).await?;
-            self.free_inode(&mut tx, &attr, now).await?;
+            delete_edge(tx, eid)?;
+            self.free_inode(tx, &attr, now)?;
             p.nlink = p.nlink.saturating_sub(1);
             p.mtime = now;
             p.ctime = now;
-            update_node(&mut tx, &p).await?;
+            update_node(tx, &p)?;
         })
     }
 
@@ -1187,26 +1186,26 @@ impl Inner {
         }
         let now = Timestamp::now();
         let removed = txn!(self, "rename", |tx| {
-            let mut sp = must_dir(&mut tx, parent).await?;
+            let mut sp = must_dir(tx, parent)?;
             let mut dp = if new_parent == parent {
                 sp.clone()
             } else {
-                must_dir(&mut tx, new_parent).await?
+                must_dir(tx, new_parent)?
             };
             perm::access(ctx, &sp, MAY_WRITE | MAY_EXEC)?;
             perm::access(ctx, &dp, MAY_WRITE | MAY_EXEC)?;
             if dp.parent == TRASH_INODE || new_parent == TRASH_INODE {
                 return Err(Error::not_permitted("cannot move entries into the trash"));
             }
-            let Some((seid, sino, styp)) = get_edge(&mut tx, parent, name).await? else {
+            let Some((seid, sino, styp)) = get_edge(tx, parent, name)? else {
                 return Err(Error::not_found("no such entry"));
             };
-            let mut sattr = must_node(&mut tx, sino).await?;
+            let mut sattr = must_node(tx, sino)?;
             perm::sticky(ctx, &sp, &sattr)?;
-            let dst = get_edge(&mut tx, new_parent, new_name).await?;
+            let dst = get_edge(tx, new_parent, new_name)?;
             if styp == FileType::Dir
                 && new_parent != parent
-                && self.is_below(&mut tx, sino, new_parent).await?
+                && self.is_below(tx, sino, new_parent)?
             {
                 return Err(Error::invalid("cannot move a directory into itself"));
             }
@@ -1218,27 +1217,25 @@ impl Inner {
                 if dino == sino {
                     return Ok(Removed::Kept);
                 }
-                let mut dattr = must_node(&mut tx, dino).await?;
+                let mut dattr = must_node(tx, dino)?;
                 perm::sticky(ctx, &dp, &dattr)?;
                 if dtyp == FileType::Dir
                     && new_parent != parent
-                    && self.is_below(&mut tx, dino, parent).await?
+                    && self.is_below(tx, dino, parent)?
                 {
                     return Err(Error::invalid("cannot move a directory into itself"));
                 }
-                sqlx::query("UPDATE jfs_edge SET inode = ?, type = ? WHERE id = ?")
+                q("UPDATE jfs_edge SET inode = ?, type = ? WHERE id = ?")
                     .bind(dino as i64)
                     .bind(i64::from(dtyp.code()))
                     .bind(seid)
-                    .execute(&mut *tx)
-                    .await
+                    .execute(tx)
                     .map_err(db("rename"))?;
-                sqlx::query("UPDATE jfs_edge SET inode = ?, type = ? WHERE id = ?")
+                q("UPDATE jfs_edge SET inode = ?, type = ? WHERE id = ?")
                     .bind(sino as i64)
                     .bind(i64::from(styp.code()))
                     .bind(deid)
-                    .execute(&mut *tx)
-                    .await
+                    .execute(tx)
                     .map_err(db("rename"))?;
                 if new_parent != parent {
                     if styp == FileType::Dir && dtyp != FileType::Dir {
@@ -1256,7 +1253,7 @@ impl Inner {
                     dattr.parent = parent;
                 }
                 dattr.ctime = now;
-                update_node(&mut tx, &dattr).await?;
+                update_node(tx, &dattr)?;
             } else {
                 if let Some((deid, dino, dtyp)) = dst {
                     if flags.noreplace {
@@ -1266,32 +1263,29 @@ impl Inner {
                         // two names of one inode: POSIX says do nothing
                         return Ok(Removed::Kept);
                     }
-                    let dattr = must_node(&mut tx, dino).await?;
+                    let dattr = must_node(tx, dino)?;
                     perm::sticky(ctx, &dp, &dattr)?;
                     match (styp == FileType::Dir, dtyp == FileType::Dir) {
                         (true, false) => return Err(Error::not_dir("target is not a directory")),
                         (false, true) => return Err(Error::is_dir("target is a directory")),
                         _ => {}
                     }
-                    delete_edge(&mut tx, deid).await?;
+                    delete_edge(tx, deid)?;
                     if dtyp == FileType::Dir {
-                        if !dir_is_empty(&mut tx, dino).await? {
+                        if !dir_is_empty(tx, dino)? {
                             return Err(Error::not_empty("target directory not empty"));
                         }
-                        self.free_inode(&mut tx, &dattr, now).await?;
+                        self.free_inode(tx, &dattr, now)?;
                         dp.nlink -= 1;
                     } else {
-                        removed = self
-                            .drop_link(&mut tx, dattr, new_parent, new_name, now)
-                            .await?;
+                        removed = self.drop_link(tx, dattr, new_parent, new_name, now)?;
                     }
                 }
-                sqlx::query("UPDATE jfs_edge SET parent = ?, name = ? WHERE id = ?")
+                q("UPDATE jfs_edge SET parent = ?, name = ? WHERE id = ?")
                     .bind(new_parent as i64)
                     .bind(new_name)
                     .bind(seid)
-                    .execute(&mut *tx)
-                    .await
+                    .execute(tx)
                     .map_err(db("rename"))?;
                 if styp == FileType::Dir && new_parent != parent {
                     sp.nlink -= 1;
@@ -1302,16 +1296,16 @@ impl Inner {
                 }
             }
             sattr.ctime = now;
-            update_node(&mut tx, &sattr).await?;
+            update_node(tx, &sattr)?;
             sp.mtime = now;
             sp.ctime = now;
             dp.mtime = now;
             dp.ctime = now;
             if new_parent != parent {
-                update_node(&mut tx, &sp).await?;
+                update_node(tx, &sp)?;
             }
             // with one parent, `dp` is the same record and carries every link-count change
-            update_node(&mut tx, &dp).await?;
+            update_node(tx, &dp)?;
             removed
         })?;
         self.after_remove(removed).await;
@@ -1325,7 +1319,7 @@ impl Inner {
         check_name(new_name)?;
         let now = Timestamp::now();
         txn!(self, "link", |tx| {
-            let mut p = must_dir(&mut tx, new_parent).await?;
+            let mut p = must_dir(tx, new_parent)?;
             if p.nlink == 0 {
                 return Err(Error::not_found("parent directory was removed"));
             }
@@ -1333,7 +1327,7 @@ impl Inner {
                 return Err(Error::not_permitted("cannot link into the trash"));
             }
             perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
-            let mut a = must_node(&mut tx, ino).await?;
+            let mut a = must_node(tx, ino)?;
             if a.typ == FileType::Dir {
                 return Err(Error::not_permitted(
                     "hard links to directories are not allowed",
@@ -1342,20 +1336,20 @@ impl Inner {
             if a.nlink == 0 {
                 return Err(Error::not_found("the file was removed"));
             }
-            if get_edge(&mut tx, new_parent, new_name).await?.is_some() {
+            if get_edge(tx, new_parent, new_name)?.is_some() {
                 return Err(Error::exists("entry exists"));
             }
             if a.nlink == u32::MAX {
                 return Err(Error::new(ErrorKind::TooManyLinks, "too many links"));
             }
-            insert_edge(&mut tx, new_parent, new_name, ino, a.typ).await?;
+            insert_edge(tx, new_parent, new_name, ino, a.typ)?;
             a.nlink += 1;
             a.parent = 0;
             a.ctime = now;
-            update_node(&mut tx, &a).await?;
+            update_node(tx, &a)?;
             p.mtime = now;
             p.ctime = now;
-            update_node(&mut tx, &p).await?;
+            update_node(tx, &p)?;
             a
         })
     }
@@ -1364,7 +1358,7 @@ impl Inner {
         self.writable()?;
         let now = Timestamp::now();
         txn!(self, "setattr", |tx| {
-            let mut a = must_node(&mut tx, ino).await?;
+            let mut a = must_node(tx, ino)?;
             let owner = ctx.uid == 0 || ctx.uid == a.uid;
             if let Some(mode) = set.mode {
                 if ctx.check_permission && !owner {
@@ -1427,16 +1421,16 @@ impl Inner {
                 }
             }
             a.ctime = now;
-            update_node(&mut tx, &a).await?;
+            update_node(tx, &a)?;
             a
         })
     }
 
     /// Append zero records over `[start, end)` and drop whole chunks that lie at or past
     /// `drop_from` (the new length when shrinking).
-    async fn zero_range(
+    fn zero_range(
         &self,
-        c: &mut Conn,
+        c: &Conn,
         ino: Ino,
         start: u64,
         end: u64,
@@ -1448,37 +1442,34 @@ impl Inner {
             if first_dropped.is_some_and(|f| u64::from(indx) >= f) {
                 continue;
             }
-            append_slices(c, ino, indx, &[rec]).await?;
+            append_slices(c, ino, indx, &[rec])?;
         }
         if let Some(f) = first_dropped {
-            let rows =
-                sqlx::query("SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ?")
-                    .bind(ino as i64)
-                    .bind(f as i64)
-                    .fetch_all(&mut *c)
-                    .await
-                    .map_err(db("truncate"))?;
-            for r in rows {
-                let buf: Vec<u8> = r.try_get(1).map_err(db("truncate"))?;
-                unref_slices(c, &slice::decode_all(&buf)?, freed).await?;
-            }
-            sqlx::query("DELETE FROM jfs_chunk WHERE inode = ? AND indx >= ?")
+            let rows = q("SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ?")
                 .bind(ino as i64)
                 .bind(f as i64)
-                .execute(&mut *c)
-                .await
+                .fetch_all(c)
+                .map_err(db("truncate"))?;
+            for r in rows {
+                let buf: Vec<u8> = r.try_get(1).map_err(db("truncate"))?;
+                unref_slices(c, &slice::decode_all(&buf)?, freed)?;
+            }
+            q("DELETE FROM jfs_chunk WHERE inode = ? AND indx >= ?")
+                .bind(ino as i64)
+                .bind(f as i64)
+                .execute(c)
                 .map_err(db("truncate"))?;
         }
         Ok(())
     }
 
-    async fn check_capacity(&self, c: &mut Conn, grow: i64) -> Result<()> {
+    fn check_capacity(&self, c: &Conn, grow: i64) -> Result<()> {
         if grow <= 0 {
             return Ok(());
         }
         let cap = self.format()?.capacity;
         if cap > 0 {
-            let used = counter_add(c, "usedSpace", 0).await?;
+            let used = counter_add(c, "usedSpace", 0)?;
             if used + grow > cap as i64 {
                 return Err(Error::new(
                     ErrorKind::NoSpace,
@@ -1496,7 +1487,7 @@ impl Inner {
         }
         let now = Timestamp::now();
         let (attr, freed) = txn!(self, "truncate", |tx| {
-            let mut a = must_node(&mut tx, ino).await?;
+            let mut a = must_node(tx, ino)?;
             match a.typ {
                 FileType::File => {}
                 FileType::Dir => return Err(Error::is_dir("is a directory")),
@@ -1505,16 +1496,15 @@ impl Inner {
             perm::access(ctx, &a, MAY_WRITE)?;
             let mut freed = Vec::new();
             let delta = align4k(length) - align4k(a.length);
-            self.check_capacity(&mut tx, delta).await?;
+            self.check_capacity(tx, delta)?;
             if length < a.length {
-                self.zero_range(&mut tx, ino, length, a.length, Some(length), &mut freed)
-                    .await?;
+                self.zero_range(tx, ino, length, a.length, Some(length), &mut freed)?;
             }
-            counter_add(&mut tx, "usedSpace", delta).await?;
+            counter_add(tx, "usedSpace", delta)?;
             a.length = length;
             a.mtime = now;
             a.ctime = now;
-            update_node(&mut tx, &a).await?;
+            update_node(tx, &a)?;
             (a, freed)
         })?;
         self.delete_objects(freed).await;
@@ -1542,7 +1532,7 @@ impl Inner {
         }
         let now = Timestamp::now();
         txn!(self, "fallocate", |tx| {
-            let mut a = must_node(&mut tx, ino).await?;
+            let mut a = must_node(tx, ino)?;
             match a.typ {
                 FileType::File => {}
                 FileType::Dir => return Err(Error::is_dir("is a directory")),
@@ -1557,20 +1547,19 @@ impl Inner {
                 };
                 if off < zend {
                     let mut freed = Vec::new();
-                    self.zero_range(&mut tx, ino, off, zend, None, &mut freed)
-                        .await?;
+                    self.zero_range(tx, ino, off, zend, None, &mut freed)?;
                 }
                 a.mtime = now;
             }
             if !mode.keep_size && end > a.length {
                 let delta = align4k(end) - align4k(a.length);
-                self.check_capacity(&mut tx, delta).await?;
-                counter_add(&mut tx, "usedSpace", delta).await?;
+                self.check_capacity(tx, delta)?;
+                counter_add(tx, "usedSpace", delta)?;
                 a.length = end;
                 a.mtime = now;
             }
             a.ctime = now;
-            update_node(&mut tx, &a).await?;
+            update_node(tx, &a)?;
             a
         })
     }
@@ -1583,22 +1572,21 @@ impl Inner {
         limit: usize,
         plus: bool,
     ) -> Result<Vec<DirEntry>> {
-        let mut c = self.conn().await?;
-        let d = must_dir(&mut c, ino).await?;
+        let c = self.conn()?;
+        let d = must_dir(&c, ino)?;
         perm::access(ctx, &d, crate::perm::MAY_READ)?;
         let limit = limit.clamp(1, 10_000) as i64;
         let rows = if plus {
-            sqlx::query(
+            q(
                 "SELECT e.id, e.name, e.inode, e.type, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e LEFT JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.id > ? ORDER BY e.id LIMIT ?",
             )
         } else {
-            sqlx::query("SELECT id, name, inode, type FROM jfs_edge WHERE parent = ? AND id > ? ORDER BY id LIMIT ?")
+            q("SELECT id, name, inode, type FROM jfs_edge WHERE parent = ? AND id > ? ORDER BY id LIMIT ?")
         }
         .bind(ino as i64)
         .bind(after as i64)
         .bind(limit)
-        .fetch_all(&mut *c)
-        .await
+        .fetch_all(&c)
         .map_err(db("readdir"))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -1609,7 +1597,7 @@ impl Inner {
             let typ = FileType::from_code(t as u8)
                 .ok_or_else(|| Error::corrupt(format!("entry in {ino} has unknown type {t}")))?;
             let attr = if plus {
-                match r.try_get::<Option<i64>, _>(4).map_err(db("readdir"))? {
+                match r.try_get::<Option<i64>>(4).map_err(db("readdir"))? {
                     Some(_) => Some(row_attr_at(&r, 4)?),
                     None => None, // dangling entry: fsck reports it
                 }
@@ -1628,8 +1616,8 @@ impl Inner {
     }
 
     async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr> {
-        let mut c = self.conn().await?;
-        let a = must_node(&mut c, ino).await?;
+        let c = self.conn()?;
+        let a = must_node(&c, ino)?;
         let _ = ctx;
         self.opened(ino);
         Ok(a)
@@ -1668,24 +1656,22 @@ impl Inner {
         let now = Timestamp::now();
         let sid = self.sid.load(Ordering::Relaxed) as i64;
         let freed = txn!(self, "close", |tx| {
-            let row = sqlx::query("SELECT 1 FROM jfs_sustained WHERE sid = ? AND inode = ?")
+            let row = q("SELECT 1 FROM jfs_sustained WHERE sid = ? AND inode = ?")
                 .bind(sid)
                 .bind(ino as i64)
-                .fetch_optional(&mut *tx)
-                .await
+                .fetch_optional(tx)
                 .map_err(db("close"))?;
             if row.is_none() {
                 false
             } else {
-                sqlx::query("DELETE FROM jfs_sustained WHERE sid = ? AND inode = ?")
+                q("DELETE FROM jfs_sustained WHERE sid = ? AND inode = ?")
                     .bind(sid)
                     .bind(ino as i64)
-                    .execute(&mut *tx)
-                    .await
+                    .execute(tx)
                     .map_err(db("close"))?;
-                match get_node(&mut tx, ino).await? {
+                match get_node(tx, ino)? {
                     Some(a) if a.nlink == 0 => {
-                        self.free_inode(&mut tx, &a, now).await?;
+                        self.free_inode(tx, &a, now)?;
                         true
                     }
                     _ => false,
@@ -1708,7 +1694,7 @@ impl Inner {
             ));
         }
         txn!(self, "write", |tx| {
-            let mut a = must_node(&mut tx, ino).await?;
+            let mut a = must_node(tx, ino)?;
             if a.typ != FileType::File {
                 return Err(Error::invalid("not a regular file"));
             }
@@ -1717,30 +1703,29 @@ impl Inner {
             } else {
                 0
             };
-            self.check_capacity(&mut tx, delta).await?;
-            append_slices(&mut tx, ino, indx, &[s]).await?;
-            sqlx::query("INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?,?,1) ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1")
+            self.check_capacity(tx, delta)?;
+            append_slices(tx, ino, indx, &[s])?;
+            q("INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?,?,1) ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1")
                 .bind(s.id as i64).bind(i64::from(s.size))
-                .execute(&mut *tx).await.map_err(db("write"))?;
+                .execute(tx).map_err(db("write"))?;
             if end > a.length {
                 a.length = end;
-                counter_add(&mut tx, "usedSpace", delta).await?;
+                counter_add(tx, "usedSpace", delta)?;
             }
             a.mtime = mtime;
             a.ctime = mtime;
-            update_node(&mut tx, &a).await?;
+            update_node(tx, &a)?;
         })
     }
 
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let name = xattr_name(name)?;
-        let mut c = self.conn().await?;
-        must_node(&mut c, ino).await?;
-        let row = sqlx::query("SELECT value FROM jfs_xattr WHERE inode = ? AND name = ?")
+        let c = self.conn()?;
+        must_node(&c, ino)?;
+        let row = q("SELECT value FROM jfs_xattr WHERE inode = ? AND name = ?")
             .bind(ino as i64)
             .bind(name)
-            .fetch_optional(&mut *c)
-            .await
+            .fetch_optional(&c)
             .map_err(db("getxattr"))?;
         match row {
             Some(r) => r.try_get(0).map_err(db("getxattr")),
@@ -1749,16 +1734,15 @@ impl Inner {
     }
 
     async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        let mut c = self.conn().await?;
-        must_node(&mut c, ino).await?;
-        let rows = sqlx::query("SELECT name FROM jfs_xattr WHERE inode = ? ORDER BY id")
+        let c = self.conn()?;
+        must_node(&c, ino)?;
+        let rows = q("SELECT name FROM jfs_xattr WHERE inode = ? ORDER BY id")
             .bind(ino as i64)
-            .fetch_all(&mut *c)
-            .await
+            .fetch_all(&c)
             .map_err(db("listxattr"))?;
         rows.iter()
             .map(|r| {
-                r.try_get::<String, _>(0)
+                r.try_get::<String>(0)
                     .map(String::into_bytes)
                     .map_err(db("listxattr"))
             })
@@ -1786,13 +1770,12 @@ impl Inner {
         }
         let now = Timestamp::now();
         txn!(self, "setxattr", |tx| {
-            let mut a = must_node(&mut tx, ino).await?;
+            let mut a = must_node(tx, ino)?;
             perm::access(ctx, &a, MAY_WRITE)?;
-            let exists = sqlx::query("SELECT 1 FROM jfs_xattr WHERE inode = ? AND name = ?")
+            let exists = q("SELECT 1 FROM jfs_xattr WHERE inode = ? AND name = ?")
                 .bind(ino as i64)
                 .bind(name)
-                .fetch_optional(&mut *tx)
-                .await
+                .fetch_optional(tx)
                 .map_err(db("setxattr"))?
                 .is_some();
             if flags.create && exists {
@@ -1801,11 +1784,11 @@ impl Inner {
             if flags.replace && !exists {
                 return Err(Error::new(ErrorKind::NoAttr, "no such attribute"));
             }
-            sqlx::query("INSERT INTO jfs_xattr (inode, name, value) VALUES (?,?,?) ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value")
+            q("INSERT INTO jfs_xattr (inode, name, value) VALUES (?,?,?) ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value")
                 .bind(ino as i64).bind(name).bind(value)
-                .execute(&mut *tx).await.map_err(db("setxattr"))?;
+                .execute(tx).map_err(db("setxattr"))?;
             a.ctime = now;
-            update_node(&mut tx, &a).await?;
+            update_node(tx, &a)?;
         })
     }
 
@@ -1814,38 +1797,37 @@ impl Inner {
         let name = xattr_name(name)?;
         let now = Timestamp::now();
         txn!(self, "removexattr", |tx| {
-            let mut a = must_node(&mut tx, ino).await?;
+            let mut a = must_node(tx, ino)?;
             perm::access(ctx, &a, MAY_WRITE)?;
-            let done = sqlx::query("DELETE FROM jfs_xattr WHERE inode = ? AND name = ?")
+            let done = q("DELETE FROM jfs_xattr WHERE inode = ? AND name = ?")
                 .bind(ino as i64)
                 .bind(name)
-                .execute(&mut *tx)
-                .await
+                .execute(tx)
                 .map_err(db("removexattr"))?;
             if done.rows_affected() == 0 {
                 return Err(Error::new(ErrorKind::NoAttr, "no such attribute"));
             }
             a.ctime = now;
-            update_node(&mut tx, &a).await?;
+            update_node(tx, &a)?;
         })
     }
 
     async fn statfs(&self) -> Result<StatFs> {
         let fmt = self.format()?;
-        let mut c = self.conn().await?;
-        let mut get = async |name: &'static str| -> Result<i64> {
-            let row = sqlx::query("SELECT value FROM jfs_counter WHERE name = ?")
+        let c = self.conn()?;
+        let get = |name: &'static str| -> Result<i64> {
+            let row = q("SELECT value FROM jfs_counter WHERE name = ?")
                 .bind(name)
-                .fetch_optional(&mut *c)
-                .await
+                .fetch_optional(&c)
                 .map_err(db("statfs"))?;
             Ok(match row {
                 Some(r) => r.try_get(0).map_err(db("statfs"))?,
                 None => 0,
             })
         };
-        let used = get("usedSpace").await?.max(0) as u64;
-        let inodes = get("totalInodes").await?.max(0) as u64;
+        let used = get("usedSpace")?.max(0) as u64;
+        let inodes = get("totalInodes")?.max(0) as u64;
+        drop(c);
         let total_space = if fmt.capacity > 0 {
             fmt.capacity
         } else {
@@ -1875,9 +1857,9 @@ fn xattr_name(name: &[u8]) -> Result<&str> {
     std::str::from_utf8(name).map_err(|_| Error::invalid("attribute name is not UTF-8"))
 }
 
-fn row_attr_at(r: &SqliteRow, base: usize) -> Result<Attr> {
+fn row_attr_at(r: &Row, base: usize) -> Result<Attr> {
     let get = |i: usize| -> Result<i64> {
-        r.try_get::<Option<i64>, _>(base + i)
+        r.try_get::<Option<i64>>(base + i)
             .map(|v| v.unwrap_or(0))
             .map_err(|e| Error::corrupt("bad node row").with_source(e))
     };
@@ -1917,39 +1899,25 @@ impl Inner {
                 )));
             }
         }
-        {
-            use sqlx::Connection;
-            let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", self.path))
-                .map_err(|e| Error::config("bad SQLite path").with_source(e))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal);
-            let conn = SqliteConnection::connect_with(&opts).await.map_err(|e| {
-                Error::config(format!("cannot create the SQLite database {}", self.path))
-                    .with_source(e)
-            })?;
-            conn.close().await.map_err(db("format"))?;
-        }
+        // creates the file (WAL mode is stored in it); the pool never creates one
+        drop(open_conn(&self.path, true).map_err(|e| {
+            Error::config(format!("cannot create the SQLite database {}", self.path)).with_source(e)
+        })?);
         let now = Timestamp::now();
         let json = format.to_json()?;
         txn!(self, "format", |tx| {
-            let has_tables = sqlx::query(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'",
-            )
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("format"))?
-            .is_some();
+            let has_tables =
+                q("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'")
+                    .fetch_optional(tx)
+                    .map_err(db("format"))?
+                    .is_some();
             if !has_tables {
                 for ddl in SQLITE_DDL {
-                    sqlx::query(*ddl)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db("format"))?;
+                    q(ddl).execute(tx).map_err(db("format"))?;
                 }
             }
-            let old = sqlx::query("SELECT value FROM jfs_setting WHERE name = 'format'")
-                .fetch_optional(&mut *tx)
-                .await
+            let old = q("SELECT value FROM jfs_setting WHERE name = 'format'")
+                .fetch_optional(tx)
                 .map_err(db("format"))?;
             if let Some(r) = old {
                 let text: String = r.try_get(0).map_err(db("format"))?;
@@ -1963,51 +1931,43 @@ impl Inner {
                 let mut merged = format.clone();
                 merged.uuid = old.uuid.clone();
                 merged.name = old.name.clone();
-                sqlx::query("UPDATE jfs_setting SET value = ? WHERE name = 'format'")
+                q("UPDATE jfs_setting SET value = ? WHERE name = 'format'")
                     .bind(merged.to_json()?)
-                    .execute(&mut *tx)
-                    .await
+                    .execute(tx)
                     .map_err(db("format"))?;
             } else {
-                sqlx::query("INSERT INTO jfs_setting (name, value) VALUES ('format', ?)")
+                q("INSERT INTO jfs_setting (name, value) VALUES ('format', ?)")
                     .bind(&json)
-                    .execute(&mut *tx)
-                    .await
+                    .execute(tx)
                     .map_err(db("format"))?;
                 for (name, value) in schema::INITIAL_COUNTERS {
-                    sqlx::query("INSERT INTO jfs_counter (name, value) VALUES (?, ?)")
+                    q("INSERT INTO jfs_counter (name, value) VALUES (?, ?)")
                         .bind(*name)
                         .bind(*value)
-                        .execute(&mut *tx)
-                        .await
+                        .execute(tx)
                         .map_err(db("format"))?;
                 }
-                insert_node(&mut tx, &new_dir_attr(ROOT_INODE, 0o777, ROOT_INODE, now)).await?;
+                insert_node(tx, &new_dir_attr(ROOT_INODE, 0o777, ROOT_INODE, now))?;
                 if format.trash_days > 0 {
-                    insert_node(&mut tx, &new_dir_attr(TRASH_INODE, 0o555, ROOT_INODE, now))
-                        .await?;
+                    insert_node(tx, &new_dir_attr(TRASH_INODE, 0o555, ROOT_INODE, now))?;
                 }
             }
         })
     }
 
     async fn load(&self) -> Result<Format> {
-        let mut c = self.conn().await?;
-        let has = sqlx::query(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'",
-        )
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(db("load"))?;
+        let c = self.conn()?;
+        let has = q("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'")
+            .fetch_optional(&c)
+            .map_err(db("load"))?;
         if has.is_none() {
             return Err(Error::config(format!(
                 "sqlite3://{} is not a formatted volume: run `tidefs format` first",
                 self.path
             )));
         }
-        let row = sqlx::query("SELECT value FROM jfs_setting WHERE name = 'format'")
-            .fetch_optional(&mut *c)
-            .await
+        let row = q("SELECT value FROM jfs_setting WHERE name = 'format'")
+            .fetch_optional(&c)
             .map_err(db("load"))?
             .ok_or_else(|| {
                 Error::config(format!(
@@ -2028,13 +1988,12 @@ impl Inner {
             serde_json::to_vec(&info).map_err(|e| Error::invalid("session info").with_source(e))?;
         let expire = Timestamp::now().sec + SESSION_TTL_SECS;
         let sid = txn!(self, "new session", |tx| {
-            let sid = counter_add(&mut tx, "nextSession", 1).await?;
-            sqlx::query("INSERT INTO jfs_session2 (sid, expire, info) VALUES (?,?,?)")
+            let sid = counter_add(tx, "nextSession", 1)?;
+            q("INSERT INTO jfs_session2 (sid, expire, info) VALUES (?,?,?)")
                 .bind(sid)
                 .bind(expire)
                 .bind(&json)
-                .execute(&mut *tx)
-                .await
+                .execute(tx)
                 .map_err(db("new session"))?;
             sid as u64
         })?;
@@ -2078,7 +2037,7 @@ impl Inner {
         }
         let now = Timestamp::now();
         let files = txn!(self, "close session", |tx| {
-            self.remove_session(&mut tx, sid as i64, now).await?
+            self.remove_session(tx, sid as i64, now)?
         })?;
         for ino in files {
             self.free_file_data(ino).await?;
@@ -2087,10 +2046,9 @@ impl Inner {
     }
 
     async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
-        let mut c = self.conn().await?;
-        let rows = sqlx::query("SELECT sid, expire, info FROM jfs_session2 ORDER BY sid")
-            .fetch_all(&mut *c)
-            .await
+        let c = self.conn()?;
+        let rows = q("SELECT sid, expire, info FROM jfs_session2 ORDER BY sid")
+            .fetch_all(&c)
             .map_err(db("list sessions"))?;
         let mut out = Vec::new();
         for r in rows {
@@ -2116,10 +2074,9 @@ impl Inner {
     }
 
     async fn list_chunks(&self) -> Result<Vec<ChunkSlices>> {
-        let mut c = self.conn().await?;
-        let rows = sqlx::query("SELECT inode, indx, slices FROM jfs_chunk ORDER BY inode, indx")
-            .fetch_all(&mut *c)
-            .await
+        let c = self.conn()?;
+        let rows = q("SELECT inode, indx, slices FROM jfs_chunk ORDER BY inode, indx")
+            .fetch_all(&c)
             .map_err(db("list chunks"))?;
         rows.iter()
             .map(|r| {
@@ -2140,35 +2097,33 @@ impl Inner {
             self.writable()?;
         }
         let mut problems = Vec::new();
-        let mut c = self.conn().await?;
-        let nodes: HashMap<u64, Attr> = sqlx::query(
+        let c = self.conn()?;
+        let nodes: HashMap<u64, Attr> = q(
             "SELECT inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent FROM jfs_node",
         )
-        .fetch_all(&mut *c).await.map_err(db("fsck"))?
+        .fetch_all(&c).map_err(db("fsck"))?
         .iter()
         .map(|r| row_attr(r).map(|a| (a.ino, a)))
         .collect::<Result<_>>()?;
         let edges: Vec<(i64, u64, Vec<u8>, u64)> =
-            sqlx::query("SELECT id, parent, name, inode FROM jfs_edge")
-                .fetch_all(&mut *c)
-                .await
+            q("SELECT id, parent, name, inode FROM jfs_edge")
+                .fetch_all(&c)
                 .map_err(db("fsck"))?
                 .iter()
                 .map(|r| -> Result<_> {
                     Ok((
-                        r.try_get::<i64, _>(0).map_err(db("fsck"))?,
-                        r.try_get::<i64, _>(1).map_err(db("fsck"))? as u64,
-                        r.try_get::<Vec<u8>, _>(2).map_err(db("fsck"))?,
-                        r.try_get::<i64, _>(3).map_err(db("fsck"))? as u64,
+                        r.try_get::<i64>(0).map_err(db("fsck"))?,
+                        r.try_get::<i64>(1).map_err(db("fsck"))? as u64,
+                        r.try_get::<Vec<u8>>(2).map_err(db("fsck"))?,
+                        r.try_get::<i64>(3).map_err(db("fsck"))? as u64,
                     ))
                 })
                 .collect::<Result<_>>()?;
-        let sustained: HashSet<u64> = sqlx::query("SELECT inode FROM jfs_sustained")
-            .fetch_all(&mut *c)
-            .await
+        let sustained: HashSet<u64> = q("SELECT inode FROM jfs_sustained")
+            .fetch_all(&c)
             .map_err(db("fsck"))?
             .iter()
-            .filter_map(|r| r.try_get::<i64, _>(0).ok().map(|v| v as u64))
+            .filter_map(|r| r.try_get::<i64>(0).ok().map(|v| v as u64))
             .collect();
         drop(c);
         let mut names: HashMap<u64, u32> = HashMap::new();
@@ -2185,7 +2140,7 @@ impl Inner {
                     });
                     if repair {
                         txn!(self, "fsck repair", |tx| {
-                            delete_edge(&mut tx, *id).await?;
+                            delete_edge(tx, *id)?;
                         })?;
                     }
                 }
@@ -2236,9 +2191,9 @@ impl Inner {
                 if repair {
                     let ino = a.ino;
                     txn!(self, "fsck repair", |tx| {
-                        if let Some(mut cur) = get_node(&mut tx, ino).await? {
+                        if let Some(mut cur) = get_node(tx, ino)? {
                             cur.nlink = expect;
-                            update_node(&mut tx, &cur).await?;
+                            update_node(tx, &cur)?;
                         }
                     })?;
                 }
@@ -2296,8 +2251,8 @@ impl Meta for SqlMeta {
         self.inner.lookup(ctx, parent, name).await
     }
     async fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let mut c = self.inner.conn().await?;
-        must_node(&mut c, ino).await
+        let c = self.inner.conn()?;
+        must_node(&c, ino)
     }
     async fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.inner.setattr(ctx, ino, set).await
@@ -2353,16 +2308,15 @@ impl Meta for SqlMeta {
         self.inner.link(ctx, ino, new_parent, new_name).await
     }
     async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        let mut c = self.inner.conn().await?;
-        let row = sqlx::query("SELECT target FROM jfs_symlink WHERE inode = ?")
+        let c = self.inner.conn()?;
+        let row = q("SELECT target FROM jfs_symlink WHERE inode = ?")
             .bind(ino as i64)
-            .fetch_optional(&mut *c)
-            .await
+            .fetch_optional(&c)
             .map_err(db("readlink"))?;
         match row {
             Some(r) => r.try_get(0).map_err(db("readlink")),
             None => {
-                let a = must_node(&mut c, ino).await?;
+                let a = must_node(&c, ino)?;
                 Err(if a.typ == FileType::Symlink {
                     Error::corrupt(format!("symlink {ino} has no target"))
                 } else {
@@ -2391,8 +2345,8 @@ impl Meta for SqlMeta {
         self.inner.close(ino).await
     }
     async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
-        let mut c = self.inner.conn().await?;
-        read_chunk_conn(&mut c, ino, indx).await
+        let c = self.inner.conn()?;
+        read_chunk_conn(&c, ino, indx)
     }
     async fn new_slice_id(&self) -> Result<u64> {
         self.inner.next_slice().await
