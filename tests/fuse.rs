@@ -524,3 +524,31 @@ fn full_bucket_reports_enospc_and_loses_nothing() {
     v.fsck();
     v.juicefs_fsck();
 }
+
+#[test]
+fn unlink_and_replacing_rename_free_objects_in_the_background() {
+    let v = Volume::format("e2e-unlink-free", &["--trash-days", "0"]);
+    let m = v.mount("a", &[]);
+    let objects = || {
+        sh(&format!(
+            "find {} -type f -path '*chunks*' | wc -l",
+            v.bucket.display()
+        ))
+        .trim()
+        .to_string()
+    };
+    fs::write(m.p("big"), bytes(7, 9 << 20)).expect("write 9 MiB");
+    fs::write(m.p("small"), bytes(8, 1000)).expect("write small");
+    fs::write(m.p("new"), bytes(9, 1000)).expect("write new");
+    assert_eq!(objects(), "5", "4 + 4 + 1 MiB blocks and two small files");
+    fs::remove_file(m.p("big")).expect("unlink");
+    fs::rename(m.p("new"), m.p("small")).expect("rename over a file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while objects() != "1" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(objects(), "1", "only the renamed file's object is left");
+    assert_eq!(fs::read(m.p("small")).expect("read"), bytes(9, 1000));
+    drop(m);
+    v.juicefs_fsck();
+}

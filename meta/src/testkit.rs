@@ -726,6 +726,30 @@ pub async fn readdir_pages_with_cursor(m: Arc<dyn Meta>) {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 25);
+    // `rm -r` removes every entry of a page, the cursor's too, before asking for the next
+    let e = mkdir(&m, &ctx, ROOT_INODE, "e").await;
+    for i in 0..40 {
+        mkfile(&m, &ctx, e.ino, &format!("g{i:02}")).await;
+    }
+    let (mut after, mut removed) = (0, 0);
+    loop {
+        let page = m.readdir(&ctx, e.ino, after, 6, false).await.expect("page");
+        let Some(last) = page.last() else { break };
+        after = last.cursor;
+        for x in &page {
+            m.unlink(&ctx, e.ino, &x.name).await.expect("unlink listed");
+            removed += 1;
+        }
+    }
+    assert_eq!(
+        removed, 40,
+        "every entry listed once while the listing removes them"
+    );
+    assert!(m
+        .readdir(&ctx, e.ino, 0, 10, false)
+        .await
+        .expect("empty")
+        .is_empty());
 }
 
 /// an unlinked file stays readable while open and is freed at the last close.

@@ -129,6 +129,39 @@ struct Inner {
     sustained: Mutex<HashSet<Ino>>,
     deleter: RwLock<Option<SliceDeleter>>,
     jobs: Mutex<Vec<JoinHandle<()>>>,
+    /// Object deletions after unlink/rename run here, off the request path; closing the
+    /// session waits for them.
+    deletions: Mutex<tokio::task::JoinSet<()>>,
+    /// Names behind recently handed-out readdir cursors (see `readdir`).
+    cursor_names: Mutex<CursorNames>,
+}
+
+/// A bounded memory of which entry name a readdir cursor stands for, so a listing resumes
+/// after an entry that was removed since (as `rm -r` does to every page it reads).
+#[derive(Default)]
+struct CursorNames {
+    names: HashMap<(Ino, u64), Vec<u8>>,
+    order: std::collections::VecDeque<(Ino, u64)>,
+}
+
+/// Cursors remembered: a few pages of many concurrent listings.
+const CURSOR_NAMES: usize = 16384;
+
+impl CursorNames {
+    fn get(&self, dir: Ino, cursor: u64) -> Option<Vec<u8>> {
+        self.names.get(&(dir, cursor)).cloned()
+    }
+
+    fn put(&mut self, dir: Ino, cursor: u64, name: &[u8]) {
+        if self.names.insert((dir, cursor), name.to_vec()).is_none() {
+            self.order.push_back((dir, cursor));
+        }
+        while self.order.len() > CURSOR_NAMES {
+            if let Some(k) = self.order.pop_front() {
+                self.names.remove(&k);
+            }
+        }
+    }
 }
 
 fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
@@ -476,6 +509,8 @@ impl SqlMeta {
                 sustained: Mutex::new(HashSet::new()),
                 deleter: RwLock::new(None),
                 jobs: Mutex::new(Vec::new()),
+                deletions: Mutex::new(tokio::task::JoinSet::new()),
+                cursor_names: Mutex::new(CursorNames::default()),
             }),
         })
     }
@@ -779,13 +814,38 @@ impl Inner {
             objects,
         } = removed
         {
-            self.delete_objects(objects).await;
-            if deferred {
-                if let Err(e) = self.free_file_data(ino).await {
-                    tracing::warn!(ino, error = %e, "freeing file data failed; will retry in cleanup");
+            // The metadata change is committed: the caller need not wait for the objects.
+            // A deletion lost to a crash leaves orphans for `gc`, never missing data.
+            let me = Arc::clone(self);
+            let work = async move {
+                me.delete_objects(objects).await;
+                if deferred {
+                    if let Err(e) = me.free_file_data(ino).await {
+                        tracing::warn!(ino, error = %e, "freeing file data failed; will retry in cleanup");
+                    }
                 }
+            };
+            let unqueued = match self.deletions.lock() {
+                Ok(mut set) => {
+                    while set.try_join_next().is_some() {}
+                    set.spawn(work);
+                    None
+                }
+                Err(_) => Some(work),
+            };
+            if let Some(work) = unqueued {
+                work.await;
             }
         }
+    }
+
+    /// Wait for the object deletions under way.
+    async fn drain_deletions(&self) {
+        let mut set = match self.deletions.lock() {
+            Ok(mut set) => std::mem::take(&mut *set),
+            Err(_) => return,
+        };
+        while set.join_next().await.is_some() {}
     }
 
     /// Whether `ino` is `ancestor` or lies below it.
@@ -1576,15 +1636,40 @@ impl Inner {
         let d = must_dir(&c, ino)?;
         perm::access(ctx, &d, crate::perm::MAY_READ)?;
         let limit = limit.clamp(1, 10_000) as i64;
+        // Pages follow the UNIQUE (parent, name) index: each page costs its own size, not the
+        // directory's. The cursor is the entry id; the name it stands for comes from the names
+        // handed out recently, else from the entry itself, else (the entry is gone and
+        // forgotten) the listing restarts, which repeats names rather than skipping any.
+        let from: Vec<u8> = if after == 0 {
+            Vec::new()
+        } else {
+            let known = self
+                .cursor_names
+                .lock()
+                .map_err(|_| lock_poisoned())?
+                .get(ino, after);
+            match known {
+                Some(name) => name,
+                None => q("SELECT name FROM jfs_edge WHERE id = ? AND parent = ?")
+                    .bind(after as i64)
+                    .bind(ino as i64)
+                    .fetch_optional(&c)
+                    .map_err(db("readdir"))?
+                    .map(|r| r.try_get::<Vec<u8>>(0))
+                    .transpose()
+                    .map_err(db("readdir"))?
+                    .unwrap_or_default(),
+            }
+        };
         let rows = if plus {
             q(
-                "SELECT e.id, e.name, e.inode, e.type, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e LEFT JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.id > ? ORDER BY e.id LIMIT ?",
+                "SELECT e.id, e.name, e.inode, e.type, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e LEFT JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.name > ? ORDER BY e.name LIMIT ?",
             )
         } else {
-            q("SELECT id, name, inode, type FROM jfs_edge WHERE parent = ? AND id > ? ORDER BY id LIMIT ?")
+            q("SELECT id, name, inode, type FROM jfs_edge WHERE parent = ? AND name > ? ORDER BY name LIMIT ?")
         }
         .bind(ino as i64)
-        .bind(after as i64)
+        .bind(from)
         .bind(limit)
         .fetch_all(&c)
         .map_err(db("readdir"))?;
@@ -1611,6 +1696,11 @@ impl Inner {
                 attr,
                 cursor: id as u64,
             });
+        }
+        if let Ok(mut names) = self.cursor_names.lock() {
+            for e in &out {
+                names.put(ino, e.cursor, &e.name);
+            }
         }
         Ok(out)
     }
@@ -2026,6 +2116,7 @@ impl Inner {
     }
 
     async fn close_session(self: &Arc<Self>) -> Result<()> {
+        self.drain_deletions().await;
         if let Ok(mut jobs) = self.jobs.lock() {
             for j in jobs.drain(..) {
                 j.abort();
