@@ -8,7 +8,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 use tidefs::cmd::{self, Cli};
 
+/// mimalloc option number of `purge_delay` (mimalloc.h, `mi_option_e`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Return freed memory to the OS at once instead of after a delay: a 1 GiB write peaks at
+    // ~85 MiB RSS instead of ~200 MiB (~45 MiB with the daemon's lazy arena commit, see
+    // `mount -d`), for the price of page faults on reused block buffers. An explicit
+    // MIMALLOC_PURGE_DELAY in the environment wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set only stores an integer option; any value is valid.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
     let cli = Cli::parse();
     match cmd::run(cli) {
         Ok(code) => code,

@@ -217,9 +217,13 @@ fn daemonize(a: &Args, mountpoint: &Path) -> CmdResult {
         args.push(log.to_string_lossy().into_owned());
     }
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.args(&args)
-        .env(DAEMON_ENV, "1")
-        .stdin(std::process::Stdio::null())
+    cmd.args(&args).env(DAEMON_ENV, "1");
+    // mimalloc reads this before main() can set it: commit arena memory only as it is used
+    // (the daemon idles at ~27 MiB RSS instead of ~48 MiB); the caller's own setting wins.
+    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+        cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", "0");
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file);
     // SAFETY: setsid is async-signal-safe and only detaches the child from our terminal.
