@@ -1,5 +1,5 @@
 //! Micro-benchmarks of hot paths that need no kernel or server: slice resolution, record codecs,
-//! block keys. Run with `make bench` (`cargo bench`). Side-by-side numbers against juicefs come
+//! block keys, metadata operations on an SQLite volume, a block read from the memory cache. Run with `make bench` (`cargo bench`). Side-by-side numbers against juicefs come
 //! from `scripts/bench_compare.py`, not from here.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -51,5 +51,80 @@ fn keys(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, slices, keys);
+/// create + lookup + getattr of one file per iteration on a temporary SQLite volume: the
+/// metadata engine's cost per operation without the kernel round trip.
+fn metadata(c: &mut Criterion) {
+    use tidefs_meta::{Ctx, FileType, Format, ROOT_INODE};
+    let (Ok(rt), Ok(dir)) = (tokio::runtime::Runtime::new(), tempfile::tempdir()) else {
+        return;
+    };
+    let url = format!("sqlite3://{}/meta.db", dir.path().display());
+    let Ok(meta) = rt.block_on(async {
+        let m = tidefs_meta::open(&url).await?;
+        m.init(&Format::new("bench", "file", "/unused/"), false)
+            .await?;
+        m.load().await?;
+        Ok::<_, tidefs_meta::Error>(m)
+    }) else {
+        return;
+    };
+    let ctx = Ctx::root();
+    let mut g = c.benchmark_group("meta_sqlite");
+    let mut n = 0u64;
+    g.bench_function("create", |b| {
+        b.iter(|| {
+            n += 1;
+            let name = format!("c{n}");
+            rt.block_on(meta.mknod(
+                &ctx,
+                ROOT_INODE,
+                name.as_bytes(),
+                FileType::File,
+                0o644,
+                0,
+                0,
+                b"",
+            ))
+        })
+    });
+    let _ = rt.block_on(meta.mknod(&ctx, ROOT_INODE, b"probe", FileType::File, 0o644, 0, 0, b""));
+    g.bench_function("lookup", |b| {
+        b.iter(|| rt.block_on(meta.lookup(&ctx, ROOT_INODE, black_box(b"probe"))))
+    });
+    g.bench_function("getattr", |b| {
+        b.iter(|| rt.block_on(meta.getattr(black_box(ROOT_INODE))))
+    });
+    g.finish();
+}
+
+/// A 4 MiB block read that the memory cache answers.
+fn cached_block(c: &mut Criterion) {
+    use tidefs_chunk::{ChunkStore, Compression, LocalDir, StoreConfig};
+    let (Ok(rt), Ok(dir)) = (tokio::runtime::Runtime::new(), tempfile::tempdir()) else {
+        return;
+    };
+    let Ok(bucket) = LocalDir::open(&dir.path().to_string_lossy()) else {
+        return;
+    };
+    let store = ChunkStore::new(
+        bucket,
+        StoreConfig {
+            name: "bench".into(),
+            block_size: 4 << 20,
+            compression: Compression::None,
+            hash_prefix: false,
+            mem_cache_bytes: 64 << 20,
+        },
+    );
+    let block = bytes::Bytes::from(vec![7u8; 4 << 20]);
+    if rt.block_on(store.put_block(1, 0, block)).is_err() {
+        return;
+    }
+    let _ = rt.block_on(store.read_block(1, 0, 4 << 20));
+    c.bench_function("cached_block_read_4MiB", |b| {
+        b.iter(|| rt.block_on(store.read_block(black_box(1), 0, 4 << 20)))
+    });
+}
+
+criterion_group!(benches, slices, keys, metadata, cached_block);
 criterion_main!(benches);

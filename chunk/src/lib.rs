@@ -13,10 +13,11 @@ mod compress;
 pub mod error;
 mod key;
 mod local;
+pub mod pool;
 mod store;
 
 pub use compress::Compression;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{block_key, block_lens};
-pub use local::LocalDir;
+pub use local::{allow_inline_io, LocalDir};
 pub use store::{open_bucket, ChunkStore, StoreConfig};

@@ -35,7 +35,21 @@ fn io_err(op: &str, key: &str, e: std::io::Error) -> Error {
     Error::new(kind, format!("object {op} of {key} failed")).with_source(e)
 }
 
+thread_local! {
+    static INLINE_IO: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Mark the current thread as one that may block in file I/O (a FUSE request thread, not a
+/// runtime worker): bucket I/O started from it then runs right here instead of being handed to
+/// the blocking pool and back.
+pub fn allow_inline_io() {
+    INLINE_IO.with(|f| f.set(true));
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    if INLINE_IO.with(|f| f.get()) {
+        return f();
+    }
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::new(ErrorKind::Unavailable, format!("I/O task failed: {e}")))?
@@ -129,10 +143,10 @@ impl LocalDir {
         let key = key.to_string();
         blocking(move || {
             let f = std::fs::File::open(&path).map_err(|e| io_err("get", &key, e))?;
-            let mut buf = vec![0u8; len];
+            let mut buf = crate::pool::take_filled(len);
             f.read_exact_at(&mut buf, off)
                 .map_err(|e| io_err("get", &key, e))?;
-            Ok(Bytes::from(buf))
+            Ok(crate::pool::into_bytes(buf))
         })
         .await
     }

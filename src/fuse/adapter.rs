@@ -83,6 +83,7 @@ impl TidefsFs {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
+        tidefs_chunk::allow_inline_io();
         self.rt.block_on(f);
     }
 }

@@ -98,10 +98,14 @@ impl ReadCache {
     }
 }
 
+/// Distance from the read frontier within which a read counts as sequential (the kernel's
+/// readahead window is 4 MiB by default).
+const SEQ_WINDOW: u64 = 8 << 20;
+
 struct Handle {
     ino: Ino,
-    /// End of the last read, to tell sequential from random reads.
-    last_read_end: AtomicU64,
+    /// Furthest end of any read so far, to tell sequential from random reads.
+    read_frontier: AtomicU64,
 }
 
 /// The filesystem of one mount.
@@ -291,7 +295,7 @@ impl Vfs {
             fh,
             Arc::new(Handle {
                 ino,
-                last_read_end: AtomicU64::new(0),
+                read_frontier: AtomicU64::new(0),
             }),
         );
         fh
@@ -614,7 +618,12 @@ impl Vfs {
             return Ok(bytes::Bytes::new());
         }
         let n = u64::from(size).min(length - off);
-        let sequential = h.last_read_end.swap(off + n, Ordering::Relaxed) == off || off == 0;
+        // The kernel's readahead sends several reads at once and FUSE threads serve them in any
+        // order, so "starts where the last one ended" misses most sequential reads: a read near
+        // the furthest point read so far counts as sequential.
+        let frontier = h.read_frontier.fetch_max(off + n, Ordering::Relaxed);
+        let sequential =
+            off == 0 || (off <= frontier + SEQ_WINDOW && off + n + SEQ_WINDOW >= frontier);
         reader::read(self, &self.store, h.ino, off, n as usize, sequential).await
     }
 

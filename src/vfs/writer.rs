@@ -20,7 +20,10 @@ use tokio::task::JoinHandle;
 pub struct BufferBudget {
     used: AtomicU64,
     limit: u64,
+    max_uploads: usize,
     uploads: Arc<tokio::sync::Semaphore>,
+    /// Woken whenever an upload finishes and gives its bytes back.
+    freed: tokio::sync::Notify,
 }
 
 /// Block uploads under way at once per mount (JuiceFS's `--max-uploads` default).
@@ -32,14 +35,33 @@ impl BufferBudget {
         Arc::new(Self {
             used: AtomicU64::new(0),
             limit: limit.max(8 << 20),
+            max_uploads: max_uploads.max(1),
             uploads: Arc::new(tokio::sync::Semaphore::new(max_uploads.max(1))),
+            freed: tokio::sync::Notify::new(),
         })
+    }
+    fn uploading(&self) -> bool {
+        self.uploads.available_permits() < self.max_uploads
+    }
+    /// Wait while the budget is exceeded and uploads under way will give bytes back; returns
+    /// whether it is still exceeded (then only committing buffered data frees memory).
+    async fn wait_below(&self) -> bool {
+        while self.over() && self.uploading() {
+            let woken = self.freed.notified();
+            if !self.over() || !self.uploading() {
+                break;
+            }
+            // an upload that finished between the checks and `notified` is caught by the timeout
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(20), woken).await;
+        }
+        self.over()
     }
     fn add(&self, n: usize) {
         self.used.fetch_add(n as u64, Ordering::Relaxed);
     }
     fn sub(&self, n: usize) {
         self.used.fetch_sub(n as u64, Ordering::Relaxed);
+        self.freed.notify_waiters();
     }
     fn over(&self) -> bool {
         self.used.load(Ordering::Relaxed) > self.limit
@@ -125,7 +147,10 @@ impl FileWriter {
 
     /// Buffer `data` at file offset `off`.
     pub async fn write(&self, off: u64, data: &[u8]) -> Result<()> {
-        if self.budget.over() {
+        // Over budget: uploads under way give their bytes back soon, so wait for them first;
+        // commit this file's buffers (freeing them) only when that is not enough, e.g. when
+        // many files hold partly filled blocks.
+        if self.budget.over() && self.budget.wait_below().await {
             self.flush().await?;
         }
         let mut st = self.state.lock().await;
