@@ -35,6 +35,9 @@ fn io_err(op: &str, key: &str, e: std::io::Error) -> Error {
     Error::new(kind, format!("object {op} of {key} failed")).with_source(e)
 }
 
+/// Objects at least this large start their writeback as soon as they are written.
+const EARLY_WRITEBACK_MIN: usize = 1 << 20;
+
 thread_local! {
     static INLINE_IO: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -101,8 +104,13 @@ impl LocalDir {
                 use std::io::Write;
                 let mut f = std::fs::File::create(p)?;
                 f.write_all(&data)?;
-                // Start writing the object to disk now without waiting for it: a later fsync
-                // (syncfs) then finds little left to do, and disk writes overlap the stream.
+                // Start writing a large object to disk now without waiting for it: a later
+                // fsync (syncfs) then finds little left to do, and disk writes overlap the
+                // stream. Small objects are left to the kernel's writeback, which batches them;
+                // one I/O submission per small file costs more than the write itself.
+                if data.len() < EARLY_WRITEBACK_MIN {
+                    return Ok(());
+                }
                 // SAFETY: `f` is an open descriptor for the duration of the call.
                 unsafe {
                     libc::sync_file_range(

@@ -202,19 +202,28 @@ impl FileWriter {
             let end = (at + rest.len()).min(bs);
             let n = end - at;
             if end > s.data.len() {
-                if s.data.capacity() < bs {
+                if s.data.capacity() == 0 {
+                    s.data = tidefs_chunk::pool::take(bs);
+                } else if s.data.capacity() < bs {
                     s.data.reserve_exact(bs - s.data.len());
                 }
                 self.budget.add(end - s.data.len());
-                s.data.resize(end, 0);
             }
-            s.data[at..end].copy_from_slice(&rest[..n]);
+            if at == s.data.len() {
+                // appending (the common case): copy once, no zero fill first
+                s.data.extend_from_slice(&rest[..n]);
+            } else {
+                if end > s.data.len() {
+                    s.data.resize(end, 0);
+                }
+                s.data[at..end].copy_from_slice(&rest[..n]);
+            }
             rest = &rest[n..];
             at = end;
             if s.data.len() == bs {
                 // a whole block: hand the buffer itself to the upload (no copy), once a slot
                 // is free; waiting here is the back-pressure on a writer faster than the store
-                let block = std::mem::replace(&mut s.data, Vec::with_capacity(bs));
+                let block = std::mem::replace(&mut s.data, tidefs_chunk::pool::take(bs));
                 let bindx = s.base / self.block_size;
                 s.base += self.block_size;
                 at = 0;
