@@ -17,26 +17,37 @@ const MIN_POOLED: usize = 1 << 20;
 
 static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
+/// A pooled buffer with room for `cap` bytes, with whatever length it had when given back.
+fn reuse(cap: usize) -> Option<Vec<u8>> {
+    if cap < MIN_POOLED {
+        return None;
+    }
+    let mut free = FREE.lock().ok()?;
+    let i = free.iter().position(|b| b.capacity() >= cap)?;
+    Some(free.swap_remove(i))
+}
+
 /// An empty buffer with room for at least `cap` bytes (reused when one is free).
 pub fn take(cap: usize) -> Vec<u8> {
-    if cap >= MIN_POOLED {
-        if let Ok(mut free) = FREE.lock() {
-            if let Some(i) = free.iter().position(|b| b.capacity() >= cap) {
-                let mut b = free.swap_remove(i);
-                b.clear();
-                return b;
-            }
+    match reuse(cap) {
+        Some(mut b) => {
+            b.clear();
+            b
         }
+        None => Vec::with_capacity(cap),
     }
-    Vec::with_capacity(cap)
 }
 
 /// A buffer of exactly `len` bytes whose contents are unspecified (the caller overwrites all of
-/// it): a reused buffer is not zeroed again.
+/// it). A reused buffer keeps the bytes it held (they stay initialized, so shortening it is
+/// free); only growth past its old length is zeroed.
 pub fn take_filled(len: usize) -> Vec<u8> {
-    let mut b = take(len);
-    // reused pages keep their old bytes; only growth past the old length is zeroed
-    b.resize(len, 0);
+    let mut b = reuse(len).unwrap_or_default();
+    if b.len() >= len {
+        b.truncate(len);
+    } else {
+        b.resize(len, 0);
+    }
     b
 }
 

@@ -43,9 +43,10 @@ pub struct Args {
     /// Write buffer budget, MiB.
     #[arg(long, default_value_t = 300)]
     buffer_size: u64,
-    /// Block uploads under way at once.
-    #[arg(long, default_value_t = 20)]
-    max_uploads: usize,
+    /// Block uploads under way at once (default: 20 for object stores, as JuiceFS; 8 for the
+    /// `file` store, where more parallel writes to one disk only hold more memory).
+    #[arg(long)]
+    max_uploads: Option<usize>,
     /// Kernel readahead for this mount, MiB (FUSE mounts start at 128 KiB; needs root to change).
     #[arg(long, default_value_t = 4)]
     read_ahead: u32,
@@ -66,6 +67,9 @@ impl Args {
         std::env::var_os(DAEMON_ENV).is_some()
     }
 }
+
+/// Default `--max-uploads` for the `file` store.
+const LOCAL_MAX_UPLOADS: usize = 8;
 
 fn secs(v: f64, flag: &str) -> CmdResult<Duration> {
     if !v.is_finite() || v < 0.0 {
@@ -171,7 +175,7 @@ pub(super) fn run(a: Args) -> CmdResult {
     ] {
         secs(v, f)?;
     }
-    if a.max_uploads == 0 {
+    if a.max_uploads == Some(0) {
         return Err("invalid --max-uploads 0: give at least 1".into());
     }
     if a.buffer_size < 8 {
@@ -301,7 +305,11 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         attr_ttl: secs(a.attr_cache, "attr-cache")?,
         entry_ttl: secs(a.entry_cache, "entry-cache")?,
         dir_entry_ttl: secs(a.dir_entry_cache, "dir-entry-cache")?,
-        max_uploads: a.max_uploads,
+        max_uploads: a.max_uploads.unwrap_or(if fmt.storage == "file" {
+            LOCAL_MAX_UPLOADS
+        } else {
+            crate::vfs::writer::DEFAULT_MAX_UPLOADS
+        }),
     };
     let vfs = Arc::new(Vfs::new(meta.clone(), store, fmt.clone(), cfg));
     let fs = TidefsFs::new(vfs.clone(), root, rt.handle().clone());

@@ -11,7 +11,7 @@ use tidefs_meta::{Ino, CHUNK_SIZE};
 
 /// Blocks loaded ahead of a sequential reader (4 x 4 MiB by default: enough to keep the store
 /// busy while the kernel consumes one block, well inside the memory cache).
-const PREFETCH_BLOCKS: u32 = 4;
+const PREFETCH_BLOCKS: u32 = 8;
 
 /// A piece of the output filled from one slice: `len` bytes at `out_off` from slice offset `soff`.
 struct Piece {
