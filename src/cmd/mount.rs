@@ -43,7 +43,7 @@ pub struct Args {
     /// Write buffer budget, MiB.
     #[arg(long, default_value_t = 300)]
     buffer_size: u64,
-    /// Block uploads under way at once (default: 20 for object stores, as JuiceFS; 8 for the
+    /// Block uploads under way at once (default: 20 for object stores, as JuiceFS; 4 for the
     /// `file` store, where more parallel writes to one disk only hold more memory).
     #[arg(long)]
     max_uploads: Option<usize>,
@@ -69,7 +69,7 @@ impl Args {
 }
 
 /// Default `--max-uploads` for the `file` store.
-const LOCAL_MAX_UPLOADS: usize = 8;
+const LOCAL_MAX_UPLOADS: usize = 4;
 
 fn secs(v: f64, flag: &str) -> CmdResult<Duration> {
     if !v.is_finite() || v < 0.0 {
