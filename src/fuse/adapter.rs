@@ -79,7 +79,7 @@ impl TidefsFs {
     /// yielding (the SQLite engine runs on the caller), so the common request costs no thread
     /// hand-off at all; one that waits (an object read, an upload) blocks only this thread while
     /// the others keep serving.
-    fn spawn<F>(&self, f: F)
+    fn serve<F>(&self, f: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -244,7 +244,7 @@ impl Filesystem for TidefsFs {
             self.inner.real(parent),
             name.as_bytes().to_vec(),
         );
-        self.spawn(async move {
+        self.serve(async move {
             let r = s.vfs.lookup(&ctx, parent, &name).await;
             s.reply_entry(reply, r);
         });
@@ -252,7 +252,7 @@ impl Filesystem for TidefsFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.getattr(ino).await {
                 Ok(a) => reply.attr(&s.cfg.attr_ttl, &s.attr(&a)),
                 Err(e) => reply.error(err(&e)),
@@ -290,7 +290,7 @@ impl Filesystem for TidefsFs {
             atime: atime.map(time_set),
             mtime: mtime.map(time_set),
         };
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.setattr(&ctx, ino, &set, size).await {
                 Ok(a) => reply.attr(&s.cfg.attr_ttl, &s.attr(&a)),
                 Err(e) => reply.error(err(&e)),
@@ -300,7 +300,7 @@ impl Filesystem for TidefsFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.readlink(ino).await {
                 Ok(t) => reply.data(&t),
                 Err(e) => reply.error(err(&e)),
@@ -335,7 +335,7 @@ impl Filesystem for TidefsFs {
         if mode as u16 & S_ISGID != 0 {
             ctx.gids = supplementary_groups(ctx.pid);
         }
-        self.spawn(async move {
+        self.serve(async move {
             let r = s
                 .vfs
                 .mknod(
@@ -367,7 +367,7 @@ impl Filesystem for TidefsFs {
             self.inner.real(parent),
             name.as_bytes().to_vec(),
         );
-        self.spawn(async move {
+        self.serve(async move {
             let r = s
                 .vfs
                 .mknod(
@@ -391,7 +391,7 @@ impl Filesystem for TidefsFs {
             self.inner.real(parent),
             name.as_bytes().to_vec(),
         );
-        self.spawn(async move { empty(reply, s.vfs.unlink(&ctx, parent, &name).await) });
+        self.serve(async move { empty(reply, s.vfs.unlink(&ctx, parent, &name).await) });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -401,7 +401,7 @@ impl Filesystem for TidefsFs {
             self.inner.real(parent),
             name.as_bytes().to_vec(),
         );
-        self.spawn(async move { empty(reply, s.vfs.rmdir(&ctx, parent, &name).await) });
+        self.serve(async move { empty(reply, s.vfs.rmdir(&ctx, parent, &name).await) });
     }
 
     fn symlink(
@@ -421,7 +421,7 @@ impl Filesystem for TidefsFs {
             link_name.as_bytes().to_vec(),
             target.as_os_str().as_bytes().to_vec(),
         );
-        self.spawn(async move {
+        self.serve(async move {
             let r = s.vfs.symlink(&ctx, parent, &name, &target).await;
             s.reply_entry(reply, r);
         });
@@ -448,7 +448,7 @@ impl Filesystem for TidefsFs {
             noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
             exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
         };
-        self.spawn(async move {
+        self.serve(async move {
             empty(
                 reply,
                 s.vfs
@@ -473,7 +473,7 @@ impl Filesystem for TidefsFs {
             self.inner.real(newparent),
             newname.as_bytes().to_vec(),
         );
-        self.spawn(async move {
+        self.serve(async move {
             let r = s.vfs.link(&ctx, ino, parent, &name).await;
             s.reply_entry(reply, r);
         });
@@ -486,7 +486,7 @@ impl Filesystem for TidefsFs {
             self.inner.real(ino),
         );
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.open(&ctx, ino, write).await {
                 Ok((fh, _, keep)) => {
                     let flags = if keep {
@@ -520,7 +520,7 @@ impl Filesystem for TidefsFs {
         if mode as u16 & S_ISGID != 0 {
             ctx.gids = supplementary_groups(ctx.pid);
         }
-        self.spawn(async move {
+        self.serve(async move {
             match s
                 .vfs
                 .create(
@@ -556,7 +556,7 @@ impl Filesystem for TidefsFs {
         reply: ReplyData,
     ) {
         let s = self.inner.clone();
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.read(fh.0, offset, size).await {
                 Ok(d) => reply.data(&d),
                 Err(e) => reply.error(err(&e)),
@@ -577,7 +577,7 @@ impl Filesystem for TidefsFs {
         reply: ReplyWrite,
     ) {
         let (s, data) = (self.inner.clone(), data.to_vec());
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.write(fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(err(&e)),
@@ -594,7 +594,7 @@ impl Filesystem for TidefsFs {
         reply: ReplyEmpty,
     ) {
         let s = self.inner.clone();
-        self.spawn(async move { empty(reply, s.vfs.flush(fh.0).await) });
+        self.serve(async move { empty(reply, s.vfs.flush(fh.0).await) });
     }
 
     fn release(
@@ -608,7 +608,7 @@ impl Filesystem for TidefsFs {
         reply: ReplyEmpty,
     ) {
         let s = self.inner.clone();
-        self.spawn(async move { empty(reply, s.vfs.release(fh.0).await) });
+        self.serve(async move { empty(reply, s.vfs.release(fh.0).await) });
     }
 
     fn fsync(
@@ -620,7 +620,7 @@ impl Filesystem for TidefsFs {
         reply: ReplyEmpty,
     ) {
         let s = self.inner.clone();
-        self.spawn(async move { empty(reply, s.vfs.fsync(fh.0).await) });
+        self.serve(async move { empty(reply, s.vfs.fsync(fh.0).await) });
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -629,7 +629,7 @@ impl Filesystem for TidefsFs {
             self.inner.ctx(req),
             self.inner.real(ino),
         );
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.opendir(&ctx, ino).await {
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
                 Err(e) => reply.error(err(&e)),
@@ -650,7 +650,7 @@ impl Filesystem for TidefsFs {
             self.inner.ctx(req),
             self.inner.real(ino),
         );
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.readdir(&ctx, ino, offset, 512, false).await {
                 Ok(list) => {
                     for e in list {
@@ -683,7 +683,7 @@ impl Filesystem for TidefsFs {
             self.inner.ctx(req),
             self.inner.real(ino),
         );
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.readdir(&ctx, ino, offset, 256, true).await {
                 Ok(list) => {
                     for e in list {
@@ -736,7 +736,7 @@ impl Filesystem for TidefsFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.inner.clone();
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.statfs().await {
                 Ok(st) => {
                     const BSIZE: u64 = 4096;
@@ -777,7 +777,7 @@ impl Filesystem for TidefsFs {
             create: flags & libc::XATTR_CREATE != 0,
             replace: flags & libc::XATTR_REPLACE != 0,
         };
-        self.spawn(async move { empty(reply, s.vfs.setxattr(&ctx, ino, &name, &value, f).await) });
+        self.serve(async move { empty(reply, s.vfs.setxattr(&ctx, ino, &name, &value, f).await) });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -786,7 +786,7 @@ impl Filesystem for TidefsFs {
             self.inner.real(ino),
             name.as_bytes().to_vec(),
         );
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.getxattr(ino, &name).await {
                 Ok(v) => xattr_reply(reply, size, &v),
                 Err(e) => reply.error(err(&e)),
@@ -796,7 +796,7 @@ impl Filesystem for TidefsFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        self.spawn(async move {
+        self.serve(async move {
             match s.vfs.listxattr(ino).await {
                 Ok(v) => xattr_reply(reply, size, &v),
                 Err(e) => reply.error(err(&e)),
@@ -811,7 +811,7 @@ impl Filesystem for TidefsFs {
             self.inner.real(ino),
             name.as_bytes().to_vec(),
         );
-        self.spawn(async move { empty(reply, s.vfs.removexattr(&ctx, ino, &name).await) });
+        self.serve(async move { empty(reply, s.vfs.removexattr(&ctx, ino, &name).await) });
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
@@ -821,7 +821,7 @@ impl Filesystem for TidefsFs {
             self.inner.real(ino),
         );
         let mask = (mask.bits() & 7) as u16;
-        self.spawn(async move { empty(reply, s.vfs.access(&ctx, ino, mask).await) });
+        self.serve(async move { empty(reply, s.vfs.access(&ctx, ino, mask).await) });
     }
 
     fn fallocate(
@@ -846,7 +846,7 @@ impl Filesystem for TidefsFs {
             punch_hole: mode & libc::FALLOC_FL_PUNCH_HOLE != 0,
             zero_range: mode & libc::FALLOC_FL_ZERO_RANGE != 0,
         };
-        self.spawn(
+        self.serve(
             async move { empty(reply, s.vfs.fallocate(&ctx, fh.0, m, offset, length).await) },
         );
     }
@@ -882,7 +882,7 @@ impl Filesystem for TidefsFs {
     ) {
         let s = self.inner.clone();
         let len = len.min(u64::from(u32::MAX) & !0xfff);
-        self.spawn(async move {
+        self.serve(async move {
             match s
                 .vfs
                 .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)

@@ -544,21 +544,22 @@ fn open_conn(path: &str, create: bool) -> Result<Conn> {
 
 /// A read connection borrowed from the pool; it goes back when dropped.
 struct ReadConn<'a> {
-    conn: Option<Conn>,
+    conn: std::mem::ManuallyDrop<Conn>,
     pool: &'a Mutex<Vec<Conn>>,
 }
 
 impl std::ops::Deref for ReadConn<'_> {
     type Target = Conn;
     fn deref(&self) -> &Conn {
-        // `conn` is Some from construction until drop
-        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+        &self.conn
     }
 }
 
 impl Drop for ReadConn<'_> {
     fn drop(&mut self) {
-        if let (Some(c), Ok(mut pool)) = (self.conn.take(), self.pool.lock()) {
+        // SAFETY: `conn` is taken exactly once, here, and never used again.
+        let c = unsafe { std::mem::ManuallyDrop::take(&mut self.conn) };
+        if let Ok(mut pool) = self.pool.lock() {
             if pool.len() < MAX_IDLE_READERS {
                 pool.push(c);
             }
@@ -605,7 +606,7 @@ impl Inner {
             None => open_conn(&self.path, false)?,
         };
         Ok(ReadConn {
-            conn: Some(conn),
+            conn: std::mem::ManuallyDrop::new(conn),
             pool: &self.readers,
         })
     }
