@@ -4,7 +4,8 @@
 Each round formats one fresh volume per client, mounts both, and runs the same workloads on each
 in turn (tidefs, juicefs, tidefs, ...): a 1 GiB sequential write with fsync, a cold sequential
 read (after remount and dropping the page cache), and create/stat/delete of 10 000 small files.
-Peak RSS of each mount process is read from /proc/<pid>/status (VmHWM) after the write.
+Peak RSS of each mount process is read from /proc/<pid>/status (VmHWM) after the write, and
+before every unmount (the row "over the whole round" is the largest of a round's mount processes).
 Results: median [min-max] per row and the ratio tidefs/juicefs of medians, printed and saved as
 Markdown and JSON under bench/results/. Needs root (drop_caches) and the juicefs binary.
 """
@@ -55,6 +56,8 @@ class Target:
     def umount(self):
         if self.name == "local":
             return
+        # the mount process ends here: keep its high-water mark for the whole-run RSS row
+        self.peak = max(getattr(self, "peak", 0), vm(self.pid(), "VmHWM"))
         if self.name == "bindfs":
             sh(f"fusermount3 -u {self.mnt}")
             return
@@ -210,6 +213,8 @@ def main():
                 add(f"ls -l {a.files} entries cold (s)", who, ls_l(t, f"{t.mnt}/ls"))
                 add(f"ls -l {a.files} entries warm (s)", who, ls_l(t, f"{t.mnt}/ls"))
                 t.umount()
+                if who != "local":
+                    add("mount peak RSS over the whole round (MiB)", who, t.peak / 2**20)
             finally:
                 if os.path.ismount(t.mnt):
                     subprocess.run(f"fusermount3 -uz {t.mnt}", shell=True)
