@@ -5,13 +5,13 @@
 //! daemon's allocator setting, which keeps RSS low) that was a quarter of the daemon's CPU in a
 //! cold sequential read (measured: ~815 -> ~1060 MB/s with the pool). A few freed buffers are
 //! kept here instead, so a stream of blocks reuses the same pages. The pool holds at most
-//! `MAX_POOLED` buffers (24 MiB with 4 MiB blocks); more than that are freed as usual.
+//! `MAX_POOLED` buffers (16 MiB with 4 MiB blocks); more than that are freed as usual.
 
 use bytes::Bytes;
 use std::sync::Mutex;
 
 /// Free buffers kept for reuse (x 4 MiB with the default block size).
-const MAX_POOLED: usize = 6;
+const MAX_POOLED: usize = 4;
 /// Buffers smaller than this are not worth keeping.
 const MIN_POOLED: usize = 1 << 20;
 

@@ -50,8 +50,9 @@ pub struct Args {
     /// Kernel readahead for this mount, MiB (FUSE mounts start at 128 KiB; needs root to change).
     #[arg(long, default_value_t = 4)]
     read_ahead: u32,
-    /// Memory cache of decoded blocks, MiB.
-    #[arg(long, default_value_t = 64)]
+    /// Memory cache of decoded blocks, MiB (twice the 6 blocks a sequential reader keeps in
+    /// flight).
+    #[arg(long, default_value_t = 48)]
     mem_cache: u64,
     /// Threads reading and serving FUSE requests (each serves one request at a time, on the
     /// thread that read it).

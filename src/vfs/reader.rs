@@ -9,9 +9,9 @@ use futures::future::try_join_all;
 use tidefs_chunk::ChunkStore;
 use tidefs_meta::{Ino, CHUNK_SIZE};
 
-/// Blocks loaded ahead of a sequential reader (4 x 4 MiB by default: enough to keep the store
+/// Blocks loaded ahead of a sequential reader (6 x 4 MiB by default: enough to keep the store
 /// busy while the kernel consumes one block, well inside the memory cache).
-const PREFETCH_BLOCKS: u32 = 8;
+const PREFETCH_BLOCKS: u32 = 6;
 
 /// A piece of the output filled from one slice: `len` bytes at `out_off` from slice offset `soff`.
 struct Piece {
