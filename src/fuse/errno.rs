@@ -49,10 +49,15 @@ pub fn data_errno(kind: DataKind) -> i32 {
 
 /// errno for any VFS error.
 pub fn errno(e: &Error) -> i32 {
-    match e {
+    let n = match e {
         Error::Meta(m) => meta_errno(m.kind()),
         Error::Data(d) => data_errno(d.kind()),
+    };
+    if n == libc::EIO {
+        // what the application sees as a bare EIO gets its cause in the log
+        tracing::warn!(error = %e, "request failed with EIO");
     }
+    n
 }
 
 #[cfg(test)]

@@ -624,7 +624,22 @@ impl Vfs {
         let frontier = h.read_frontier.fetch_max(off + n, Ordering::Relaxed);
         let sequential =
             off == 0 || (off <= frontier + SEQ_WINDOW && off + n + SEQ_WINDOW >= frontier);
-        reader::read(self, &self.store, h.ino, off, n as usize, sequential).await
+        match reader::read(self, &self.store, h.ino, off, n as usize, sequential).await {
+            // A truncate or overwrite (here or on another client) can free the slices this read
+            // resolved while it runs: read once more with fresh metadata. An object still
+            // missing then is missing data, and stays an error.
+            Err(Error::Data(e)) if e.kind() == tidefs_chunk::ErrorKind::NotFound => {
+                tracing::debug!(ino = h.ino, off, error = %e, "object gone under a read; re-resolving");
+                self.changed(h.ino);
+                let length = self.cached_length(h.ino).await?;
+                if off >= length {
+                    return Ok(bytes::Bytes::new());
+                }
+                let n = u64::from(size).min(length - off);
+                reader::read(self, &self.store, h.ino, off, n as usize, false).await
+            }
+            other => other,
+        }
     }
 
     /// Buffer a write; returns the bytes taken.
