@@ -226,11 +226,7 @@ fn unlinked_open_file_keeps_data_until_close() {
             "sqlite3 {}/meta.db 'select count(*) from jfs_chunk'",
             v.dir.path().display()
         ));
-        let objects = sh(&format!(
-            "find {} -type f -path '*chunks*' | wc -l",
-            v.bucket.display()
-        ));
-        (chunks.trim().to_string(), objects.trim().to_string())
+        (chunks.trim().to_string(), v.object_count())
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while count() != ("0".into(), "0".into()) && std::time::Instant::now() < deadline {
@@ -370,11 +366,11 @@ fn files_of_a_dead_client_are_freed() {
     assert!(out.contains("cleanup: removed 1 "), "{out}");
     assert_eq!(count(&db, "select count(*) from jfs_chunk"), "0");
     assert_eq!(count(&db, "select count(*) from jfs_session2"), "0");
-    let objects = sh(&format!(
-        "find {} -type f -path '*chunks*' | wc -l",
-        v.bucket.display()
-    ));
-    assert_eq!(objects.trim(), "0", "objects of the freed file are deleted");
+    assert_eq!(
+        v.object_count(),
+        "0",
+        "objects of the freed file are deleted"
+    );
     v.juicefs_fsck();
 }
 
@@ -529,14 +525,7 @@ fn full_bucket_reports_enospc_and_loses_nothing() {
 fn unlink_and_replacing_rename_free_objects_in_the_background() {
     let v = Volume::format("e2e-unlink-free", &["--trash-days", "0"]);
     let m = v.mount("a", &[]);
-    let objects = || {
-        sh(&format!(
-            "find {} -type f -path '*chunks*' | wc -l",
-            v.bucket.display()
-        ))
-        .trim()
-        .to_string()
-    };
+    let objects = || v.object_count();
     fs::write(m.p("big"), bytes(7, 9 << 20)).expect("write 9 MiB");
     fs::write(m.p("small"), bytes(8, 1000)).expect("write small");
     fs::write(m.p("new"), bytes(9, 1000)).expect("write new");

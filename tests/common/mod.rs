@@ -67,6 +67,16 @@ pub struct Volume {
 }
 
 impl Volume {
+    /// Number of files under the bucket's `chunks` tree (stored block objects).
+    pub fn object_count(&self) -> String {
+        sh(&format!(
+            "find {} -type f -path '*chunks*' | wc -l",
+            self.bucket.display()
+        ))
+        .trim()
+        .to_string()
+    }
+
     /// A fresh, unformatted place for a volume.
     pub fn new_unformatted(name: &str) -> Self {
         let dir = tempfile::Builder::new()
