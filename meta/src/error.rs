@@ -4,6 +4,7 @@
 //! [`ErrorKind`]. The kind is all the FUSE layer needs to pick an errno, and all the retry loop needs
 //! to decide whether to run a transaction again; the message and source are for people.
 
+use crate::sql::DbError;
 use std::fmt;
 
 /// What went wrong, in terms a caller can act on. Each POSIX kind maps to exactly one errno in
@@ -49,6 +50,8 @@ pub enum ErrorKind {
     BadHandle,
     /// A transaction conflicted with another one; running it again may succeed.
     Conflict,
+    /// The database server cannot be reached or went away (retried for a while first).
+    Unavailable,
     /// The metadata engine could not be reached or failed (I/O, protocol, pool). EIO.
     Engine,
     /// Stored metadata is not what the format says it must be. EIO.
@@ -92,8 +95,14 @@ impl Error {
     }
 
     /// Whether rerunning the whole transaction may succeed.
+    /// A transaction conflict (lock busy, deadlock, serialization failure): run it again.
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Conflict
+    }
+
+    /// The database server could not be reached or went away: worth retrying for a while.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
     }
 
     /// The message without the source chain.
@@ -149,31 +158,65 @@ ctor! {
     unsupported => Unsupported,
 }
 
-/// Classify an SQLite error by its typed (extended) result code, never by its text.
-pub(crate) fn from_sqlite(op: &str, err: rusqlite::Error) -> Error {
+/// Classify a database failure by its typed code (SQLite extended result code, SQLSTATE, MySQL
+/// error number), never by its text.
+pub(crate) fn from_db(op: &str, err: DbError) -> Error {
     let kind = match &err {
-        rusqlite::Error::SqliteFailure(e, _) => {
-            classify_db_code(Some(&e.extended_code.to_string()))
-        }
-        rusqlite::Error::QueryReturnedNoRows => ErrorKind::NotFound,
-        rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..)
-        | rusqlite::Error::Utf8Error(..) => ErrorKind::Corrupt,
-        _ => ErrorKind::Engine,
+        DbError::Sqlite(e) => match e {
+            rusqlite::Error::SqliteFailure(f, _) => {
+                classify_db_code(Some(&f.extended_code.to_string()))
+            }
+            rusqlite::Error::QueryReturnedNoRows => ErrorKind::NotFound,
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..) => ErrorKind::Corrupt,
+            _ => ErrorKind::Engine,
+        },
+        DbError::Sqlx(e) => classify_sqlx(e),
+        DbError::Decode { .. } => ErrorKind::Corrupt,
     };
     Error::new(kind, format!("metadata {op} failed")).with_source(err)
 }
 
-/// Whether an SQLite error is a violated UNIQUE or PRIMARY KEY constraint
-/// (SQLITE_CONSTRAINT_UNIQUE 2067, SQLITE_CONSTRAINT_PRIMARYKEY 1555).
-pub(crate) fn is_unique_violation(err: &rusqlite::Error) -> bool {
-    matches!(err, rusqlite::Error::SqliteFailure(e, _) if matches!(e.extended_code, 2067 | 1555))
+fn classify_sqlx(e: &sqlx::Error) -> ErrorKind {
+    match e {
+        sqlx::Error::Database(d) => {
+            if let Some(m) = d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return classify_db_code(Some(&m.number().to_string()));
+            }
+            classify_db_code(d.code().as_deref())
+        }
+        // the server went away or the pool could not hand out a connection in time: the
+        // operation is retried for a while (see `Error::is_unavailable`)
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => ErrorKind::Unavailable,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => ErrorKind::Corrupt,
+        sqlx::Error::Configuration(_) => ErrorKind::Config,
+        _ => ErrorKind::Engine,
+    }
+}
+
+/// Whether a database failure is a violated UNIQUE or PRIMARY KEY constraint.
+pub(crate) fn is_unique_violation(err: &DbError) -> bool {
+    match err {
+        // SQLITE_CONSTRAINT_UNIQUE 2067, SQLITE_CONSTRAINT_PRIMARYKEY 1555
+        DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+            matches!(e.extended_code, 2067 | 1555)
+        }
+        DbError::Sqlx(sqlx::Error::Database(d)) => d.is_unique_violation(),
+        _ => false,
+    }
 }
 
 /// SQLite primary result codes that mean "another writer holds the lock, try again"
-/// (SQLITE_BUSY = 5, SQLITE_LOCKED = 6, and their extended forms whose low byte is the primary code);
-/// SQLSTATE 40001 / 40P01 (serialization failure, deadlock) and MySQL 1213 / 1205 for the SQL servers.
+/// (SQLITE_BUSY = 5, SQLITE_LOCKED = 6, and their extended forms whose low byte is the primary
+/// code); SQLSTATE 40001 / 40P01 (serialization failure, deadlock), MySQL 1213 / 1205 (deadlock,
+/// lock wait timeout); server shutdown and lost connections (SQLSTATE 57P01-57P03, 08xxx;
+/// MySQL 2006 / 2013 / 1053) are "unavailable".
 fn classify_db_code(code: Option<&str>) -> ErrorKind {
     let Some(code) = code else {
         return ErrorKind::Engine;
@@ -181,12 +224,21 @@ fn classify_db_code(code: Option<&str>) -> ErrorKind {
     if matches!(code, "40001" | "40P01" | "1213" | "1205") {
         return ErrorKind::Conflict;
     }
+    if matches!(code, "57P01" | "57P02" | "57P03" | "2006" | "2013" | "1053")
+        || code.starts_with("08")
+    {
+        return ErrorKind::Unavailable;
+    }
+    // disk full / out of space on the server: SQLSTATE 53100, MySQL 1021 / 1114
+    if matches!(code, "53100" | "1021" | "1114") {
+        return ErrorKind::NoSpace;
+    }
     if let Ok(n) = code.parse::<i64>() {
-        if matches!(n & 0xff, 5 | 6) {
+        if n < 1000 && matches!(n & 0xff, 5 | 6) {
             return ErrorKind::Conflict;
         }
         // SQLITE_FULL
-        if n & 0xff == 13 {
+        if n < 1000 && n & 0xff == 13 {
             return ErrorKind::NoSpace;
         }
     }
@@ -205,6 +257,13 @@ mod tests {
         assert_eq!(classify_db_code(Some("40001")), ErrorKind::Conflict);
         assert_eq!(classify_db_code(Some("2067")), ErrorKind::Engine); // UNIQUE constraint
         assert_eq!(classify_db_code(Some("13")), ErrorKind::NoSpace);
+        assert_eq!(classify_db_code(Some("1213")), ErrorKind::Conflict); // MySQL deadlock
+        assert_eq!(classify_db_code(Some("1205")), ErrorKind::Conflict); // lock wait timeout
+        assert_eq!(classify_db_code(Some("40P01")), ErrorKind::Conflict);
+        assert_eq!(classify_db_code(Some("57P01")), ErrorKind::Unavailable); // admin shutdown
+        assert_eq!(classify_db_code(Some("2013")), ErrorKind::Unavailable); // lost connection
+        assert_eq!(classify_db_code(Some("1062")), ErrorKind::Engine); // duplicate key
+        assert_eq!(classify_db_code(Some("1021")), ErrorKind::NoSpace);
         assert_eq!(classify_db_code(None), ErrorKind::Engine);
     }
 }

@@ -179,6 +179,8 @@ pub trait Meta: Send + Sync {
     async fn check(&self, repair: bool) -> Result<Vec<Problem>>;
     /// Purge trash older than the retention and files of dead sessions; returns what was removed.
     async fn cleanup(&self) -> Result<u64>;
+    /// Delete the volume's metadata: every table (or key) of it. Its objects are not touched.
+    async fn destroy(&self) -> Result<()>;
     /// Make every committed transaction durable against power loss (called at fsync). Engines
     /// whose commits are already durable do nothing.
     async fn sync(&self) -> Result<()> {
@@ -186,13 +188,15 @@ pub trait Meta: Send + Sync {
     }
 }
 
-/// Open the engine a meta URL names (`sqlite3:///path/meta.db`). The volume is not loaded.
+/// Open the engine a meta URL names (`sqlite3:///path/meta.db`, `mysql://user:pass@(host:3306)/db`,
+/// `postgres://user:pass@host:5432/db`). The volume is not loaded.
 pub async fn open(url: &str) -> Result<Arc<dyn Meta>> {
     let parsed = url::MetaUrl::parse(url)?;
     match parsed.scheme.as_str() {
         "sqlite3" | "sqlite" => Ok(Arc::new(sql::SqlMeta::open_sqlite(&parsed).await?)),
-        "mysql" | "postgres" | "postgresql" | "tikv" | "redis" | "rediss" => Err(Error::config(format!(
-            "the {} metadata engine is not supported by this tidefs build yet; use sqlite3:///path/to/meta.db",
+        "mysql" | "postgres" | "postgresql" => Ok(Arc::new(sql::SqlMeta::open_server(url).await?)),
+        "tikv" | "redis" | "rediss" => Err(Error::config(format!(
+            "the {} metadata engine is not supported by this tidefs build yet; use sqlite3://, mysql:// or postgres://",
             parsed.scheme
         ))),
         other => Err(Error::config(format!(

@@ -1,4 +1,4 @@
-//! The conformance suite on the SQLite engine.
+//! What is particular to the SQLite engine (the conformance suite runs in `conformance.rs`).
 
 use std::sync::Arc;
 use tidefs_meta::{testkit, Meta};
@@ -13,8 +13,6 @@ async fn fixture() -> (Arc<dyn Meta>, tempfile::TempDir) {
     meta.load().await.expect("load");
     (meta, dir)
 }
-
-tidefs_meta::conformance_suite!(fixture);
 
 #[tokio::test]
 async fn ddl_matches_the_juicefs_snapshot() {

@@ -26,6 +26,7 @@ pub fn meta_errno(kind: MetaKind) -> i32 {
         MetaKind::FileTooBig => libc::EFBIG,
         MetaKind::BadHandle => libc::EBADF,
         MetaKind::Conflict
+        | MetaKind::Unavailable
         | MetaKind::Engine
         | MetaKind::Corrupt
         | MetaKind::Incompatible
@@ -83,6 +84,7 @@ mod tests {
             (MetaKind::Unsupported, libc::EOPNOTSUPP),
             (MetaKind::BadHandle, libc::EBADF),
             (MetaKind::Conflict, libc::EIO),
+            (MetaKind::Unavailable, libc::EIO),
             (MetaKind::Corrupt, libc::EIO),
         ];
         for (k, e) in table {

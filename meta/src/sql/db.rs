@@ -1,22 +1,107 @@
-//! A small, synchronous statement layer over rusqlite for the SQLite engine.
+//! The statement layer under the SQL engine: one API over SQLite (rusqlite), MySQL-protocol
+//! servers and PostgreSQL (sqlx).
 //!
-//! Statements run on the calling thread through the connection's prepared-statement cache;
-//! nothing crosses a thread. (sqlx's SQLite driver sent every statement to a worker thread and
-//! back: two context switches per statement, which dominated every metadata operation's
-//! profile.) Rows come back owned, so callers decode them after the statement is done.
+//! A statement is built like `q(sql).bind(a).bind(b)` with `?` placeholders and run on a
+//! [`Tx`] (a transaction, or an autocommit read handle). Rows come back owned, so callers decode
+//! them after the statement is done, the same way on every database.
+//!
+//! SQLite statements run on the calling thread through the connection's prepared-statement
+//! cache: the `async fn`s never yield for them, so a metadata operation costs no thread hand-off
+//! (sqlx's SQLite driver sent every statement to a worker thread and back, which dominated every
+//! operation's profile). MySQL and PostgreSQL statements are network round trips driven by tokio.
 
-use rusqlite::types::{Value, ValueRef};
-use rusqlite::Connection;
+use rusqlite::types::{Value as SqliteValue, ValueRef};
+use sqlx::mysql::{MySql, MySqlRow};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgRow, Postgres};
+use sqlx::{Row as _, Transaction, ValueRef as _};
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Mutex;
 
-/// A statement with its arguments, built like `q(sql).bind(a).bind(b)`.
+/// The SQL dialect of a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Mysql,
+    Postgres,
+}
+
+/// A value bound to a statement or read from a row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// A failure of the database layer, before it is classified into a metadata [`crate::Error`].
+#[derive(Debug)]
+pub(crate) enum DbError {
+    Sqlite(rusqlite::Error),
+    Sqlx(sqlx::Error),
+    /// A column held something the caller cannot read as the type it asked for.
+    Decode {
+        column: usize,
+        wanted: &'static str,
+    },
+}
+
+pub(crate) type DbResult<T> = std::result::Result<T, DbError>;
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Sqlite(e) => write!(f, "{e}"),
+            DbError::Sqlx(e) => write!(f, "{e}"),
+            DbError::Decode { column, wanted } => {
+                write!(f, "column {column} does not hold a {wanted}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DbError::Sqlite(e) => Some(e),
+            DbError::Sqlx(e) => Some(e),
+            DbError::Decode { .. } => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(e)
+    }
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError::Sqlx(e)
+    }
+}
+
+/// A statement with its arguments.
 pub(crate) struct Query<'s> {
-    sql: &'s str,
+    sql: Cow<'s, str>,
     args: Vec<Value>,
 }
 
 pub(crate) fn q(sql: &str) -> Query<'_> {
     Query {
-        sql,
+        sql: Cow::Borrowed(sql),
+        args: Vec::new(),
+    }
+}
+
+/// A statement whose text was put together at run time (from the engine's own names only).
+pub(crate) fn q_owned(sql: String) -> Query<'static> {
+    Query {
+        sql: Cow::Owned(sql),
         args: Vec::new(),
     }
 }
@@ -28,7 +113,7 @@ pub(crate) trait Arg {
 
 impl Arg for i64 {
     fn into_value(self) -> Value {
-        Value::Integer(self)
+        Value::Int(self)
     }
 }
 impl Arg for &str {
@@ -63,12 +148,423 @@ impl Arg for &Vec<u8> {
 }
 
 /// What a statement that returns no rows did.
-pub(crate) struct Done(usize);
+pub(crate) struct Done(u64);
 
 impl Done {
     pub(crate) fn rows_affected(&self) -> u64 {
-        self.0 as u64
+        self.0
     }
+}
+
+/// One result row, owned.
+#[derive(Debug)]
+pub(crate) struct Row(Vec<Value>);
+
+impl Row {
+    pub(crate) fn try_get<T: Get>(&self, i: usize) -> DbResult<T> {
+        let v = self.0.get(i).ok_or(DbError::Decode {
+            column: i,
+            wanted: "value (no such column)",
+        })?;
+        T::get(v, i)
+    }
+}
+
+/// Column decoding that accepts what JuiceFS and older tools may have stored: names and
+/// values as text or blob, NULL as "none".
+pub(crate) trait Get: Sized {
+    fn get(v: &Value, i: usize) -> DbResult<Self>;
+}
+
+impl Get for i64 {
+    fn get(v: &Value, i: usize) -> DbResult<Self> {
+        match v {
+            Value::Int(n) => Ok(*n),
+            _ => Err(DbError::Decode {
+                column: i,
+                wanted: "integer",
+            }),
+        }
+    }
+}
+impl Get for Vec<u8> {
+    fn get(v: &Value, i: usize) -> DbResult<Self> {
+        match v {
+            Value::Blob(b) => Ok(b.clone()),
+            Value::Text(t) => Ok(t.as_bytes().to_vec()),
+            _ => Err(DbError::Decode {
+                column: i,
+                wanted: "blob",
+            }),
+        }
+    }
+}
+impl Get for String {
+    fn get(v: &Value, i: usize) -> DbResult<Self> {
+        match v {
+            Value::Text(t) => Ok(t.clone()),
+            Value::Blob(b) => String::from_utf8(b.clone()).map_err(|_| DbError::Decode {
+                column: i,
+                wanted: "UTF-8 text",
+            }),
+            _ => Err(DbError::Decode {
+                column: i,
+                wanted: "text",
+            }),
+        }
+    }
+}
+impl<T: Get> Get for Option<T> {
+    fn get(v: &Value, i: usize) -> DbResult<Self> {
+        match v {
+            Value::Null => Ok(None),
+            other => T::get(other, i).map(Some),
+        }
+    }
+}
+
+/// The SQLite connections of one process: one writer (writers queue on the mutex instead of
+/// polling SQLite's file lock, whose busy handler sleeps in steps of milliseconds) and a pool of
+/// WAL readers, which never block the writer.
+pub(crate) struct SqliteConns {
+    pub(crate) path: String,
+    writer: tokio::sync::Mutex<Option<rusqlite::Connection>>,
+    readers: Mutex<Vec<rusqlite::Connection>>,
+    open: fn(&str) -> DbResult<rusqlite::Connection>,
+}
+
+/// Idle SQLite read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 16;
+
+impl SqliteConns {
+    pub(crate) fn new(path: String, open: fn(&str) -> DbResult<rusqlite::Connection>) -> Self {
+        SqliteConns {
+            path,
+            writer: tokio::sync::Mutex::new(None),
+            readers: Mutex::new(Vec::new()),
+            open,
+        }
+    }
+}
+
+/// A SQLite read connection borrowed from the pool; it goes back when dropped.
+pub(crate) struct ReadConn<'a> {
+    conn: Option<rusqlite::Connection>,
+    pool: &'a Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Drop for ReadConn<'_> {
+    fn drop(&mut self) {
+        if let (Some(c), Ok(mut pool)) = (self.conn.take(), self.pool.lock()) {
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(c);
+            }
+        }
+    }
+}
+
+/// Where the metadata lives.
+#[allow(clippy::large_enum_variant)] // one per process
+pub(crate) enum Pool {
+    Sqlite(SqliteConns),
+    Mysql(sqlx::MySqlPool),
+    Postgres(sqlx::PgPool),
+}
+
+enum Conn<'a> {
+    SqliteWrite(tokio::sync::MutexGuard<'a, Option<rusqlite::Connection>>),
+    SqliteRead(ReadConn<'a>),
+    My(PoolConnection<MySql>),
+    MyTx(Transaction<'static, MySql>),
+    Pg(PoolConnection<Postgres>),
+    PgTx(Transaction<'static, Postgres>),
+}
+
+/// A transaction, or an autocommit handle for reads, on one connection.
+pub(crate) struct Tx<'a> {
+    conn: Conn<'a>,
+    dialect: Dialect,
+    prefix: &'a str,
+    /// Changes to the volume's space and inode counters made by this transaction, applied to
+    /// the shared counters once it commits (see `Inner::stats`).
+    pub(crate) space_delta: i64,
+    pub(crate) inode_delta: i64,
+}
+
+impl Pool {
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Mysql(_) => Dialect::Mysql,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    fn tx<'a>(&'a self, conn: Conn<'a>, prefix: &'a str) -> Tx<'a> {
+        Tx {
+            conn,
+            dialect: self.dialect(),
+            prefix,
+            space_delta: 0,
+            inode_delta: 0,
+        }
+    }
+
+    /// A handle whose statements each run on their own and see the latest commit.
+    pub(crate) async fn read<'a>(&'a self, prefix: &'a str) -> DbResult<Tx<'a>> {
+        let conn = match self {
+            Pool::Sqlite(s) => {
+                let idle = s.readers.lock().ok().and_then(|mut p| p.pop());
+                let c = match idle {
+                    Some(c) => c,
+                    None => (s.open)(&s.path)?,
+                };
+                Conn::SqliteRead(ReadConn {
+                    conn: Some(c),
+                    pool: &s.readers,
+                })
+            }
+            Pool::Mysql(p) => Conn::My(p.acquire().await?),
+            Pool::Postgres(p) => Conn::Pg(p.acquire().await?),
+        };
+        Ok(self.tx(conn, prefix))
+    }
+
+    /// Begin a write transaction. SQLite takes the database write lock up front
+    /// (`BEGIN IMMEDIATE`); the servers lock the rows a transaction touches, and rows it reads in
+    /// order to change them are read with `FOR UPDATE` (see [`Tx::for_update`]).
+    pub(crate) async fn begin<'a>(&'a self, prefix: &'a str) -> DbResult<Tx<'a>> {
+        let conn = match self {
+            Pool::Sqlite(s) => {
+                let mut guard = s.writer.lock().await;
+                if guard.is_none() {
+                    *guard = Some((s.open)(&s.path)?);
+                }
+                if let Some(c) = guard.as_ref() {
+                    c.execute_batch("BEGIN IMMEDIATE")?;
+                }
+                Conn::SqliteWrite(guard)
+            }
+            Pool::Mysql(p) => Conn::MyTx(p.begin().await?),
+            Pool::Postgres(p) => Conn::PgTx(p.begin().await?),
+        };
+        Ok(self.tx(conn, prefix))
+    }
+}
+
+fn no_writer() -> DbError {
+    DbError::Sqlite(rusqlite::Error::InvalidQuery)
+}
+
+impl Tx<'_> {
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The suffix that makes a read inside a write transaction lock the rows it returns, so no
+    /// other transaction changes them before this one commits. SQLite has no row locks (its
+    /// write transactions hold the whole database), and a read handle locks nothing.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.conn {
+            Conn::MyTx(_) | Conn::PgTx(_) => " FOR UPDATE",
+            _ => "",
+        }
+    }
+
+    /// Commit a write transaction (a read handle has nothing to commit).
+    pub(crate) async fn commit(self) -> DbResult<()> {
+        match self.conn {
+            Conn::SqliteWrite(mut guard) => {
+                let res = match guard.as_ref() {
+                    Some(c) => c.execute_batch("COMMIT").map_err(DbError::from),
+                    None => Err(no_writer()),
+                };
+                if res.is_err() {
+                    rollback_sqlite(&mut guard);
+                }
+                res
+            }
+            Conn::MyTx(t) => Ok(t.commit().await?),
+            Conn::PgTx(t) => Ok(t.commit().await?),
+            _ => Ok(()),
+        }
+    }
+
+    /// Roll a write transaction back.
+    pub(crate) async fn rollback(self) {
+        match self.conn {
+            Conn::SqliteWrite(mut guard) => rollback_sqlite(&mut guard),
+            Conn::MyTx(t) => {
+                if let Err(e) = t.rollback().await {
+                    tracing::debug!(error = %e, "rollback failed; the connection is discarded");
+                }
+            }
+            Conn::PgTx(t) => {
+                if let Err(e) = t.rollback().await {
+                    tracing::debug!(error = %e, "rollback failed; the connection is discarded");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The statement text for this database: `?` becomes `$n` on PostgreSQL, and tables take
+    /// the volume's table prefix.
+    fn text<'s>(&self, sql: &'s str) -> Cow<'s, str> {
+        let mut out: Cow<'s, str> = Cow::Borrowed(sql);
+        if !self.prefix.is_empty() {
+            out = Cow::Owned(out.replace("jfs_", &format!("{}jfs_", self.prefix)));
+        }
+        if self.dialect == Dialect::Postgres && out.contains('?') {
+            let mut s = String::with_capacity(out.len() + 16);
+            let mut n = 0;
+            let mut quoted = false;
+            for ch in out.chars() {
+                if ch == '\'' {
+                    quoted = !quoted;
+                }
+                if ch == '?' && !quoted {
+                    n += 1;
+                    s.push('$');
+                    s.push_str(&n.to_string());
+                } else {
+                    s.push(ch);
+                }
+            }
+            out = Cow::Owned(s);
+        }
+        out
+    }
+}
+
+fn rollback_sqlite(guard: &mut Option<rusqlite::Connection>) {
+    let failed = match guard.as_ref() {
+        Some(c) if !c.is_autocommit() => c.execute_batch("ROLLBACK").err(),
+        _ => None,
+    };
+    if let Some(e) = failed {
+        // a connection that cannot roll back is dropped; the next write opens a new one
+        tracing::warn!(error = %e, "rollback failed; reopening the writer connection");
+        *guard = None;
+    }
+}
+
+fn sqlite_conn<'c>(conn: &'c Conn<'_>) -> Option<&'c rusqlite::Connection> {
+    match conn {
+        Conn::SqliteWrite(g) => g.as_ref(),
+        Conn::SqliteRead(r) => r.conn.as_ref(),
+        _ => None,
+    }
+}
+
+fn sqlite_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let n = r.as_ref().column_count();
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        v.push(match r.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(n) => Value::Int(n),
+            ValueRef::Real(f) => Value::Real(f),
+            ValueRef::Text(t) => match std::str::from_utf8(t) {
+                Ok(t) => Value::Text(t.to_string()),
+                Err(_) => Value::Blob(t.to_vec()),
+            },
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        });
+    }
+    Ok(Row(v))
+}
+
+fn sqlite_args(args: &[Value]) -> Vec<SqliteValue> {
+    args.iter()
+        .map(|a| match a {
+            Value::Null => SqliteValue::Null,
+            Value::Int(n) => SqliteValue::Integer(*n),
+            Value::Real(f) => SqliteValue::Real(*f),
+            Value::Text(t) => SqliteValue::Text(t.clone()),
+            Value::Blob(b) => SqliteValue::Blob(b.clone()),
+        })
+        .collect()
+}
+
+fn mysql_row(r: &MySqlRow) -> DbResult<Row> {
+    let mut v = Vec::with_capacity(r.columns().len());
+    for i in 0..r.columns().len() {
+        if r.try_get_raw(i)?.is_null() {
+            v.push(Value::Null);
+        } else if let Ok(n) = r.try_get::<i64, _>(i) {
+            v.push(Value::Int(n));
+        } else if let Ok(n) = r.try_get::<u64, _>(i) {
+            v.push(Value::Int(n as i64));
+        } else if let Ok(b) = r.try_get::<Vec<u8>, _>(i) {
+            v.push(Value::Blob(b));
+        } else if let Ok(f) = r.try_get::<f64, _>(i) {
+            v.push(Value::Real(f));
+        } else {
+            return Err(DbError::Decode {
+                column: i,
+                wanted: "value of a supported MySQL type",
+            });
+        }
+    }
+    Ok(Row(v))
+}
+
+fn pg_row(r: &PgRow) -> DbResult<Row> {
+    let mut v = Vec::with_capacity(r.columns().len());
+    for i in 0..r.columns().len() {
+        if r.try_get_raw(i)?.is_null() {
+            v.push(Value::Null);
+        } else if let Ok(n) = r.try_get::<i64, _>(i) {
+            v.push(Value::Int(n));
+        } else if let Ok(n) = r.try_get::<i32, _>(i) {
+            v.push(Value::Int(i64::from(n)));
+        } else if let Ok(n) = r.try_get::<i16, _>(i) {
+            v.push(Value::Int(i64::from(n)));
+        } else if let Ok(b) = r.try_get::<Vec<u8>, _>(i) {
+            v.push(Value::Blob(b));
+        } else if let Ok(s) = r.try_get::<String, _>(i) {
+            v.push(Value::Text(s));
+        } else if let Ok(b) = r.try_get::<bool, _>(i) {
+            v.push(Value::Int(i64::from(b)));
+        } else if let Ok(f) = r.try_get::<f64, _>(i) {
+            v.push(Value::Real(f));
+        } else {
+            return Err(DbError::Decode {
+                column: i,
+                wanted: "value of a supported PostgreSQL type",
+            });
+        }
+    }
+    Ok(Row(v))
+}
+
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut qq = $query;
+        for a in $args {
+            qq = match a {
+                Value::Null => qq.bind(None::<i64>),
+                Value::Int(n) => qq.bind(n),
+                Value::Real(f) => qq.bind(f),
+                Value::Text(t) => qq.bind(t),
+                Value::Blob(b) => qq.bind(b),
+            };
+        }
+        qq
+    }};
+}
+
+/// What to fetch.
+enum Want {
+    Nothing,
+    One,
+    All,
+}
+
+enum Got {
+    Done(u64),
+    Rows(Vec<Row>),
 }
 
 impl Query<'_> {
@@ -77,103 +573,113 @@ impl Query<'_> {
         self
     }
 
-    pub(crate) fn execute(self, c: &Connection) -> rusqlite::Result<Done> {
-        let mut st = c.prepare_cached(self.sql)?;
-        let n = st.execute(rusqlite::params_from_iter(self.args.iter()))?;
-        Ok(Done(n))
-    }
-
-    pub(crate) fn fetch_optional(self, c: &Connection) -> rusqlite::Result<Option<Row>> {
-        let mut st = c.prepare_cached(self.sql)?;
-        let mut rows = st.query(rusqlite::params_from_iter(self.args.iter()))?;
-        match rows.next()? {
-            Some(r) => Ok(Some(Row::from(r)?)),
-            None => Ok(None),
+    async fn run(self, tx: &mut Tx<'_>, want: Want) -> DbResult<Got> {
+        let sql = tx.text(&self.sql);
+        if let Some(c) = sqlite_conn(&tx.conn) {
+            let mut st = c.prepare_cached(&sql)?;
+            let args = sqlite_args(&self.args);
+            let params = rusqlite::params_from_iter(args.iter());
+            return match want {
+                Want::Nothing => Ok(Got::Done(st.execute(params)? as u64)),
+                Want::One | Want::All => {
+                    let mut rows = st.query(params)?;
+                    let mut out = Vec::new();
+                    while let Some(r) = rows.next()? {
+                        out.push(sqlite_row(r)?);
+                        if matches!(want, Want::One) {
+                            break;
+                        }
+                    }
+                    Ok(Got::Rows(out))
+                }
+            };
+        }
+        match &mut tx.conn {
+            Conn::My(_) | Conn::MyTx(_) => {
+                let query = bind_all!(
+                    // statement texts are the engine's own; values are always bound
+                    sqlx::query::<MySql>(sqlx::AssertSqlSafe(sql.into_owned())),
+                    self.args
+                );
+                let ex: &mut sqlx::MySqlConnection = match &mut tx.conn {
+                    Conn::My(c) => c,
+                    Conn::MyTx(t) => t,
+                    _ => return Err(no_writer()),
+                };
+                match want {
+                    Want::Nothing => Ok(Got::Done(query.execute(ex).await?.rows_affected())),
+                    Want::One => Ok(Got::Rows(
+                        query
+                            .fetch_optional(ex)
+                            .await?
+                            .map(|r| mysql_row(&r))
+                            .transpose()?
+                            .into_iter()
+                            .collect(),
+                    )),
+                    Want::All => Ok(Got::Rows(
+                        query
+                            .fetch_all(ex)
+                            .await?
+                            .iter()
+                            .map(mysql_row)
+                            .collect::<DbResult<_>>()?,
+                    )),
+                }
+            }
+            Conn::Pg(_) | Conn::PgTx(_) => {
+                let query = bind_all!(
+                    sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql.into_owned())),
+                    self.args
+                );
+                let ex: &mut sqlx::PgConnection = match &mut tx.conn {
+                    Conn::Pg(c) => c,
+                    Conn::PgTx(t) => t,
+                    _ => return Err(no_writer()),
+                };
+                match want {
+                    Want::Nothing => Ok(Got::Done(query.execute(ex).await?.rows_affected())),
+                    Want::One => Ok(Got::Rows(
+                        query
+                            .fetch_optional(ex)
+                            .await?
+                            .map(|r| pg_row(&r))
+                            .transpose()?
+                            .into_iter()
+                            .collect(),
+                    )),
+                    Want::All => Ok(Got::Rows(
+                        query
+                            .fetch_all(ex)
+                            .await?
+                            .iter()
+                            .map(pg_row)
+                            .collect::<DbResult<_>>()?,
+                    )),
+                }
+            }
+            _ => Err(no_writer()),
         }
     }
 
-    pub(crate) fn fetch_all(self, c: &Connection) -> rusqlite::Result<Vec<Row>> {
-        let mut st = c.prepare_cached(self.sql)?;
-        let mut rows = st.query(rusqlite::params_from_iter(self.args.iter()))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(Row::from(r)?);
-        }
-        Ok(out)
-    }
-}
-
-/// One result row, owned.
-pub(crate) struct Row(Vec<Value>);
-
-impl Row {
-    fn from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        let n = r.as_ref().column_count();
-        let mut v = Vec::with_capacity(n);
-        for i in 0..n {
-            v.push(match r.get_ref(i)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => Value::Integer(n),
-                ValueRef::Real(f) => Value::Real(f),
-                ValueRef::Text(t) => match std::str::from_utf8(t) {
-                    Ok(t) => Value::Text(t.to_string()),
-                    Err(_) => Value::Blob(t.to_vec()),
-                },
-                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-            });
-        }
-        Ok(Row(v))
-    }
-
-    pub(crate) fn try_get<T: Get>(&self, i: usize) -> rusqlite::Result<T> {
-        let v = self
-            .0
-            .get(i)
-            .ok_or(rusqlite::Error::InvalidColumnIndex(i))?;
-        T::get(ValueRef::from(v), i)
-    }
-}
-
-/// Column decoding that accepts what JuiceFS and older tools may have stored: names and
-/// values as text or blob, NULL as "none".
-pub(crate) trait Get: Sized {
-    fn get(v: ValueRef<'_>, i: usize) -> rusqlite::Result<Self>;
-}
-
-fn wrong(i: usize, v: ValueRef<'_>) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(i, format!("column {i}"), v.data_type())
-}
-
-impl Get for i64 {
-    fn get(v: ValueRef<'_>, i: usize) -> rusqlite::Result<Self> {
-        match v {
-            ValueRef::Integer(n) => Ok(n),
-            other => Err(wrong(i, other)),
+    pub(crate) async fn execute(self, tx: &mut Tx<'_>) -> DbResult<Done> {
+        match self.run(tx, Want::Nothing).await? {
+            Got::Done(n) => Ok(Done(n)),
+            Got::Rows(r) => Ok(Done(r.len() as u64)),
         }
     }
-}
-impl Get for Vec<u8> {
-    fn get(v: ValueRef<'_>, i: usize) -> rusqlite::Result<Self> {
-        match v {
-            ValueRef::Blob(b) | ValueRef::Text(b) => Ok(b.to_vec()),
-            other => Err(wrong(i, other)),
+
+    pub(crate) async fn fetch_optional(self, tx: &mut Tx<'_>) -> DbResult<Option<Row>> {
+        match self.run(tx, Want::One).await? {
+            Got::Rows(r) => Ok(r.into_iter().next()),
+            Got::Done(_) => Ok(None),
         }
     }
-}
-impl Get for String {
-    fn get(v: ValueRef<'_>, i: usize) -> rusqlite::Result<Self> {
-        match v {
-            ValueRef::Blob(b) | ValueRef::Text(b) => String::from_utf8(b.to_vec())
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, v.data_type(), e.into())),
-            other => Err(wrong(i, other)),
-        }
-    }
-}
-impl<T: Get> Get for Option<T> {
-    fn get(v: ValueRef<'_>, i: usize) -> rusqlite::Result<Self> {
-        match v {
-            ValueRef::Null => Ok(None),
-            other => T::get(other, i).map(Some),
+
+    pub(crate) async fn fetch_all(self, tx: &mut Tx<'_>) -> DbResult<Vec<Row>> {
+        match self.run(tx, Want::All).await? {
+            Got::Rows(r) => Ok(r),
+            Got::Done(_) => Ok(Vec::new()),
         }
     }
 }
@@ -182,18 +688,28 @@ impl<T: Get> Get for Option<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_of_every_argument_kind() -> rusqlite::Result<()> {
-        let c = Connection::open_in_memory()?;
-        q("CREATE TABLE t (a INTEGER, b TEXT, c BLOB, d BLOB)").execute(&c)?;
+    fn open(path: &str) -> DbResult<rusqlite::Connection> {
+        Ok(rusqlite::Connection::open(path)?)
+    }
+
+    #[tokio::test]
+    async fn round_trip_of_every_argument_kind() -> DbResult<()> {
+        let dir = std::env::temp_dir().join(format!("tidefs-db-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let pool = Pool::Sqlite(SqliteConns::new(dir.display().to_string(), open));
+        let mut c = pool.begin("").await?;
+        q("CREATE TABLE t (a INTEGER, b TEXT, c BLOB, d BLOB)")
+            .execute(&mut c)
+            .await?;
         let done = q("INSERT INTO t VALUES (?,?,?,NULL)")
             .bind(7i64)
             .bind("x")
             .bind(&b"\x00\xff"[..])
-            .execute(&c)?;
+            .execute(&mut c)
+            .await?;
         assert_eq!(done.rows_affected(), 1);
-        let r = q("SELECT a, b, c, d FROM t").fetch_optional(&c)?;
-        let r = r.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        let r = q("SELECT a, b, c, d FROM t").fetch_optional(&mut c).await?;
+        let r = r.ok_or(DbError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
         assert_eq!(r.try_get::<i64>(0)?, 7);
         assert_eq!(r.try_get::<String>(1)?, "x");
         assert_eq!(r.try_get::<Vec<u8>>(1)?, b"x".to_vec()); // text read as bytes
@@ -203,9 +719,34 @@ mod tests {
         assert!(r.try_get::<i64>(9).is_err());
         assert!(q("SELECT a FROM t WHERE a = ?")
             .bind(8i64)
-            .fetch_optional(&c)?
+            .fetch_optional(&mut c)
+            .await?
             .is_none());
-        assert_eq!(q("SELECT a FROM t").fetch_all(&c)?.len(), 1);
+        assert_eq!(q("SELECT a FROM t").fetch_all(&mut c).await?.len(), 1);
+        c.commit().await?;
+        let _ = std::fs::remove_file(&dir);
         Ok(())
+    }
+
+    #[test]
+    fn postgres_placeholders_and_table_prefix() {
+        let pool = Pool::Sqlite(SqliteConns::new(String::new(), open));
+        let tx = Tx {
+            conn: Conn::SqliteRead(ReadConn {
+                conn: None,
+                pool: match &pool {
+                    Pool::Sqlite(s) => &s.readers,
+                    _ => unreachable!(),
+                },
+            }),
+            dialect: Dialect::Postgres,
+            prefix: "vol1_",
+            space_delta: 0,
+            inode_delta: 0,
+        };
+        assert_eq!(
+            tx.text("SELECT a FROM jfs_node WHERE a = ? AND b = '?' AND c = ?"),
+            "SELECT a FROM vol1_jfs_node WHERE a = $1 AND b = '?' AND c = $2"
+        );
     }
 }

@@ -8,11 +8,14 @@
 //! in-memory effects of an operation (open-file table, background deletions) happen after commit.
 
 mod db;
+mod dialect;
 mod schema;
+mod url;
 
+pub(crate) use db::DbError;
 pub use schema::SQLITE_DDL;
 
-use crate::error::{from_sqlite, is_unique_violation, Error, ErrorKind, Result};
+use crate::error::{from_db, is_unique_violation, Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
 use crate::slice::{self, Slice};
@@ -20,18 +23,18 @@ use crate::types::*;
 use crate::url::MetaUrl;
 use crate::{ChunkSlices, Meta, Problem, SliceDeleter, XattrFlags};
 use async_trait::async_trait;
-use db::{q, Row};
+use db::{q, q_owned, Dialect, Pool, Row, Tx};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
-
-type Conn = Connection;
 
 /// How often a transaction is tried before its conflict is returned.
 const MAX_TXN_ATTEMPTS: u32 = 50;
+/// How long an operation keeps retrying while the database server is unreachable.
+const UNAVAILABLE_RETRY: Duration = Duration::from_secs(60);
 /// Inode numbers taken from `nextInode` at once.
 const INODE_BATCH: i64 = 1024;
 /// Slice ids taken from `nextChunk` at once.
@@ -41,30 +44,88 @@ const HEARTBEAT: Duration = Duration::from_secs(12);
 const SESSION_TTL_SECS: i64 = 60;
 /// Period of the cleanup job (trash purge, dead sessions, pending deletions).
 const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
+/// Period of flushing the space and inode counters changed by this client.
+const STATS_FLUSH: Duration = Duration::from_secs(1);
 /// How long SQLite waits for another process's write lock before answering BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle read connections kept for reuse.
-const MAX_IDLE_READERS: usize = 16;
 
-/// Run `$body` in a write transaction bound to `$tx` (a `&Conn`), retrying retryable failures.
-/// The body is synchronous: it runs on the calling thread while holding this process's writer
-/// connection, so it must not wait for anything but the database.
+/// Run `$body` in a write transaction bound to `$tx` (a `&mut Tx`), retrying conflicts (a
+/// bounded number of times) and an unreachable server (for a bounded time), with backoff. The
+/// body is an async block: on SQLite it never yields (statements run on the calling thread
+/// while this process's writer connection is held), on the servers each statement is a round
+/// trip. A body must only touch the database, so running it again is safe.
 macro_rules! txn {
     ($self:expr, $op:expr, |$tx:ident| $body:block) => {{
         let mut attempt = 0u32;
+        let started = Instant::now();
         loop {
             #[allow(unused_mut)]
-            let res = $self.write_txn($op, |$tx: &Conn| -> Result<_> { Ok($body) });
+            let res: Result<_> = match $self.pool.begin(&$self.prefix).await {
+                Ok(mut handle) => {
+                    let r: Result<_> = async {
+                        let $tx = &mut handle;
+                        Ok($body)
+                    }
+                    .await;
+                    $self.finish(handle, r).await
+                }
+                Err(e) => Err(from_db($op, e)),
+            };
             match res {
                 Err(e) if e.is_retryable() && attempt + 1 < MAX_TXN_ATTEMPTS => {
                     attempt += 1;
                     tracing::debug!(op = $op, attempt, error = %e, "transaction conflict, retrying");
                     backoff(attempt).await;
                 }
+                Err(e) if e.is_unavailable() && started.elapsed() < UNAVAILABLE_RETRY => {
+                    attempt += 1;
+                    tracing::warn!(op = $op, attempt, error = %e, "metadata server unavailable, retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(5)))).await;
+                }
                 other => break other,
             }
         }
     }};
+}
+
+/// Run `$body` with `$c` bound to a read handle (`&mut Tx`, autocommit), retrying for a bounded
+/// time while the database server is unreachable.
+macro_rules! read {
+    ($self:expr, $op:expr, |$c:ident| $body:block) => {{
+        let mut attempt = 0u32;
+        let started = Instant::now();
+        loop {
+            let res: Result<_> = match $self.pool.read(&$self.prefix).await {
+                Ok(mut handle) => {
+                    async {
+                        let $c = &mut handle;
+                        Ok($body)
+                    }
+                    .await
+                }
+                Err(e) => Err(from_db($op, e)),
+            };
+            match res {
+                Err(e) if e.is_unavailable() && started.elapsed() < UNAVAILABLE_RETRY => {
+                    attempt += 1;
+                    tracing::warn!(op = $op, attempt, error = %e, "metadata server unavailable, retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(5)))).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// A `SELECT` that locks the rows it reads when it runs in a write transaction on a server.
+macro_rules! locked {
+    ($tx:expr, $sql:expr) => {
+        if $tx.for_update().is_empty() {
+            $sql
+        } else {
+            concat!($sql, " FOR UPDATE")
+        }
+    };
 }
 
 async fn backoff(attempt: u32) {
@@ -111,12 +172,17 @@ pub struct SqlMeta {
 }
 
 struct Inner {
-    /// This process's one writer connection: writers queue here instead of polling SQLite's
-    /// file lock (its busy handler sleeps in steps of milliseconds). Opened on first use.
-    writer: Mutex<Option<Conn>>,
-    /// Idle read connections (WAL readers never block the writer).
-    readers: Mutex<Vec<Conn>>,
-    path: String,
+    pool: Pool,
+    /// Prepended to every table name (`table_prefix` in the URL): several volumes in one
+    /// database.
+    prefix: String,
+    /// The meta URL without its password, for messages.
+    shown: String,
+    /// Space and inode counter changes committed here but not yet added to `jfs_counter`:
+    /// every create and write would otherwise update the same two rows, serializing all
+    /// clients of a volume on them. Flushed every `STATS_FLUSH` and at unmount; reads of the
+    /// counters (statfs, capacity checks) add them.
+    stats: Mutex<(i64, i64)>,
     format: RwLock<Option<Format>>,
     sid: AtomicU64,
     read_only: AtomicBool,
@@ -164,8 +230,8 @@ impl CursorNames {
     }
 }
 
-fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
-    move |e| from_sqlite(op, e)
+fn db(op: &'static str) -> impl Fn(DbError) -> Error {
+    move |e| from_db(op, e)
 }
 
 fn lock_poisoned() -> Error {
@@ -196,29 +262,32 @@ fn row_attr(r: &Row) -> Result<Attr> {
     row_attr_at(r, 0)
 }
 
-fn get_node(c: &Conn, ino: Ino) -> Result<Option<Attr>> {
-    let row = q(
-        "SELECT inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent FROM jfs_node WHERE inode = ?",
-    )
+async fn get_node(c: &mut Tx<'_>, ino: Ino) -> Result<Option<Attr>> {
+    let row = q(locked!(
+        c,
+        "SELECT inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent FROM jfs_node WHERE inode = ?"
+    ))
     .bind(ino as i64)
-    .fetch_optional(c)
+    .fetch_optional(c).await
     .map_err(db("getattr"))?;
     row.as_ref().map(row_attr).transpose()
 }
 
-fn must_node(c: &Conn, ino: Ino) -> Result<Attr> {
-    get_node(c, ino)?.ok_or_else(|| Error::not_found(format!("inode {ino} does not exist")))
+async fn must_node(c: &mut Tx<'_>, ino: Ino) -> Result<Attr> {
+    get_node(c, ino)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("inode {ino} does not exist")))
 }
 
-fn must_dir(c: &Conn, ino: Ino) -> Result<Attr> {
-    let a = must_node(c, ino)?;
+async fn must_dir(c: &mut Tx<'_>, ino: Ino) -> Result<Attr> {
+    let a = must_node(c, ino).await?;
     if a.typ != FileType::Dir {
         return Err(Error::not_dir(format!("inode {ino} is not a directory")));
     }
     Ok(a)
 }
 
-fn insert_node(c: &Conn, a: &Attr) -> Result<()> {
+async fn insert_node(c: &mut Tx<'_>, a: &Attr) -> Result<()> {
     q(
         "INSERT INTO jfs_node (inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent,access_acl_id,default_acl_id,tier_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0)",
     )
@@ -238,12 +307,12 @@ fn insert_node(c: &Conn, a: &Attr) -> Result<()> {
     .bind(a.length as i64)
     .bind(i64::from(a.rdev))
     .bind(a.parent as i64)
-    .execute(c)
+    .execute(c).await
     .map_err(db("insert node"))?;
     Ok(())
 }
 
-fn update_node(c: &Conn, a: &Attr) -> Result<()> {
+async fn update_node(c: &mut Tx<'_>, a: &Attr) -> Result<()> {
     q(
         "UPDATE jfs_node SET flags=?,mode=?,uid=?,gid=?,atime=?,mtime=?,ctime=?,atimensec=?,mtimensec=?,ctimensec=?,nlink=?,length=?,rdev=?,parent=? WHERE inode=?",
     )
@@ -262,18 +331,26 @@ fn update_node(c: &Conn, a: &Attr) -> Result<()> {
     .bind(i64::from(a.rdev))
     .bind(a.parent as i64)
     .bind(a.ino as i64)
-    .execute(c)
+    .execute(c).await
     .map_err(db("update node"))?;
     Ok(())
 }
 
 /// The entry `name` in `parent`: (edge id, inode, type).
-fn get_edge(c: &Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Ino, FileType)>> {
-    let row = q("SELECT id, inode, type FROM jfs_edge WHERE parent = ? AND name = ?")
-        .bind(parent as i64)
-        .bind(name)
-        .fetch_optional(c)
-        .map_err(db("lookup"))?;
+async fn get_edge(
+    c: &mut Tx<'_>,
+    parent: Ino,
+    name: &[u8],
+) -> Result<Option<(i64, Ino, FileType)>> {
+    let row = q(locked!(
+        c,
+        "SELECT id, inode, type FROM jfs_edge WHERE parent = ? AND name = ?"
+    ))
+    .bind(parent as i64)
+    .bind(name)
+    .fetch_optional(c)
+    .await
+    .map_err(db("lookup"))?;
     match row {
         None => Ok(None),
         Some(r) => {
@@ -290,20 +367,36 @@ fn get_edge(c: &Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Ino, File
 /// Change a directory for an entry added or removed in it (mtime, ctime, `nlink_delta`) and
 /// return its attributes after the change: one statement instead of a read and a write. The
 /// caller checks the returned type and rules; an error rolls the change back with the rest.
-fn touch_dir(c: &Conn, ino: Ino, now: Timestamp, nlink_delta: i64) -> Result<Attr> {
-    let row = q(
-        "UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, nlink = nlink + ? WHERE inode = ? RETURNING inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent",
-    )
-    .bind(now.to_micros())
-    .bind(now.to_micros())
-    .bind(now.sub_micro_nanos())
-    .bind(now.sub_micro_nanos())
-    .bind(nlink_delta)
-    .bind(ino as i64)
-    .fetch_optional(c)
-    .map_err(db("update directory"))?;
+async fn touch_dir(c: &mut Tx<'_>, ino: Ino, now: Timestamp, nlink_delta: i64) -> Result<Attr> {
+    const SET: &str = "UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, nlink = nlink + ? WHERE inode = ?";
+    let update = |sql| {
+        q(sql)
+            .bind(now.to_micros())
+            .bind(now.to_micros())
+            .bind(now.sub_micro_nanos())
+            .bind(now.sub_micro_nanos())
+            .bind(nlink_delta)
+            .bind(ino as i64)
+    };
+    let row = if c.dialect() == Dialect::Mysql {
+        // no UPDATE ... RETURNING on MySQL: the update locks the row, the read sees it
+        update(SET)
+            .execute(c)
+            .await
+            .map_err(db("update directory"))?;
+        get_node(c, ino).await?.map(Ok)
+    } else {
+        update(concat!(
+            "UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, nlink = nlink + ? WHERE inode = ?",
+            " RETURNING inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent"
+        ))
+        .fetch_optional(c)
+        .await
+        .map_err(db("update directory"))?
+        .map(|r| row_attr(&r))
+    };
     let a = match row {
-        Some(r) => row_attr(&r)?,
+        Some(a) => a?,
         None => return Err(Error::not_found(format!("inode {ino} does not exist"))),
     };
     if a.typ != FileType::Dir {
@@ -312,32 +405,40 @@ fn touch_dir(c: &Conn, ino: Ino, now: Timestamp, nlink_delta: i64) -> Result<Att
     Ok(a)
 }
 
-fn insert_edge(c: &Conn, parent: Ino, name: &[u8], ino: Ino, typ: FileType) -> Result<()> {
+async fn insert_edge(
+    c: &mut Tx<'_>,
+    parent: Ino,
+    name: &[u8],
+    ino: Ino,
+    typ: FileType,
+) -> Result<()> {
     q("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)")
         .bind(parent as i64)
         .bind(name)
         .bind(ino as i64)
         .bind(i64::from(typ.code()))
         .execute(c)
+        .await
         .map_err(|e| {
             // the UNIQUE (parent, name) index answers "is the name taken" for every caller
             if is_unique_violation(&e) {
                 Error::exists("entry exists")
             } else {
-                from_sqlite("insert entry", e)
+                from_db("insert entry", e)
             }
         })?;
     Ok(())
 }
 
 /// The entry `name` in `parent` with its inode's attributes, in one query: (edge id, attr).
-fn get_entry(c: &Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Attr)>> {
-    let row = q(
-        "SELECT e.id, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.name = ?",
-    )
+async fn get_entry(c: &mut Tx<'_>, parent: Ino, name: &[u8]) -> Result<Option<(i64, Attr)>> {
+    let row = q(locked!(
+        c,
+        "SELECT e.id, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.name = ?"
+    ))
     .bind(parent as i64)
     .bind(name)
-    .fetch_optional(c)
+    .fetch_optional(c).await
     .map_err(db("lookup"))?;
     match row {
         None => Ok(None),
@@ -348,37 +449,61 @@ fn get_entry(c: &Conn, parent: Ino, name: &[u8]) -> Result<Option<(i64, Attr)>> 
     }
 }
 
-fn delete_edge(c: &Conn, id: i64) -> Result<()> {
+async fn delete_edge(c: &mut Tx<'_>, id: i64) -> Result<()> {
     q("DELETE FROM jfs_edge WHERE id = ?")
         .bind(id)
         .execute(c)
+        .await
         .map_err(db("delete entry"))?;
     Ok(())
 }
 
-fn dir_is_empty(c: &Conn, ino: Ino) -> Result<bool> {
+async fn dir_is_empty(c: &mut Tx<'_>, ino: Ino) -> Result<bool> {
     let row = q("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
         .bind(ino as i64)
         .fetch_optional(c)
+        .await
         .map_err(db("readdir"))?;
     Ok(row.is_none())
 }
 
-fn counter_add(c: &Conn, name: &'static str, delta: i64) -> Result<i64> {
+async fn counter_add(c: &mut Tx<'_>, name: &'static str, delta: i64) -> Result<i64> {
     if delta != 0 {
         // one statement when the counter exists (always, but for nextTrash on old volumes)
-        let row = q("UPDATE jfs_counter SET value = value + ? WHERE name = ? RETURNING value")
-            .bind(delta)
-            .bind(name)
-            .fetch_optional(c)
-            .map_err(db("counter"))?;
-        if let Some(r) = row {
-            return r.try_get(0).map_err(db("counter"));
+        if c.dialect() == Dialect::Mysql {
+            let n = q("UPDATE jfs_counter SET value = value + ? WHERE name = ?")
+                .bind(delta)
+                .bind(name)
+                .execute(c)
+                .await
+                .map_err(db("counter"))?
+                .rows_affected();
+            if n > 0 {
+                let row = q("SELECT value FROM jfs_counter WHERE name = ?")
+                    .bind(name)
+                    .fetch_optional(c)
+                    .await
+                    .map_err(db("counter"))?;
+                if let Some(r) = row {
+                    return r.try_get(0).map_err(db("counter"));
+                }
+            }
+        } else {
+            let row = q("UPDATE jfs_counter SET value = value + ? WHERE name = ? RETURNING value")
+                .bind(delta)
+                .bind(name)
+                .fetch_optional(c)
+                .await
+                .map_err(db("counter"))?;
+            if let Some(r) = row {
+                return r.try_get(0).map_err(db("counter"));
+            }
         }
     }
-    let row = q("SELECT value FROM jfs_counter WHERE name = ?")
+    let row = q(locked!(c, "SELECT value FROM jfs_counter WHERE name = ?"))
         .bind(name)
         .fetch_optional(c)
+        .await
         .map_err(db("counter"))?;
     let old: i64 = match row {
         Some(r) => r.try_get(0).map_err(db("counter"))?,
@@ -386,6 +511,7 @@ fn counter_add(c: &Conn, name: &'static str, delta: i64) -> Result<i64> {
             q("INSERT INTO jfs_counter (name, value) VALUES (?, 0)")
                 .bind(name)
                 .execute(c)
+                .await
                 .map_err(db("counter"))?;
             0
         }
@@ -395,17 +521,22 @@ fn counter_add(c: &Conn, name: &'static str, delta: i64) -> Result<i64> {
             .bind(old + delta)
             .bind(name)
             .execute(c)
+            .await
             .map_err(db("counter"))?;
     }
     Ok(old + delta)
 }
 
-fn read_chunk_conn(c: &Conn, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
-    let row = q("SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?")
-        .bind(ino as i64)
-        .bind(i64::from(indx))
-        .fetch_optional(c)
-        .map_err(db("read chunk"))?;
+async fn read_chunk_conn(c: &mut Tx<'_>, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
+    let row = q(locked!(
+        c,
+        "SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?"
+    ))
+    .bind(ino as i64)
+    .bind(i64::from(indx))
+    .fetch_optional(c)
+    .await
+    .map_err(db("read chunk"))?;
     match row {
         None => Ok(Vec::new()),
         Some(r) => {
@@ -415,29 +546,49 @@ fn read_chunk_conn(c: &Conn, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
     }
 }
 
-fn append_slices(c: &Conn, ino: Ino, indx: u32, records: &[Slice]) -> Result<()> {
+async fn append_slices(c: &mut Tx<'_>, ino: Ino, indx: u32, records: &[Slice]) -> Result<()> {
     let buf = slice::encode_all(records);
-    q(
-        "INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?,?,?) ON CONFLICT (inode, indx) DO UPDATE SET slices = slices || excluded.slices",
-    )
-    .bind(ino as i64)
-    .bind(i64::from(indx))
-    .bind(buf)
-    .execute(c)
-    .map_err(db("write chunk"))?;
+    if let Some(sql) = dialect::upsert_chunk(c.dialect()) {
+        q(sql)
+            .bind(ino as i64)
+            .bind(i64::from(indx))
+            .bind(buf)
+            .execute(c)
+            .await
+            .map_err(db("write chunk"))?;
+        return Ok(());
+    }
+    let n = q("UPDATE jfs_chunk SET slices = CONCAT(slices, ?) WHERE inode = ? AND indx = ?")
+        .bind(&buf)
+        .bind(ino as i64)
+        .bind(i64::from(indx))
+        .execute(c)
+        .await
+        .map_err(db("write chunk"))?
+        .rows_affected();
+    if n == 0 {
+        q("INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?,?,?)")
+            .bind(ino as i64)
+            .bind(i64::from(indx))
+            .bind(buf)
+            .execute(c)
+            .await
+            .map_err(db("write chunk"))?;
+    }
     Ok(())
 }
 
 /// Drop the chunk rows of a removed file (and its `jfs_delfile` entry), collecting the slices
 /// that lost their last reference.
-fn free_chunks(c: &Conn, ino: Ino, freed: &mut Vec<(u64, u32)>) -> Result<()> {
+async fn free_chunks(c: &mut Tx<'_>, ino: Ino, freed: &mut Vec<(u64, u32)>) -> Result<()> {
     let rows = q("SELECT slices FROM jfs_chunk WHERE inode = ?")
         .bind(ino as i64)
         .fetch_all(c)
+        .await
         .map_err(db("free file data"))?;
     for r in rows {
         let buf: Vec<u8> = r.try_get(0).map_err(db("free file data"))?;
-        unref_slices(c, &slice::decode_all(&buf)?, freed)?;
+        unref_slices(c, &slice::decode_all(&buf)?, freed).await?;
     }
     for sql in [
         "DELETE FROM jfs_chunk WHERE inode = ?",
@@ -446,18 +597,24 @@ fn free_chunks(c: &Conn, ino: Ino, freed: &mut Vec<(u64, u32)>) -> Result<()> {
         q(sql)
             .bind(ino as i64)
             .execute(c)
+            .await
             .map_err(db("free file data"))?;
     }
     Ok(())
 }
 
 /// Drop one reference from each data slice in `records`; returns those that lost their last one.
-fn unref_slices(c: &Conn, records: &[Slice], freed: &mut Vec<(u64, u32)>) -> Result<()> {
+async fn unref_slices(
+    c: &mut Tx<'_>,
+    records: &[Slice],
+    freed: &mut Vec<(u64, u32)>,
+) -> Result<()> {
     for s in records.iter().filter(|s| s.id != 0) {
         // the last reference (the common case) goes in one statement
         let gone = q("DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 1")
             .bind(s.id as i64)
             .execute(c)
+            .await
             .map_err(db("unref slice"))?
             .rows_affected();
         if gone > 0 {
@@ -467,6 +624,7 @@ fn unref_slices(c: &Conn, records: &[Slice], freed: &mut Vec<(u64, u32)>) -> Res
         let kept = q("UPDATE jfs_chunk_ref SET refs = refs - 1 WHERE chunkid = ?")
             .bind(s.id as i64)
             .execute(c)
+            .await
             .map_err(db("unref slice"))?
             .rows_affected();
         if kept == 0 {
@@ -495,11 +653,25 @@ impl SqlMeta {
     /// first use, so a bad path is reported by the first operation with a clear message.
     pub(crate) async fn open_sqlite(url: &MetaUrl) -> Result<Self> {
         let (path, _query) = url.sqlite_path()?;
-        Ok(SqlMeta {
+        let shown = format!("sqlite3://{path}");
+        let pool = Pool::Sqlite(db::SqliteConns::new(path, open_existing));
+        Ok(Self::with_pool(pool, String::new(), shown))
+    }
+
+    /// Open a volume on a MySQL-protocol server or PostgreSQL (`url::connect` has the URL
+    /// forms). The first connection is made here, so an unreachable server is reported at once.
+    pub(crate) async fn open_server(url: &str) -> Result<Self> {
+        let server = url::connect(url).await?;
+        Ok(Self::with_pool(server.pool, server.prefix, server.shown))
+    }
+
+    fn with_pool(pool: Pool, prefix: String, shown: String) -> Self {
+        SqlMeta {
             inner: Arc::new(Inner {
-                writer: Mutex::new(None),
-                readers: Mutex::new(Vec::new()),
-                path,
+                pool,
+                prefix,
+                shown,
+                stats: Mutex::new((0, 0)),
                 format: RwLock::new(None),
                 sid: AtomicU64::new(0),
                 read_only: AtomicBool::new(false),
@@ -512,59 +684,28 @@ impl SqlMeta {
                 deletions: Mutex::new(tokio::task::JoinSet::new()),
                 cursor_names: Mutex::new(CursorNames::default()),
             }),
-        })
+        }
     }
+}
+
+fn open_existing(path: &str) -> std::result::Result<Connection, DbError> {
+    open_conn(path, false)
 }
 
 /// Open a connection to the volume database with the settings every connection needs: WAL
 /// (readers and the writer do not block each other), synchronous=NORMAL (a commit reaches the
 /// WAL, `Meta::sync` makes it durable) and a busy timeout for other processes' writers.
-fn open_conn(path: &str, create: bool) -> Result<Conn> {
+fn open_conn(path: &str, create: bool) -> std::result::Result<Connection, DbError> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let c = Connection::open_with_flags(path, flags).map_err(|e| {
-        if !create && !std::path::Path::new(path).exists() {
-            Error::config(format!(
-                "no volume at sqlite3://{path}: the database file does not exist; run `tidefs format` first"
-            ))
-        } else {
-            Error::config(format!("cannot open the SQLite database {path}")).with_source(e)
-        }
-    })?;
-    c.busy_timeout(BUSY_TIMEOUT).map_err(db("open"))?;
+    let c = Connection::open_with_flags(path, flags)?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
     c.set_prepared_statement_cache_capacity(128);
-    c.pragma_update(None, "journal_mode", "WAL")
-        .map_err(db("open"))?;
-    c.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(db("open"))?;
+    c.pragma_update(None, "journal_mode", "WAL")?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(c)
-}
-
-/// A read connection borrowed from the pool; it goes back when dropped.
-struct ReadConn<'a> {
-    conn: std::mem::ManuallyDrop<Conn>,
-    pool: &'a Mutex<Vec<Conn>>,
-}
-
-impl std::ops::Deref for ReadConn<'_> {
-    type Target = Conn;
-    fn deref(&self) -> &Conn {
-        &self.conn
-    }
-}
-
-impl Drop for ReadConn<'_> {
-    fn drop(&mut self) {
-        // SAFETY: `conn` is taken exactly once, here, and never used again.
-        let c = unsafe { std::mem::ManuallyDrop::take(&mut self.conn) };
-        if let Ok(mut pool) = self.pool.lock() {
-            if pool.len() < MAX_IDLE_READERS {
-                pool.push(c);
-            }
-        }
-    }
 }
 
 impl Inner {
@@ -598,36 +739,76 @@ impl Inner {
             .unwrap_or(false)
     }
 
-    /// A read connection (statements outside a transaction each see the latest commit).
-    fn conn(&self) -> Result<ReadConn<'_>> {
-        let idle = self.readers.lock().map_err(|_| lock_poisoned())?.pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => open_conn(&self.path, false)?,
-        };
-        Ok(ReadConn {
-            conn: std::mem::ManuallyDrop::new(conn),
-            pool: &self.readers,
-        })
+    /// A read handle (statements outside a transaction each see the latest commit).
+    async fn conn(&self) -> Result<Tx<'_>> {
+        self.pool
+            .read(&self.prefix)
+            .await
+            .map_err(|e| self.open_error(e))
     }
 
-    /// Run `body` in one write transaction (`BEGIN IMMEDIATE` ... `COMMIT`) on this process's
-    /// writer connection; any error rolls it back.
-    fn write_txn<T>(&self, op: &'static str, body: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
-        let mut guard = self.writer.lock().map_err(|_| lock_poisoned())?;
-        if guard.is_none() {
-            *guard = Some(open_conn(&self.path, false)?);
+    /// A failure to reach the database, said in terms of the volume.
+    fn open_error(&self, e: DbError) -> Error {
+        if let (Pool::Sqlite(s), DbError::Sqlite(_)) = (&self.pool, &e) {
+            if !std::path::Path::new(&s.path).exists() {
+                return Error::config(format!(
+                    "no volume at {}: the database file does not exist; run `tidefs format` first",
+                    self.shown
+                ));
+            }
         }
-        let Some(c) = guard.as_ref() else {
-            return Err(lock_poisoned());
+        let err = from_db("connect", e);
+        Error::new(
+            err.kind(),
+            format!("cannot use the metadata database {}: {err}", self.shown),
+        )
+    }
+
+    /// End a write transaction: commit what succeeded (and hand its counter changes to the
+    /// shared tally), roll back what failed.
+    async fn finish<T>(&self, tx: Tx<'_>, res: Result<T>) -> Result<T> {
+        match res {
+            Ok(v) => {
+                let delta = (tx.space_delta, tx.inode_delta);
+                tx.commit().await.map_err(db("commit"))?;
+                if delta != (0, 0) {
+                    if let Ok(mut s) = self.stats.lock() {
+                        s.0 += delta.0;
+                        s.1 += delta.1;
+                    }
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Counter changes not yet in `jfs_counter`: (space, inodes).
+    fn pending_stats(&self) -> (i64, i64) {
+        self.stats.lock().map(|s| *s).unwrap_or((0, 0))
+    }
+
+    /// Add the pending counter changes to `jfs_counter`.
+    async fn flush_stats(&self) -> Result<()> {
+        let (space, inodes) = match self.stats.lock() {
+            Ok(mut s) => std::mem::take(&mut *s),
+            Err(_) => return Err(lock_poisoned()),
         };
-        c.execute_batch("BEGIN IMMEDIATE").map_err(db(op))?;
-        let res = body(c).and_then(|v| c.execute_batch("COMMIT").map(|_| v).map_err(db(op)));
-        if res.is_err() && !c.is_autocommit() {
-            if let Err(e) = c.execute_batch("ROLLBACK") {
-                // a connection that cannot roll back is dropped; the next write opens a new one
-                tracing::warn!(op, error = %e, "rollback failed; reopening the writer connection");
-                *guard = None;
+        if (space, inodes) == (0, 0) {
+            return Ok(());
+        }
+        let res = txn!(self, "flush counters", |tx| {
+            counter_add(tx, "usedSpace", space).await?;
+            counter_add(tx, "totalInodes", inodes).await?;
+        });
+        if res.is_err() {
+            // keep them for the next flush
+            if let Ok(mut s) = self.stats.lock() {
+                s.0 += space;
+                s.1 += inodes;
             }
         }
         res
@@ -637,7 +818,7 @@ impl Inner {
         let mut r = self.inodes.lock().await;
         if r.next >= r.end {
             let end = txn!(self, "allocate inodes", |tx| {
-                counter_add(tx, "nextInode", INODE_BATCH)?
+                counter_add(tx, "nextInode", INODE_BATCH).await?
             })?;
             r.next = (end - INODE_BATCH) as u64;
             r.end = end as u64;
@@ -651,7 +832,7 @@ impl Inner {
         let mut r = self.slices.lock().await;
         if r.next >= r.end {
             let end = txn!(self, "allocate slice ids", |tx| {
-                counter_add(tx, "nextChunk", SLICE_BATCH)?
+                counter_add(tx, "nextChunk", SLICE_BATCH).await?
             })?;
             r.next = (end - SLICE_BATCH) as u64;
             r.end = end as u64;
@@ -662,39 +843,39 @@ impl Inner {
     }
 
     /// The trash directory for the current hour, created when missing.
-    fn trash_dir(&self, c: &Conn, now: Timestamp) -> Result<Ino> {
+    async fn trash_dir(&self, c: &mut Tx<'_>, now: Timestamp) -> Result<Ino> {
         let name = chrono::DateTime::from_timestamp(now.sec, 0)
             .map(|t| t.format("%Y-%m-%d-%H").to_string())
             .ok_or_else(|| Error::invalid("clock out of range"))?;
-        if let Some((_, ino, _)) = get_edge(c, TRASH_INODE, name.as_bytes())? {
+        if let Some((_, ino, _)) = get_edge(c, TRASH_INODE, name.as_bytes()).await? {
             return Ok(ino);
         }
-        let mut root = match get_node(c, TRASH_INODE)? {
+        let mut root = match get_node(c, TRASH_INODE).await? {
             Some(a) => a,
             None => {
                 let a = new_dir_attr(TRASH_INODE, 0o555, ROOT_INODE, now);
-                insert_node(c, &a)?;
+                insert_node(c, &a).await?;
                 a
             }
         };
-        let n = counter_add(c, "nextTrash", 1)?;
+        let n = counter_add(c, "nextTrash", 1).await?;
         let ino = TRASH_INODE + n as u64;
-        insert_node(c, &new_dir_attr(ino, 0o555, TRASH_INODE, now))?;
-        insert_edge(c, TRASH_INODE, name.as_bytes(), ino, FileType::Dir)?;
+        insert_node(c, &new_dir_attr(ino, 0o555, TRASH_INODE, now)).await?;
+        insert_edge(c, TRASH_INODE, name.as_bytes(), ino, FileType::Dir).await?;
         // counted like any inode, so purging it later (rmdir) balances the count
-        counter_add(c, "totalInodes", 1)?;
+        c.inode_delta += 1;
         root.nlink += 1;
         root.mtime = now;
         root.ctime = now;
-        update_node(c, &root)?;
+        update_node(c, &root).await?;
         Ok(ino)
     }
 
     /// Remove one name of `attr` (its entry is already deleted). Moves the last name of a file
     /// to the trash when the volume keeps one.
-    fn drop_link(
+    async fn drop_link(
         &self,
-        c: &Conn,
+        c: &mut Tx<'_>,
         mut attr: Attr,
         parent: Ino,
         name: &[u8],
@@ -703,43 +884,44 @@ impl Inner {
         attr.ctime = now;
         if attr.nlink > 1 {
             attr.nlink -= 1;
-            update_node(c, &attr)?;
+            update_node(c, &attr).await?;
             return Ok(Removed::Kept);
         }
         // trash directories are the only inodes numbered at or above TRASH_INODE
         let in_trash = parent >= TRASH_INODE;
         if self.trash_days() > 0 && attr.typ == FileType::File && !in_trash {
-            let dir = self.trash_dir(c, now)?;
+            let dir = self.trash_dir(c, now).await?;
             let mut tname = format!("{}-{}-", parent, attr.ino).into_bytes();
             tname.extend_from_slice(name);
             tname.truncate(MAX_NAME_LEN);
-            if get_edge(c, dir, &tname)?.is_some() {
+            if get_edge(c, dir, &tname).await?.is_some() {
                 tname.truncate(MAX_NAME_LEN - 12);
                 tname.extend_from_slice(format!("-{}", now.nsec).as_bytes());
             }
-            insert_edge(c, dir, &tname, attr.ino, attr.typ)?;
+            insert_edge(c, dir, &tname, attr.ino, attr.typ).await?;
             attr.parent = dir;
-            update_node(c, &attr)?;
+            update_node(c, &attr).await?;
             return Ok(Removed::Kept);
         }
         attr.nlink = 0;
         if attr.typ == FileType::File && self.is_open(attr.ino) {
-            update_node(c, &attr)?;
-            q("INSERT OR IGNORE INTO jfs_sustained (sid, inode) VALUES (?, ?)")
+            update_node(c, &attr).await?;
+            q(dialect::sustain(c.dialect()))
                 .bind(self.sid.load(Ordering::Relaxed) as i64)
                 .bind(attr.ino as i64)
                 .execute(c)
+                .await
                 .map_err(db("sustain"))?;
             if let Ok(mut set) = self.sustained.lock() {
                 set.insert(attr.ino);
             }
             return Ok(Removed::Sustained);
         }
-        self.free_inode(c, &attr, now)?;
+        self.free_inode(c, &attr, now).await?;
         let mut objects = Vec::new();
         let deferred = attr.typ == FileType::File && attr.length > INLINE_FREE_MAX;
         if attr.typ == FileType::File && !deferred {
-            free_chunks(c, attr.ino, &mut objects)?;
+            free_chunks(c, attr.ino, &mut objects).await?;
         }
         Ok(Removed::Freed {
             ino: attr.ino,
@@ -750,7 +932,7 @@ impl Inner {
 
     /// Delete an inode with no names; a file's data is queued in `jfs_delfile` and freed after
     /// commit by `free_file_data`.
-    fn free_inode(&self, c: &Conn, attr: &Attr, now: Timestamp) -> Result<()> {
+    async fn free_inode(&self, c: &mut Tx<'_>, attr: &Attr, now: Timestamp) -> Result<()> {
         let mut stmts = vec![
             "DELETE FROM jfs_node WHERE inode = ?",
             "DELETE FROM jfs_xattr WHERE inode = ?",
@@ -764,18 +946,20 @@ impl Inner {
             q(sql)
                 .bind(attr.ino as i64)
                 .execute(c)
+                .await
                 .map_err(db("delete inode"))?;
         }
         if attr.typ == FileType::File {
-            q("INSERT OR REPLACE INTO jfs_delfile (inode, length, expire) VALUES (?,?,?)")
+            q(dialect::queue_delfile(c.dialect()))
                 .bind(attr.ino as i64)
                 .bind(attr.length as i64)
                 .bind(now.sec)
                 .execute(c)
+                .await
                 .map_err(db("delete inode"))?;
-            counter_add(c, "usedSpace", -align4k(attr.length))?;
+            c.space_delta -= align4k(attr.length);
         }
-        counter_add(c, "totalInodes", -1)?;
+        c.inode_delta -= 1;
         Ok(())
     }
 
@@ -783,7 +967,7 @@ impl Inner {
     async fn free_file_data(&self, ino: Ino) -> Result<()> {
         let freed = txn!(self, "free file data", |tx| {
             let mut freed = Vec::new();
-            free_chunks(tx, ino, &mut freed)?;
+            free_chunks(tx, ino, &mut freed).await?;
             freed
         })?;
         self.delete_objects(freed).await;
@@ -850,13 +1034,13 @@ impl Inner {
     }
 
     /// Whether `ino` is `ancestor` or lies below it.
-    fn is_below(&self, c: &Conn, ancestor: Ino, mut ino: Ino) -> Result<bool> {
+    async fn is_below(&self, c: &mut Tx<'_>, ancestor: Ino, mut ino: Ino) -> Result<bool> {
         let mut steps = 0;
         while ino != ROOT_INODE && ino != 0 {
             if ino == ancestor {
                 return Ok(true);
             }
-            let Some(a) = get_node(c, ino)? else {
+            let Some(a) = get_node(c, ino).await? else {
                 return Ok(false);
             };
             ino = a.parent;
@@ -870,17 +1054,18 @@ impl Inner {
 
     /// Remove session `sid` and what it held: its locks, and the inodes it kept alive after
     /// their last name went (freed here; their data after commit). Returns those files.
-    fn remove_session(&self, c: &Conn, sid: i64, now: Timestamp) -> Result<Vec<Ino>> {
+    async fn remove_session(&self, c: &mut Tx<'_>, sid: i64, now: Timestamp) -> Result<Vec<Ino>> {
         let rows = q("SELECT inode FROM jfs_sustained WHERE sid = ?")
             .bind(sid)
             .fetch_all(c)
+            .await
             .map_err(db("remove session"))?;
         let mut files = Vec::new();
         for r in rows {
             let ino = r.try_get::<i64>(0).map_err(db("remove session"))? as u64;
-            if let Some(a) = get_node(c, ino)? {
+            if let Some(a) = get_node(c, ino).await? {
                 if a.nlink == 0 {
-                    self.free_inode(c, &a, now)?;
+                    self.free_inode(c, &a, now).await?;
                     files.push(ino);
                 }
             }
@@ -891,7 +1076,11 @@ impl Inner {
             "DELETE FROM jfs_plock WHERE sid = ?",
             "DELETE FROM jfs_session2 WHERE sid = ?",
         ] {
-            q(sql).bind(sid).execute(c).map_err(db("remove session"))?;
+            q(sql)
+                .bind(sid)
+                .execute(c)
+                .await
+                .map_err(db("remove session"))?;
         }
         Ok(files)
     }
@@ -907,6 +1096,7 @@ impl Inner {
                 .bind(expire)
                 .bind(sid as i64)
                 .execute(tx)
+                .await
                 .map_err(db("session heartbeat"))?;
         })
     }
@@ -917,10 +1107,11 @@ impl Inner {
         let now = Timestamp::now();
         // dead sessions: their unlinked-but-open files and locks
         let dead: Vec<i64> = {
-            let c = self.conn()?;
+            let mut c = self.conn().await?;
             q("SELECT sid FROM jfs_session2 WHERE expire < ?")
                 .bind(now.sec)
-                .fetch_all(&c)
+                .fetch_all(&mut c)
+                .await
                 .map_err(db("cleanup sessions"))?
                 .iter()
                 .filter_map(|r| r.try_get::<i64>(0).ok())
@@ -928,7 +1119,7 @@ impl Inner {
         };
         for sid in dead {
             let inodes = txn!(self, "cleanup session", |tx| {
-                self.remove_session(tx, sid, now)?
+                self.remove_session(tx, sid, now).await?
             })?;
             for ino in inodes {
                 self.free_file_data(ino).await?;
@@ -937,10 +1128,11 @@ impl Inner {
         }
         // pending deletions left by a crash between unlink and freeing
         let pending: Vec<i64> = {
-            let c = self.conn()?;
+            let mut c = self.conn().await?;
             q("SELECT inode FROM jfs_delfile WHERE expire < ?")
                 .bind(now.sec - 60)
-                .fetch_all(&c)
+                .fetch_all(&mut c)
+                .await
                 .map_err(db("cleanup deletions"))?
                 .iter()
                 .filter_map(|r| r.try_get::<i64>(0).ok())
@@ -953,10 +1145,11 @@ impl Inner {
         // expired trash hours
         let days = self.trash_days();
         let entries: Vec<(Vec<u8>, i64)> = {
-            let c = self.conn()?;
+            let mut c = self.conn().await?;
             q("SELECT name, inode FROM jfs_edge WHERE parent = ?")
                 .bind(TRASH_INODE as i64)
-                .fetch_all(&c)
+                .fetch_all(&mut c)
+                .await
                 .map_err(db("cleanup trash"))?
                 .iter()
                 .filter_map(|r| Some((r.try_get::<Vec<u8>>(0).ok()?, r.try_get::<i64>(1).ok()?)))
@@ -1007,8 +1200,8 @@ impl Inner {
 }
 
 async fn get_parent_of(inner: &Inner, ino: Ino) -> Result<Ino> {
-    let c = inner.conn()?;
-    Ok(must_node(&c, ino)?.parent)
+    let mut c = inner.conn().await?;
+    Ok(must_node(&mut c, ino).await?.parent)
 }
 
 fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> Attr {
@@ -1033,20 +1226,20 @@ fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> Attr {
 impl Inner {
     async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
         check_name(name)?;
-        let c = self.conn()?;
+        let mut c = self.conn().await?;
         let special = name == b"."
             || name == b".."
             || (parent == ROOT_INODE && name == TRASH_NAME.as_bytes());
         if !ctx.check_permission && !special {
             // The common case in one query: entry and inode joined. The parent is read only
             // when the name is missing, to tell ENOENT from ENOTDIR.
-            if let Some((_, a)) = get_entry(&c, parent, name)? {
+            if let Some((_, a)) = get_entry(&mut c, parent, name).await? {
                 return Ok(a);
             }
-            must_dir(&c, parent)?;
+            must_dir(&mut c, parent).await?;
             return Err(Error::not_found("no such entry"));
         }
-        let p = must_dir(&c, parent)?;
+        let p = must_dir(&mut c, parent).await?;
         perm::access(ctx, &p, MAY_EXEC)?;
         if name == b"." {
             return Ok(p);
@@ -1057,17 +1250,18 @@ impl Inner {
             } else {
                 p.parent
             };
-            return must_node(&c, up);
+            return must_node(&mut c, up).await;
         }
         if parent == ROOT_INODE && name == TRASH_NAME.as_bytes() {
-            if let Some(a) = get_node(&c, TRASH_INODE)? {
+            if let Some(a) = get_node(&mut c, TRASH_INODE).await? {
                 return Ok(a);
             }
         }
-        let Some((_, ino, _)) = get_edge(&c, parent, name)? else {
+        let Some((_, ino, _)) = get_edge(&mut c, parent, name).await? else {
             return Err(Error::not_found("no such entry"));
         };
-        get_node(&c, ino)?
+        get_node(&mut c, ino)
+            .await?
             .ok_or_else(|| Error::not_found(format!("entry names missing inode {ino}")))
     }
 
@@ -1100,7 +1294,7 @@ impl Inner {
         let now = Timestamp::now();
         txn!(self, "mknod", |tx| {
             let dir_delta = i64::from(typ == FileType::Dir);
-            let p = touch_dir(tx, parent, now, dir_delta)?;
+            let p = touch_dir(tx, parent, now, dir_delta).await?;
             if i64::from(p.nlink) - dir_delta == 0 {
                 return Err(Error::not_found("parent directory was removed"));
             }
@@ -1112,7 +1306,9 @@ impl Inner {
                 return Err(Error::exists("the trash directory exists"));
             }
             if fmt.inodes > 0 {
-                let used = counter_add(tx, "totalInodes", 0)?;
+                let used = counter_add(tx, "totalInodes", 0).await?
+                    + self.pending_stats().1
+                    + tx.inode_delta;
                 if used as u64 >= fmt.inodes {
                     return Err(Error::new(
                         ErrorKind::NoSpace,
@@ -1156,17 +1352,18 @@ impl Inner {
                 parent,
                 flags: 0,
             };
-            insert_node(tx, &attr)?;
+            insert_node(tx, &attr).await?;
             // the UNIQUE (parent, name) index is the existence check
-            insert_edge(tx, parent, name, ino, typ)?;
+            insert_edge(tx, parent, name, ino, typ).await?;
             if typ == FileType::Symlink {
                 q("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
                     .bind(ino as i64)
                     .bind(target)
                     .execute(tx)
+                    .await
                     .map_err(db("symlink"))?;
             }
-            counter_add(tx, "totalInodes", 1)?;
+            tx.inode_delta += 1;
             attr
         })
     }
@@ -1176,17 +1373,17 @@ impl Inner {
         check_name(name)?;
         let now = Timestamp::now();
         let removed = txn!(self, "unlink", |tx| {
-            let p = touch_dir(tx, parent, now, 0)?;
+            let p = touch_dir(tx, parent, now, 0).await?;
             perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
-            let Some((eid, attr)) = get_entry(tx, parent, name)? else {
+            let Some((eid, attr)) = get_entry(tx, parent, name).await? else {
                 return Err(Error::not_found("no such entry"));
             };
             if attr.typ == FileType::Dir {
                 return Err(Error::is_dir("is a directory"));
             }
             perm::sticky(ctx, &p, &attr)?;
-            delete_edge(tx, eid)?;
-            self.drop_link(tx, attr, parent, name, now)?
+            delete_edge(tx, eid).await?;
+            self.drop_link(tx, attr, parent, name, now).await?
         })?;
         self.after_remove(removed).await;
         Ok(())
@@ -1203,25 +1400,25 @@ impl Inner {
         }
         let now = Timestamp::now();
         txn!(self, "rmdir", |tx| {
-            let mut p = must_dir(tx, parent)?;
+            let mut p = must_dir(tx, parent).await?;
             perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
-            let Some((eid, ino, typ)) = get_edge(tx, parent, name)? else {
+            let Some((eid, ino, typ)) = get_edge(tx, parent, name).await? else {
                 return Err(Error::not_found("no such entry"));
             };
             if typ != FileType::Dir {
                 return Err(Error::not_dir("not a directory"));
             }
-            let attr = must_node(tx, ino)?;
+            let attr = must_node(tx, ino).await?;
             perm::sticky(ctx, &p, &attr)?;
-            if !dir_is_empty(tx, ino)? {
+            if !dir_is_empty(tx, ino).await? {
                 return Err(Error::not_empty("directory not empty"));
             }
-            delete_edge(tx, eid)?;
-            self.free_inode(tx, &attr, now)?;
+            delete_edge(tx, eid).await?;
+            self.free_inode(tx, &attr, now).await?;
             p.nlink = p.nlink.saturating_sub(1);
             p.mtime = now;
             p.ctime = now;
-            update_node(tx, &p)?;
+            update_node(tx, &p).await?;
         })
     }
 
@@ -1247,26 +1444,26 @@ impl Inner {
         }
         let now = Timestamp::now();
         let removed = txn!(self, "rename", |tx| {
-            let mut sp = must_dir(tx, parent)?;
+            let mut sp = must_dir(tx, parent).await?;
             let mut dp = if new_parent == parent {
                 sp.clone()
             } else {
-                must_dir(tx, new_parent)?
+                must_dir(tx, new_parent).await?
             };
             perm::access(ctx, &sp, MAY_WRITE | MAY_EXEC)?;
             perm::access(ctx, &dp, MAY_WRITE | MAY_EXEC)?;
             if dp.parent == TRASH_INODE || new_parent == TRASH_INODE {
                 return Err(Error::not_permitted("cannot move entries into the trash"));
             }
-            let Some((seid, sino, styp)) = get_edge(tx, parent, name)? else {
+            let Some((seid, sino, styp)) = get_edge(tx, parent, name).await? else {
                 return Err(Error::not_found("no such entry"));
             };
-            let mut sattr = must_node(tx, sino)?;
+            let mut sattr = must_node(tx, sino).await?;
             perm::sticky(ctx, &sp, &sattr)?;
-            let dst = get_edge(tx, new_parent, new_name)?;
+            let dst = get_edge(tx, new_parent, new_name).await?;
             if styp == FileType::Dir
                 && new_parent != parent
-                && self.is_below(tx, sino, new_parent)?
+                && self.is_below(tx, sino, new_parent).await?
             {
                 return Err(Error::invalid("cannot move a directory into itself"));
             }
@@ -1278,11 +1475,11 @@ impl Inner {
                 if dino == sino {
                     return Ok(Removed::Kept);
                 }
-                let mut dattr = must_node(tx, dino)?;
+                let mut dattr = must_node(tx, dino).await?;
                 perm::sticky(ctx, &dp, &dattr)?;
                 if dtyp == FileType::Dir
                     && new_parent != parent
-                    && self.is_below(tx, dino, parent)?
+                    && self.is_below(tx, dino, parent).await?
                 {
                     return Err(Error::invalid("cannot move a directory into itself"));
                 }
@@ -1291,12 +1488,14 @@ impl Inner {
                     .bind(i64::from(dtyp.code()))
                     .bind(seid)
                     .execute(tx)
+                    .await
                     .map_err(db("rename"))?;
                 q("UPDATE jfs_edge SET inode = ?, type = ? WHERE id = ?")
                     .bind(sino as i64)
                     .bind(i64::from(styp.code()))
                     .bind(deid)
                     .execute(tx)
+                    .await
                     .map_err(db("rename"))?;
                 if new_parent != parent {
                     if styp == FileType::Dir && dtyp != FileType::Dir {
@@ -1314,7 +1513,7 @@ impl Inner {
                     dattr.parent = parent;
                 }
                 dattr.ctime = now;
-                update_node(tx, &dattr)?;
+                update_node(tx, &dattr).await?;
             } else {
                 if let Some((deid, dino, dtyp)) = dst {
                     if flags.noreplace {
@@ -1324,22 +1523,22 @@ impl Inner {
                         // two names of one inode: POSIX says do nothing
                         return Ok(Removed::Kept);
                     }
-                    let dattr = must_node(tx, dino)?;
+                    let dattr = must_node(tx, dino).await?;
                     perm::sticky(ctx, &dp, &dattr)?;
                     match (styp == FileType::Dir, dtyp == FileType::Dir) {
                         (true, false) => return Err(Error::not_dir("target is not a directory")),
                         (false, true) => return Err(Error::is_dir("target is a directory")),
                         _ => {}
                     }
-                    delete_edge(tx, deid)?;
+                    delete_edge(tx, deid).await?;
                     if dtyp == FileType::Dir {
-                        if !dir_is_empty(tx, dino)? {
+                        if !dir_is_empty(tx, dino).await? {
                             return Err(Error::not_empty("target directory not empty"));
                         }
-                        self.free_inode(tx, &dattr, now)?;
+                        self.free_inode(tx, &dattr, now).await?;
                         dp.nlink -= 1;
                     } else {
-                        removed = self.drop_link(tx, dattr, new_parent, new_name, now)?;
+                        removed = self.drop_link(tx, dattr, new_parent, new_name, now).await?;
                     }
                 }
                 q("UPDATE jfs_edge SET parent = ?, name = ? WHERE id = ?")
@@ -1347,6 +1546,7 @@ impl Inner {
                     .bind(new_name)
                     .bind(seid)
                     .execute(tx)
+                    .await
                     .map_err(db("rename"))?;
                 if styp == FileType::Dir && new_parent != parent {
                     sp.nlink -= 1;
@@ -1357,16 +1557,16 @@ impl Inner {
                 }
             }
             sattr.ctime = now;
-            update_node(tx, &sattr)?;
+            update_node(tx, &sattr).await?;
             sp.mtime = now;
             sp.ctime = now;
             dp.mtime = now;
             dp.ctime = now;
             if new_parent != parent {
-                update_node(tx, &sp)?;
+                update_node(tx, &sp).await?;
             }
             // with one parent, `dp` is the same record and carries every link-count change
-            update_node(tx, &dp)?;
+            update_node(tx, &dp).await?;
             removed
         })?;
         self.after_remove(removed).await;
@@ -1380,7 +1580,7 @@ impl Inner {
         check_name(new_name)?;
         let now = Timestamp::now();
         txn!(self, "link", |tx| {
-            let mut p = must_dir(tx, new_parent)?;
+            let mut p = must_dir(tx, new_parent).await?;
             if p.nlink == 0 {
                 return Err(Error::not_found("parent directory was removed"));
             }
@@ -1388,7 +1588,7 @@ impl Inner {
                 return Err(Error::not_permitted("cannot link into the trash"));
             }
             perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
-            let mut a = must_node(tx, ino)?;
+            let mut a = must_node(tx, ino).await?;
             if a.typ == FileType::Dir {
                 return Err(Error::not_permitted(
                     "hard links to directories are not allowed",
@@ -1397,20 +1597,20 @@ impl Inner {
             if a.nlink == 0 {
                 return Err(Error::not_found("the file was removed"));
             }
-            if get_edge(tx, new_parent, new_name)?.is_some() {
+            if get_edge(tx, new_parent, new_name).await?.is_some() {
                 return Err(Error::exists("entry exists"));
             }
             if a.nlink == u32::MAX {
                 return Err(Error::new(ErrorKind::TooManyLinks, "too many links"));
             }
-            insert_edge(tx, new_parent, new_name, ino, a.typ)?;
+            insert_edge(tx, new_parent, new_name, ino, a.typ).await?;
             a.nlink += 1;
             a.parent = 0;
             a.ctime = now;
-            update_node(tx, &a)?;
+            update_node(tx, &a).await?;
             p.mtime = now;
             p.ctime = now;
-            update_node(tx, &p)?;
+            update_node(tx, &p).await?;
             a
         })
     }
@@ -1419,7 +1619,7 @@ impl Inner {
         self.writable()?;
         let now = Timestamp::now();
         txn!(self, "setattr", |tx| {
-            let mut a = must_node(tx, ino)?;
+            let mut a = must_node(tx, ino).await?;
             let owner = ctx.uid == 0 || ctx.uid == a.uid;
             if let Some(mode) = set.mode {
                 if ctx.check_permission && !owner {
@@ -1482,16 +1682,16 @@ impl Inner {
                 }
             }
             a.ctime = now;
-            update_node(tx, &a)?;
+            update_node(tx, &a).await?;
             a
         })
     }
 
     /// Append zero records over `[start, end)` and drop whole chunks that lie at or past
     /// `drop_from` (the new length when shrinking).
-    fn zero_range(
+    async fn zero_range(
         &self,
-        c: &Conn,
+        c: &mut Tx<'_>,
         ino: Ino,
         start: u64,
         end: u64,
@@ -1503,34 +1703,37 @@ impl Inner {
             if first_dropped.is_some_and(|f| u64::from(indx) >= f) {
                 continue;
             }
-            append_slices(c, ino, indx, &[rec])?;
+            append_slices(c, ino, indx, &[rec]).await?;
         }
         if let Some(f) = first_dropped {
             let rows = q("SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ?")
                 .bind(ino as i64)
                 .bind(f as i64)
                 .fetch_all(c)
+                .await
                 .map_err(db("truncate"))?;
             for r in rows {
                 let buf: Vec<u8> = r.try_get(1).map_err(db("truncate"))?;
-                unref_slices(c, &slice::decode_all(&buf)?, freed)?;
+                unref_slices(c, &slice::decode_all(&buf)?, freed).await?;
             }
             q("DELETE FROM jfs_chunk WHERE inode = ? AND indx >= ?")
                 .bind(ino as i64)
                 .bind(f as i64)
                 .execute(c)
+                .await
                 .map_err(db("truncate"))?;
         }
         Ok(())
     }
 
-    fn check_capacity(&self, c: &Conn, grow: i64) -> Result<()> {
+    async fn check_capacity(&self, c: &mut Tx<'_>, grow: i64) -> Result<()> {
         if grow <= 0 {
             return Ok(());
         }
         let cap = self.format()?.capacity;
         if cap > 0 {
-            let used = counter_add(c, "usedSpace", 0)?;
+            let used =
+                counter_add(c, "usedSpace", 0).await? + self.pending_stats().0 + c.space_delta;
             if used + grow > cap as i64 {
                 return Err(Error::new(
                     ErrorKind::NoSpace,
@@ -1548,7 +1751,7 @@ impl Inner {
         }
         let now = Timestamp::now();
         let (attr, freed) = txn!(self, "truncate", |tx| {
-            let mut a = must_node(tx, ino)?;
+            let mut a = must_node(tx, ino).await?;
             match a.typ {
                 FileType::File => {}
                 FileType::Dir => return Err(Error::is_dir("is a directory")),
@@ -1557,15 +1760,16 @@ impl Inner {
             perm::access(ctx, &a, MAY_WRITE)?;
             let mut freed = Vec::new();
             let delta = align4k(length) - align4k(a.length);
-            self.check_capacity(tx, delta)?;
+            self.check_capacity(tx, delta).await?;
             if length < a.length {
-                self.zero_range(tx, ino, length, a.length, Some(length), &mut freed)?;
+                self.zero_range(tx, ino, length, a.length, Some(length), &mut freed)
+                    .await?;
             }
-            counter_add(tx, "usedSpace", delta)?;
+            tx.space_delta += delta;
             a.length = length;
             a.mtime = now;
             a.ctime = now;
-            update_node(tx, &a)?;
+            update_node(tx, &a).await?;
             (a, freed)
         })?;
         self.delete_objects(freed).await;
@@ -1593,7 +1797,7 @@ impl Inner {
         }
         let now = Timestamp::now();
         txn!(self, "fallocate", |tx| {
-            let mut a = must_node(tx, ino)?;
+            let mut a = must_node(tx, ino).await?;
             match a.typ {
                 FileType::File => {}
                 FileType::Dir => return Err(Error::is_dir("is a directory")),
@@ -1608,19 +1812,20 @@ impl Inner {
                 };
                 if off < zend {
                     let mut freed = Vec::new();
-                    self.zero_range(tx, ino, off, zend, None, &mut freed)?;
+                    self.zero_range(tx, ino, off, zend, None, &mut freed)
+                        .await?;
                 }
                 a.mtime = now;
             }
             if !mode.keep_size && end > a.length {
                 let delta = align4k(end) - align4k(a.length);
-                self.check_capacity(tx, delta)?;
-                counter_add(tx, "usedSpace", delta)?;
+                self.check_capacity(tx, delta).await?;
+                tx.space_delta += delta;
                 a.length = end;
                 a.mtime = now;
             }
             a.ctime = now;
-            update_node(tx, &a)?;
+            update_node(tx, &a).await?;
             a
         })
     }
@@ -1633,8 +1838,8 @@ impl Inner {
         limit: usize,
         plus: bool,
     ) -> Result<Vec<DirEntry>> {
-        let c = self.conn()?;
-        let d = must_dir(&c, ino)?;
+        let mut c = self.conn().await?;
+        let d = must_dir(&mut c, ino).await?;
         perm::access(ctx, &d, crate::perm::MAY_READ)?;
         let limit = limit.clamp(1, 10_000) as i64;
         // Pages follow the UNIQUE (parent, name) index: each page costs its own size, not the
@@ -1654,7 +1859,8 @@ impl Inner {
                 None => q("SELECT name FROM jfs_edge WHERE id = ? AND parent = ?")
                     .bind(after as i64)
                     .bind(ino as i64)
-                    .fetch_optional(&c)
+                    .fetch_optional(&mut c)
+                    .await
                     .map_err(db("readdir"))?
                     .map(|r| r.try_get::<Vec<u8>>(0))
                     .transpose()
@@ -1672,7 +1878,7 @@ impl Inner {
         .bind(ino as i64)
         .bind(from)
         .bind(limit)
-        .fetch_all(&c)
+        .fetch_all(&mut c).await
         .map_err(db("readdir"))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -1707,8 +1913,8 @@ impl Inner {
     }
 
     async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr> {
-        let c = self.conn()?;
-        let a = must_node(&c, ino)?;
+        let mut c = self.conn().await?;
+        let a = must_node(&mut c, ino).await?;
         let _ = ctx;
         self.opened(ino);
         Ok(a)
@@ -1751,6 +1957,7 @@ impl Inner {
                 .bind(sid)
                 .bind(ino as i64)
                 .fetch_optional(tx)
+                .await
                 .map_err(db("close"))?;
             if row.is_none() {
                 false
@@ -1759,10 +1966,11 @@ impl Inner {
                     .bind(sid)
                     .bind(ino as i64)
                     .execute(tx)
+                    .await
                     .map_err(db("close"))?;
-                match get_node(tx, ino)? {
+                match get_node(tx, ino).await? {
                     Some(a) if a.nlink == 0 => {
-                        self.free_inode(tx, &a, now)?;
+                        self.free_inode(tx, &a, now).await?;
                         true
                     }
                     _ => false,
@@ -1785,7 +1993,7 @@ impl Inner {
             ));
         }
         txn!(self, "write", |tx| {
-            let mut a = must_node(tx, ino)?;
+            let mut a = must_node(tx, ino).await?;
             if a.typ != FileType::File {
                 return Err(Error::invalid("not a regular file"));
             }
@@ -1794,29 +2002,33 @@ impl Inner {
             } else {
                 0
             };
-            self.check_capacity(tx, delta)?;
-            append_slices(tx, ino, indx, &[s])?;
-            q("INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?,?,1) ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1")
-                .bind(s.id as i64).bind(i64::from(s.size))
-                .execute(tx).map_err(db("write"))?;
+            self.check_capacity(tx, delta).await?;
+            append_slices(tx, ino, indx, &[s]).await?;
+            q(dialect::ref_slice(tx.dialect()))
+                .bind(s.id as i64)
+                .bind(i64::from(s.size))
+                .execute(tx)
+                .await
+                .map_err(db("write"))?;
             if end > a.length {
                 a.length = end;
-                counter_add(tx, "usedSpace", delta)?;
+                tx.space_delta += delta;
             }
             a.mtime = mtime;
             a.ctime = mtime;
-            update_node(tx, &a)?;
+            update_node(tx, &a).await?;
         })
     }
 
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let name = xattr_name(name)?;
-        let c = self.conn()?;
-        must_node(&c, ino)?;
+        let mut c = self.conn().await?;
+        must_node(&mut c, ino).await?;
         let row = q("SELECT value FROM jfs_xattr WHERE inode = ? AND name = ?")
             .bind(ino as i64)
             .bind(name)
-            .fetch_optional(&c)
+            .fetch_optional(&mut c)
+            .await
             .map_err(db("getxattr"))?;
         match row {
             Some(r) => r.try_get(0).map_err(db("getxattr")),
@@ -1825,11 +2037,12 @@ impl Inner {
     }
 
     async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        let c = self.conn()?;
-        must_node(&c, ino)?;
+        let mut c = self.conn().await?;
+        must_node(&mut c, ino).await?;
         let rows = q("SELECT name FROM jfs_xattr WHERE inode = ? ORDER BY id")
             .bind(ino as i64)
-            .fetch_all(&c)
+            .fetch_all(&mut c)
+            .await
             .map_err(db("listxattr"))?;
         rows.iter()
             .map(|r| {
@@ -1861,12 +2074,13 @@ impl Inner {
         }
         let now = Timestamp::now();
         txn!(self, "setxattr", |tx| {
-            let mut a = must_node(tx, ino)?;
+            let mut a = must_node(tx, ino).await?;
             perm::access(ctx, &a, MAY_WRITE)?;
             let exists = q("SELECT 1 FROM jfs_xattr WHERE inode = ? AND name = ?")
                 .bind(ino as i64)
                 .bind(name)
                 .fetch_optional(tx)
+                .await
                 .map_err(db("setxattr"))?
                 .is_some();
             if flags.create && exists {
@@ -1875,11 +2089,15 @@ impl Inner {
             if flags.replace && !exists {
                 return Err(Error::new(ErrorKind::NoAttr, "no such attribute"));
             }
-            q("INSERT INTO jfs_xattr (inode, name, value) VALUES (?,?,?) ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value")
-                .bind(ino as i64).bind(name).bind(value)
-                .execute(tx).map_err(db("setxattr"))?;
+            q(dialect::set_xattr(tx.dialect()))
+                .bind(ino as i64)
+                .bind(name)
+                .bind(value)
+                .execute(tx)
+                .await
+                .map_err(db("setxattr"))?;
             a.ctime = now;
-            update_node(tx, &a)?;
+            update_node(tx, &a).await?;
         })
     }
 
@@ -1888,37 +2106,33 @@ impl Inner {
         let name = xattr_name(name)?;
         let now = Timestamp::now();
         txn!(self, "removexattr", |tx| {
-            let mut a = must_node(tx, ino)?;
+            let mut a = must_node(tx, ino).await?;
             perm::access(ctx, &a, MAY_WRITE)?;
             let done = q("DELETE FROM jfs_xattr WHERE inode = ? AND name = ?")
                 .bind(ino as i64)
                 .bind(name)
                 .execute(tx)
+                .await
                 .map_err(db("removexattr"))?;
             if done.rows_affected() == 0 {
                 return Err(Error::new(ErrorKind::NoAttr, "no such attribute"));
             }
             a.ctime = now;
-            update_node(tx, &a)?;
+            update_node(tx, &a).await?;
         })
     }
 
     async fn statfs(&self) -> Result<StatFs> {
         let fmt = self.format()?;
-        let c = self.conn()?;
-        let get = |name: &'static str| -> Result<i64> {
-            let row = q("SELECT value FROM jfs_counter WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&c)
-                .map_err(db("statfs"))?;
-            Ok(match row {
-                Some(r) => r.try_get(0).map_err(db("statfs"))?,
-                None => 0,
-            })
-        };
-        let used = get("usedSpace")?.max(0) as u64;
-        let inodes = get("totalInodes")?.max(0) as u64;
-        drop(c);
+        let (space, inodes) = read!(self, "statfs", |c| {
+            (
+                counter_add(c, "usedSpace", 0).await?,
+                counter_add(c, "totalInodes", 0).await?,
+            )
+        })?;
+        let pending = self.pending_stats();
+        let used = (space + pending.0).max(0) as u64;
+        let inodes = (inodes + pending.1).max(0) as u64;
         let total_space = if fmt.capacity > 0 {
             fmt.capacity
         } else {
@@ -1977,46 +2191,57 @@ fn row_attr_at(r: &Row, base: usize) -> Result<Attr> {
 
 impl Inner {
     async fn init(&self, format: &Format, force: bool) -> Result<()> {
-        // The pool never creates the file (a typo in a URL must not leave an empty database
-        // behind); format does, through one connection of its own.
-        let parent = std::path::Path::new(&self.path)
-            .parent()
-            .map(|p| p.to_path_buf());
-        if let Some(dir) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                return Err(Error::config(format!(
-                    "directory {} for the SQLite database does not exist: create it first",
-                    dir.display()
-                )));
+        if let Pool::Sqlite(sq) = &self.pool {
+            // The connections never create the file (a typo in a URL must not leave an empty
+            // database behind); format does, through one connection of its own.
+            let parent = std::path::Path::new(&sq.path)
+                .parent()
+                .map(|p| p.to_path_buf());
+            if let Some(dir) = parent.filter(|p| !p.as_os_str().is_empty()) {
+                if !dir.is_dir() {
+                    return Err(Error::config(format!(
+                        "directory {} for the SQLite database does not exist: create it first",
+                        dir.display()
+                    )));
+                }
             }
+            // creates the file (WAL mode is stored in it)
+            drop(open_conn(&sq.path, true).map_err(|e| {
+                Error::config(format!("cannot create the SQLite database {}", sq.path))
+                    .with_source(e)
+            })?);
         }
-        // creates the file (WAL mode is stored in it); the pool never creates one
-        drop(open_conn(&self.path, true).map_err(|e| {
-            Error::config(format!("cannot create the SQLite database {}", self.path)).with_source(e)
-        })?);
+        let d = self.pool.dialect();
+        // Tables first, outside the transaction: MySQL commits around every DDL statement.
+        read!(self, "format", |c| {
+            let has_tables = q(dialect::has_setting_table(d))
+                .fetch_optional(c)
+                .await
+                .map_err(db("format"))?
+                .is_some();
+            if !has_tables {
+                for ddl in dialect::ddl(d) {
+                    q(ddl).execute(c).await.map_err(db("format"))?;
+                }
+            }
+        })?;
         let now = Timestamp::now();
         let json = format.to_json()?;
         txn!(self, "format", |tx| {
-            let has_tables =
-                q("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'")
-                    .fetch_optional(tx)
-                    .map_err(db("format"))?
-                    .is_some();
-            if !has_tables {
-                for ddl in SQLITE_DDL {
-                    q(ddl).execute(tx).map_err(db("format"))?;
-                }
-            }
-            let old = q("SELECT value FROM jfs_setting WHERE name = 'format'")
-                .fetch_optional(tx)
-                .map_err(db("format"))?;
+            let old = q(locked!(
+                tx,
+                "SELECT value FROM jfs_setting WHERE name = 'format'"
+            ))
+            .fetch_optional(tx)
+            .await
+            .map_err(db("format"))?;
             if let Some(r) = old {
                 let text: String = r.try_get(0).map_err(db("format"))?;
                 let old = Format::from_json(&text)?;
                 if !force {
                     return Err(Error::exists(format!(
-                        "sqlite3://{} already holds volume {:?} (UUID {}); pass --force to change its settings",
-                        self.path, old.name, old.uuid
+                        "{} already holds volume {:?} (UUID {}); pass --force to change its settings",
+                        self.shown, old.name, old.uuid
                     )));
                 }
                 let mut merged = format.clone();
@@ -2025,45 +2250,51 @@ impl Inner {
                 q("UPDATE jfs_setting SET value = ? WHERE name = 'format'")
                     .bind(merged.to_json()?)
                     .execute(tx)
+                    .await
                     .map_err(db("format"))?;
             } else {
                 q("INSERT INTO jfs_setting (name, value) VALUES ('format', ?)")
                     .bind(&json)
                     .execute(tx)
+                    .await
                     .map_err(db("format"))?;
                 for (name, value) in schema::INITIAL_COUNTERS {
                     q("INSERT INTO jfs_counter (name, value) VALUES (?, ?)")
                         .bind(*name)
                         .bind(*value)
                         .execute(tx)
+                        .await
                         .map_err(db("format"))?;
                 }
-                insert_node(tx, &new_dir_attr(ROOT_INODE, 0o777, ROOT_INODE, now))?;
+                insert_node(tx, &new_dir_attr(ROOT_INODE, 0o777, ROOT_INODE, now)).await?;
                 if format.trash_days > 0 {
-                    insert_node(tx, &new_dir_attr(TRASH_INODE, 0o555, ROOT_INODE, now))?;
+                    insert_node(tx, &new_dir_attr(TRASH_INODE, 0o555, ROOT_INODE, now)).await?;
                 }
             }
         })
     }
 
     async fn load(&self) -> Result<Format> {
-        let c = self.conn()?;
-        let has = q("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'")
-            .fetch_optional(&c)
+        let d = self.pool.dialect();
+        let mut c = self.conn().await?;
+        let has = q(dialect::has_setting_table(d))
+            .fetch_optional(&mut c)
+            .await
             .map_err(db("load"))?;
         if has.is_none() {
             return Err(Error::config(format!(
-                "sqlite3://{} is not a formatted volume: run `tidefs format` first",
-                self.path
+                "{} is not a formatted volume: run `tidefs format` first",
+                self.shown
             )));
         }
         let row = q("SELECT value FROM jfs_setting WHERE name = 'format'")
-            .fetch_optional(&c)
+            .fetch_optional(&mut c)
+            .await
             .map_err(db("load"))?
             .ok_or_else(|| {
                 Error::config(format!(
-                    "sqlite3://{} has no volume setting: run `tidefs format` first",
-                    self.path
+                    "{} has no volume setting: run `tidefs format` first",
+                    self.shown
                 ))
             })?;
         let text: String = row.try_get(0).map_err(db("load"))?;
@@ -2079,12 +2310,13 @@ impl Inner {
             serde_json::to_vec(&info).map_err(|e| Error::invalid("session info").with_source(e))?;
         let expire = Timestamp::now().sec + SESSION_TTL_SECS;
         let sid = txn!(self, "new session", |tx| {
-            let sid = counter_add(tx, "nextSession", 1)?;
+            let sid = counter_add(tx, "nextSession", 1).await?;
             q("INSERT INTO jfs_session2 (sid, expire, info) VALUES (?,?,?)")
                 .bind(sid)
                 .bind(expire)
                 .bind(&json)
                 .execute(tx)
+                .await
                 .map_err(db("new session"))?;
             sid as u64
         })?;
@@ -2109,9 +2341,19 @@ impl Inner {
                 tokio::time::sleep(CLEANUP_PERIOD).await;
             }
         });
+        let fl = Arc::clone(self);
+        let flush = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(STATS_FLUSH).await;
+                if let Err(e) = fl.flush_stats().await {
+                    tracing::warn!(error = %e, "flushing the volume counters failed; will retry");
+                }
+            }
+        });
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.push(beat);
             jobs.push(clean);
+            jobs.push(flush);
         }
         Ok(sid)
     }
@@ -2123,13 +2365,14 @@ impl Inner {
                 j.abort();
             }
         }
+        self.flush_stats().await?;
         let sid = self.sid.swap(0, Ordering::Relaxed);
         if sid == 0 {
             return Ok(());
         }
         let now = Timestamp::now();
         let files = txn!(self, "close session", |tx| {
-            self.remove_session(tx, sid as i64, now)?
+            self.remove_session(tx, sid as i64, now).await?
         })?;
         for ino in files {
             self.free_file_data(ino).await?;
@@ -2138,9 +2381,10 @@ impl Inner {
     }
 
     async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
-        let c = self.conn()?;
+        let mut c = self.conn().await?;
         let rows = q("SELECT sid, expire, info FROM jfs_session2 ORDER BY sid")
-            .fetch_all(&c)
+            .fetch_all(&mut c)
+            .await
             .map_err(db("list sessions"))?;
         let mut out = Vec::new();
         for r in rows {
@@ -2166,9 +2410,10 @@ impl Inner {
     }
 
     async fn list_chunks(&self) -> Result<Vec<ChunkSlices>> {
-        let c = self.conn()?;
+        let mut c = self.conn().await?;
         let rows = q("SELECT inode, indx, slices FROM jfs_chunk ORDER BY inode, indx")
-            .fetch_all(&c)
+            .fetch_all(&mut c)
+            .await
             .map_err(db("list chunks"))?;
         rows.iter()
             .map(|r| {
@@ -2189,17 +2434,18 @@ impl Inner {
             self.writable()?;
         }
         let mut problems = Vec::new();
-        let c = self.conn()?;
+        let mut c = self.conn().await?;
         let nodes: HashMap<u64, Attr> = q(
             "SELECT inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent FROM jfs_node",
         )
-        .fetch_all(&c).map_err(db("fsck"))?
+        .fetch_all(&mut c).await.map_err(db("fsck"))?
         .iter()
         .map(|r| row_attr(r).map(|a| (a.ino, a)))
         .collect::<Result<_>>()?;
         let edges: Vec<(i64, u64, Vec<u8>, u64)> =
             q("SELECT id, parent, name, inode FROM jfs_edge")
-                .fetch_all(&c)
+                .fetch_all(&mut c)
+                .await
                 .map_err(db("fsck"))?
                 .iter()
                 .map(|r| -> Result<_> {
@@ -2212,7 +2458,8 @@ impl Inner {
                 })
                 .collect::<Result<_>>()?;
         let sustained: HashSet<u64> = q("SELECT inode FROM jfs_sustained")
-            .fetch_all(&c)
+            .fetch_all(&mut c)
+            .await
             .map_err(db("fsck"))?
             .iter()
             .filter_map(|r| r.try_get::<i64>(0).ok().map(|v| v as u64))
@@ -2232,7 +2479,7 @@ impl Inner {
                     });
                     if repair {
                         txn!(self, "fsck repair", |tx| {
-                            delete_edge(tx, *id)?;
+                            delete_edge(tx, *id).await?;
                         })?;
                     }
                 }
@@ -2283,9 +2530,9 @@ impl Inner {
                 if repair {
                     let ino = a.ino;
                     txn!(self, "fsck repair", |tx| {
-                        if let Some(mut cur) = get_node(tx, ino)? {
+                        if let Some(mut cur) = get_node(tx, ino).await? {
                             cur.nlink = expect;
-                            update_node(tx, &cur)?;
+                            update_node(tx, &cur).await?;
                         }
                     })?;
                 }
@@ -2311,7 +2558,11 @@ impl Inner {
 #[async_trait]
 impl Meta for SqlMeta {
     fn engine(&self) -> &'static str {
-        "sqlite3"
+        match self.inner.pool.dialect() {
+            Dialect::Sqlite => "sqlite3",
+            Dialect::Mysql => "mysql",
+            Dialect::Postgres => "postgres",
+        }
     }
     async fn init(&self, format: &Format, force: bool) -> Result<()> {
         self.inner.init(format, force).await
@@ -2343,8 +2594,8 @@ impl Meta for SqlMeta {
         self.inner.lookup(ctx, parent, name).await
     }
     async fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let c = self.inner.conn()?;
-        must_node(&c, ino)
+        let mut c = self.inner.conn().await?;
+        must_node(&mut c, ino).await
     }
     async fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.inner.setattr(ctx, ino, set).await
@@ -2400,15 +2651,16 @@ impl Meta for SqlMeta {
         self.inner.link(ctx, ino, new_parent, new_name).await
     }
     async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        let c = self.inner.conn()?;
+        let mut c = self.inner.conn().await?;
         let row = q("SELECT target FROM jfs_symlink WHERE inode = ?")
             .bind(ino as i64)
-            .fetch_optional(&c)
+            .fetch_optional(&mut c)
+            .await
             .map_err(db("readlink"))?;
         match row {
             Some(r) => r.try_get(0).map_err(db("readlink")),
             None => {
-                let a = must_node(&c, ino)?;
+                let a = must_node(&mut c, ino).await?;
                 Err(if a.typ == FileType::Symlink {
                     Error::corrupt(format!("symlink {ino} has no target"))
                 } else {
@@ -2437,8 +2689,8 @@ impl Meta for SqlMeta {
         self.inner.close(ino).await
     }
     async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
-        let c = self.inner.conn()?;
-        read_chunk_conn(&c, ino, indx)
+        let mut c = self.inner.conn().await?;
+        read_chunk_conn(&mut c, ino, indx).await
     }
     async fn new_slice_id(&self) -> Result<u64> {
         self.inner.next_slice().await
@@ -2474,10 +2726,27 @@ impl Meta for SqlMeta {
     async fn cleanup(&self) -> Result<u64> {
         self.inner.cleanup().await
     }
+    async fn destroy(&self) -> Result<()> {
+        let d = self.inner.pool.dialect();
+        let inner = &self.inner;
+        read!(inner, "destroy", |c| {
+            for t in dialect::tables(d) {
+                q_owned(format!("DROP TABLE IF EXISTS {t}"))
+                    .execute(c)
+                    .await
+                    .map_err(db("destroy"))?;
+            }
+        })
+    }
     async fn sync(&self) -> Result<()> {
+        self.inner.flush_stats().await?;
+        let Pool::Sqlite(sq) = &self.inner.pool else {
+            // a server made each commit durable before answering it
+            return Ok(());
+        };
         // With WAL and synchronous=NORMAL a commit reaches the WAL file but not the disk; one
         // fsync of the WAL makes every commit so far durable.
-        let wal = format!("{}-wal", self.inner.path);
+        let wal = format!("{}-wal", sq.path);
         tokio::task::spawn_blocking(move || match std::fs::File::open(&wal) {
             Ok(f) => f.sync_all(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

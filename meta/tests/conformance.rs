@@ -1,0 +1,109 @@
+//! One conformance suite, every engine: the cases of `tidefs_meta::testkit` run on SQLite and on
+//! every database server whose URL the environment gives (see `build.rs`). Each case formats a
+//! volume of its own: a temporary file on SQLite, a fresh `table_prefix` on a server (dropped
+//! again when the case ends).
+
+use std::sync::Arc;
+use tidefs_meta::{testkit, Meta};
+
+/// A volume for one case; destroyed when dropped.
+pub struct Volume {
+    /// The server URL whose tables go at the end.
+    server: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        if let Some(url) = self.server.take() {
+            // On a thread and runtime of their own, through connections of their own: the
+            // test's runtime is blocked in this drop and cannot drive its pool.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Runtime::new() {
+                    rt.block_on(async {
+                        if let Ok(m) = tidefs_meta::open(&url).await {
+                            let _ = m.destroy().await;
+                        }
+                    });
+                }
+            })
+            .join();
+        }
+    }
+}
+
+async fn open_fresh(url: &str) -> (Arc<dyn Meta>, Volume) {
+    let meta = tidefs_meta::open(url)
+        .await
+        .unwrap_or_else(|e| panic!("engine {url} given but not usable: {e}"));
+    meta.init(&testkit::test_format(), false)
+        .await
+        .expect("format");
+    meta.load().await.expect("load");
+    let guard = Volume {
+        server: Some(url.to_string()),
+        _dir: None,
+    };
+    (meta, guard)
+}
+
+/// A table prefix no other case or run uses.
+#[allow(dead_code)]
+fn unique_prefix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "t{}_{}_{}_",
+        std::process::id(),
+        nanos % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[allow(dead_code)]
+fn server_url(var: &str) -> String {
+    let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}table_prefix={}", unique_prefix())
+}
+
+mod sqlite {
+    use super::*;
+
+    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite3://{}/meta.db", dir.path().display());
+        let (meta, mut guard) = open_fresh(&url).await;
+        guard.server = None;
+        guard._dir = Some(dir);
+        (meta, guard)
+    }
+
+    tidefs_meta::conformance_suite!(fixture);
+}
+
+#[cfg(tidefs_test_mysql)]
+mod mysql {
+    use super::*;
+
+    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+        open_fresh(&server_url("TIDEFS_TEST_MYSQL")).await
+    }
+
+    tidefs_meta::conformance_suite!(fixture);
+}
+
+#[cfg(tidefs_test_postgres)]
+mod postgres {
+    use super::*;
+
+    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+        open_fresh(&server_url("TIDEFS_TEST_POSTGRES")).await
+    }
+
+    tidefs_meta::conformance_suite!(fixture);
+}
