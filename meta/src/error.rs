@@ -50,6 +50,8 @@ pub enum ErrorKind {
     BadHandle,
     /// A transaction conflicted with another one; running it again may succeed.
     Conflict,
+    /// EAGAIN: a lock is held by someone else (and the caller did not ask to wait).
+    WouldBlock,
     /// The database server cannot be reached or went away (retried for a while first).
     Unavailable,
     /// The metadata engine could not be reached or failed (I/O, protocol, pool). EIO.

@@ -27,6 +27,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use format::Format;
 pub use slice::Slice;
 pub use types::*;
+pub use url::{redact, split_password};
 
 /// Removes the objects of a slice that lost its last reference. Installed by the client.
 pub type SliceDeleter =
@@ -179,6 +180,14 @@ pub trait Meta: Send + Sync {
     async fn check(&self, repair: bool) -> Result<Vec<Problem>>;
     /// Purge trash older than the retention and files of dead sessions; returns what was removed.
     async fn cleanup(&self) -> Result<u64>;
+    /// Take, change or release the BSD lock (`flock`) of `owner` on `ino` without waiting:
+    /// `WouldBlock` when another owner's lock conflicts.
+    async fn flock(&self, ino: Ino, owner: u64, kind: LockKind) -> Result<()>;
+    /// The first POSIX lock of another owner that conflicts with `lock`, if any (F_GETLK).
+    async fn getlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Option<PosixLock>>;
+    /// Take, change or release (part of) the POSIX locks of `owner` on `ino` without waiting
+    /// (F_SETLK): `WouldBlock` when another owner's lock conflicts.
+    async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()>;
     /// Delete the volume's metadata: every table (or key) of it. Its objects are not touched.
     async fn destroy(&self) -> Result<()>;
     /// Make every committed transaction durable against power loss (called at fsync). Engines

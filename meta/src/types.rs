@@ -303,6 +303,31 @@ pub struct FallocMode {
     pub zero_range: bool,
 }
 
+/// What a lock request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Shared (F_RDLCK, LOCK_SH).
+    Read,
+    /// Exclusive (F_WRLCK, LOCK_EX).
+    Write,
+    /// Release (F_UNLCK, LOCK_UN).
+    Unlock,
+}
+
+/// A POSIX (`fcntl`) byte-range lock; `end` is inclusive (`u64::MAX` or `i64::MAX` = to the end
+/// of the file), as the kernel passes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PosixLock {
+    /// Read, write or unlock.
+    pub kind: LockKind,
+    /// First byte.
+    pub start: u64,
+    /// Last byte (inclusive).
+    pub end: u64,
+    /// Process holding or asking (reported by `F_GETLK`).
+    pub pid: u32,
+}
+
 /// Numbers for `statfs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatFs {

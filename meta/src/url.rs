@@ -57,6 +57,24 @@ pub fn redact(url: &str) -> String {
     url.to_string()
 }
 
+/// The URL without its password, and the password. A mount hands the password to its daemon
+/// (and to itself, re-executed) through `META_PASSWORD`, so it shows in no process title.
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (main, query) = match rest.split_once('?') {
+            Some((m, q)) => (m, Some(q)),
+            None => (rest, None),
+        };
+        if let Some((cred, host)) = main.rsplit_once('@') {
+            if let Some((user, pass)) = cred.split_once(':') {
+                let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+                return (format!("{scheme}://{user}@{host}{q}"), Some(pass.to_string()));
+            }
+        }
+    }
+    (url.to_string(), None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +101,13 @@ mod tests {
             "mysql://u:****@(h:3306)/db"
         );
         assert_eq!(redact("sqlite3:///a"), "sqlite3:///a");
+        assert_eq!(
+            split_password("postgres://u:p:w@h:5432/db?sslmode=disable"),
+            (
+                "postgres://u@h:5432/db?sslmode=disable".to_string(),
+                Some("p:w".to_string())
+            )
+        );
+        assert_eq!(split_password("sqlite3:///a"), ("sqlite3:///a".to_string(), None));
     }
 }

@@ -186,14 +186,29 @@ pub(super) fn run(a: Args) -> CmdResult {
         )
         .into());
     }
+    let (bare_url, password) = tidefs_meta::split_password(&a.meta_url);
     if a.background && !a.is_daemon_child() {
-        return daemonize(&a, &mountpoint);
+        return daemonize(&a, &mountpoint, &bare_url, password);
+    }
+    if let Some(pw) = password {
+        // Run again with the password in the environment only: process titles are world
+        // readable, a process's environment is not.
+        use std::os::unix::process::CommandExt;
+        let args: Vec<String> = std::env::args()
+            .skip(1)
+            .map(|x| if x == a.meta_url { bare_url.clone() } else { x })
+            .collect();
+        let err = std::process::Command::new(std::env::current_exe()?)
+            .args(&args)
+            .env("META_PASSWORD", pw)
+            .exec();
+        return Err(format!("cannot restart to hide the password: {err}").into());
     }
     serve(a, mountpoint)
 }
 
 /// Start this command again without `-d` in a new session, wait until it has mounted.
-fn daemonize(a: &Args, mountpoint: &Path) -> CmdResult {
+fn daemonize(a: &Args, mountpoint: &Path, bare_url: &str, password: Option<String>) -> CmdResult {
     use std::os::unix::process::CommandExt;
     let log = match &a.log {
         Some(l) => l.clone(),
@@ -216,6 +231,13 @@ fn daemonize(a: &Args, mountpoint: &Path) -> CmdResult {
     let mut args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|x| x != "-d" && x != "--background")
+        .map(|x| {
+            if x == a.meta_url {
+                bare_url.to_string()
+            } else {
+                x
+            }
+        })
         .collect();
     if a.log.is_none() {
         args.push("--log".into());
@@ -223,6 +245,9 @@ fn daemonize(a: &Args, mountpoint: &Path) -> CmdResult {
     }
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(&args).env(DAEMON_ENV, "1");
+    if let Some(pw) = password {
+        cmd.env("META_PASSWORD", pw);
+    }
     // mimalloc reads this before main() can set it: commit arena memory only as it is used
     // (the daemon idles at ~27 MiB RSS instead of ~48 MiB); the caller's own setting wins.
     if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {

@@ -1,12 +1,13 @@
 //! `impl fuser::Filesystem` over [`Vfs`].
 
 use super::errno::errno;
-use crate::vfs::{Vfs, VfsConfig};
+use crate::vfs::{LockReq, Vfs, VfsConfig};
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType as FT,
     Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner,
     MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyOpen,
+    ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
@@ -15,8 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tidefs_meta::{
-    Attr, Ctx, FallocMode, FileType, Ino, SetAttr, TimeSet, Timestamp, XattrFlags, ROOT_INODE,
-    S_ISGID,
+    Attr, Ctx, FallocMode, FileType, Ino, LockKind, PosixLock, SetAttr, TimeSet, Timestamp,
+    XattrFlags, ROOT_INODE, S_ISGID,
 };
 
 /// The FUSE filesystem of one mount.
@@ -85,6 +86,45 @@ impl TidefsFs {
     {
         tidefs_chunk::allow_inline_io();
         self.rt.block_on(f);
+    }
+
+    /// A lock request; one that may wait runs as a task of its own, so a long wait holds no
+    /// FUSE thread.
+    fn lock(&self, ino: INodeNo, owner: LockOwner, req: LockReq, wait: bool, reply: ReplyEmpty) {
+        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
+        let work = async move { empty(reply, s.vfs.lock(ino, owner.0, req, wait).await) };
+        if wait {
+            self.rt.spawn(work);
+        } else {
+            self.serve(work);
+        }
+    }
+}
+
+fn lock_kind(typ: i32) -> Option<LockKind> {
+    match typ {
+        libc::F_RDLCK => Some(LockKind::Read),
+        libc::F_WRLCK => Some(LockKind::Write),
+        libc::F_UNLCK => Some(LockKind::Unlock),
+        _ => None,
+    }
+}
+
+fn lock_type(kind: LockKind) -> i32 {
+    match kind {
+        LockKind::Read => libc::F_RDLCK,
+        LockKind::Write => libc::F_WRLCK,
+        LockKind::Unlock => libc::F_UNLCK,
+    }
+}
+
+/// A POSIX lock over the whole file.
+fn whole_file(kind: LockKind, pid: u32) -> PosixLock {
+    PosixLock {
+        kind,
+        start: 0,
+        end: u64::MAX,
+        pid,
     }
 }
 
@@ -220,6 +260,9 @@ impl Filesystem for TidefsFs {
             InitFlags::FUSE_ASYNC_DIO,
             // drop cached pages when getattr shows another client changed mtime or size
             InitFlags::FUSE_AUTO_INVAL_DATA,
+            // locks go to the volume, so they exclude across every mount of it
+            InitFlags::FUSE_POSIX_LOCKS,
+            InitFlags::FUSE_FLOCK_LOCKS,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -588,27 +631,119 @@ impl Filesystem for TidefsFs {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
-        _lock: LockOwner,
+        lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let s = self.inner.clone();
-        self.serve(async move { empty(reply, s.vfs.flush(fh.0).await) });
+        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
+        self.serve(async move {
+            let flushed = s.vfs.flush(fh.0).await;
+            // a close drops the POSIX locks its process held on the file
+            let unlocked = s
+                .vfs
+                .lock(ino, lock.0, LockReq::Posix(whole_file(LockKind::Unlock, 0)), false)
+                .await;
+            empty(reply, flushed.and(unlocked))
+        });
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock: Option<LockOwner>,
+        lock: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let s = self.inner.clone();
-        self.serve(async move { empty(reply, s.vfs.release(fh.0).await) });
+        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
+        self.serve(async move {
+            // the last close of an open file drops its BSD lock
+            let unlocked = match lock {
+                Some(owner) => {
+                    s.vfs
+                        .lock(ino, owner.0, LockReq::Flock(LockKind::Unlock), false)
+                        .await
+                }
+                None => Ok(()),
+            };
+            let released = s.vfs.release(fh.0).await;
+            empty(reply, released.and(unlocked))
+        });
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
+        self.serve(async move {
+            let Some(kind) = lock_kind(typ) else {
+                return reply.error(Errno::EINVAL);
+            };
+            let want = PosixLock {
+                kind,
+                start,
+                end,
+                pid,
+            };
+            match s.vfs.getlk(ino, lock_owner.0, want).await {
+                Ok(Some(l)) => reply.locked(l.start, l.end, lock_type(l.kind), l.pid),
+                Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
+                Err(e) => reply.error(err(&e)),
+            }
+        });
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(kind) = lock_kind(typ) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let req = LockReq::Posix(PosixLock {
+            kind,
+            start,
+            end,
+            pid,
+        });
+        self.lock(ino, lock_owner, req, sleep, reply);
+    }
+
+    fn flock(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        typ: i32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(kind) = lock_kind(typ) else {
+            return reply.error(Errno::EINVAL);
+        };
+        self.lock(ino, lock_owner, LockReq::Flock(kind), sleep, reply);
     }
 
     fn fsync(

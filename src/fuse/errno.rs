@@ -25,6 +25,7 @@ pub fn meta_errno(kind: MetaKind) -> i32 {
         MetaKind::TooManyLinks => libc::EMLINK,
         MetaKind::FileTooBig => libc::EFBIG,
         MetaKind::BadHandle => libc::EBADF,
+        MetaKind::WouldBlock => libc::EAGAIN,
         MetaKind::Conflict
         | MetaKind::Unavailable
         | MetaKind::Engine

@@ -6,10 +6,12 @@
 //! and an open drops what this client cached about the file.
 
 pub mod error;
+mod locks;
 mod reader;
 pub mod writer;
 
 pub use error::{Error, Result};
+pub use locks::LockReq;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,6 +124,10 @@ pub struct Vfs {
     /// (mtime, length) of each file as of its last open here: when a new open finds the same,
     /// nobody changed the file in between and the kernel may keep its cached pages.
     seen: parking_lot::Mutex<HashMap<Ino, (tidefs_meta::Timestamp, u64)>>,
+    /// Signalled whenever a lock is released through this mount (wakes local waiters).
+    lock_released: tokio::sync::Notify,
+    /// Lock requests waiting, by (inode, owner); set to give up.
+    lock_waiters: parking_lot::Mutex<HashMap<(Ino, u64), Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 /// Most files whose open-time attributes are remembered for page-cache reuse.
@@ -141,6 +147,8 @@ impl Vfs {
             handles: parking_lot::Mutex::new(HashMap::new()),
             files: parking_lot::Mutex::new(HashMap::new()),
             seen: parking_lot::Mutex::new(HashMap::new()),
+            lock_released: tokio::sync::Notify::new(),
+            lock_waiters: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 

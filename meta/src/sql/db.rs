@@ -408,12 +408,13 @@ impl Tx<'_> {
         }
     }
 
-    /// The statement text for this database: `?` becomes `$n` on PostgreSQL, and tables take
-    /// the volume's table prefix.
+    /// The statement text for this database: `?` becomes `$n` on PostgreSQL, and tables (and
+    /// their indexes) take the volume's table prefix the way JuiceFS names them: `jfs_node`
+    /// with prefix `p` is `jfs_p_node`.
     fn text<'s>(&self, sql: &'s str) -> Cow<'s, str> {
         let mut out: Cow<'s, str> = Cow::Borrowed(sql);
         if !self.prefix.is_empty() {
-            out = Cow::Owned(out.replace("jfs_", &format!("{}jfs_", self.prefix)));
+            out = Cow::Owned(out.replace("jfs_", &format!("jfs_{}_", self.prefix)));
         }
         if self.dialect == Dialect::Postgres && out.contains('?') {
             let mut s = String::with_capacity(out.len() + 16);
@@ -746,7 +747,7 @@ mod tests {
         };
         assert_eq!(
             tx.text("SELECT a FROM jfs_node WHERE a = ? AND b = '?' AND c = ?"),
-            "SELECT a FROM vol1_jfs_node WHERE a = $1 AND b = '?' AND c = $2"
+            "SELECT a FROM jfs_vol1__node WHERE a = $1 AND b = '?' AND c = $2"
         );
     }
 }

@@ -128,6 +128,8 @@ macro_rules! locked {
     };
 }
 
+mod locks;
+
 async fn backoff(attempt: u32) {
     let base = 1u64 << attempt.min(7); // up to 128 ms
     let jitter = u64::from(
@@ -173,8 +175,8 @@ pub struct SqlMeta {
 
 struct Inner {
     pool: Pool,
-    /// Prepended to every table name (`table_prefix` in the URL): several volumes in one
-    /// database.
+    /// `table_prefix` from the URL (several volumes in one database): table `jfs_node` is
+    /// `jfs_<prefix>_node`, as JuiceFS names it.
     prefix: String,
     /// The meta URL without its password, for messages.
     shown: String,
@@ -200,6 +202,10 @@ struct Inner {
     deletions: Mutex<tokio::task::JoinSet<()>>,
     /// Names behind recently handed-out readdir cursors (see `readdir`).
     cursor_names: Mutex<CursorNames>,
+    /// (inode, owner) pairs holding BSD / POSIX locks through this session: the unlock every
+    /// close sends costs a transaction only for these.
+    flocks: Mutex<HashSet<(Ino, u64)>>,
+    plocks: Mutex<HashSet<(Ino, u64)>>,
 }
 
 /// A bounded memory of which entry name a readdir cursor stands for, so a listing resumes
@@ -683,6 +689,8 @@ impl SqlMeta {
                 jobs: Mutex::new(Vec::new()),
                 deletions: Mutex::new(tokio::task::JoinSet::new()),
                 cursor_names: Mutex::new(CursorNames::default()),
+                flocks: Mutex::new(HashSet::new()),
+                plocks: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -2725,6 +2733,15 @@ impl Meta for SqlMeta {
     }
     async fn cleanup(&self) -> Result<u64> {
         self.inner.cleanup().await
+    }
+    async fn flock(&self, ino: Ino, owner: u64, kind: LockKind) -> Result<()> {
+        self.inner.flock(ino, owner, kind).await
+    }
+    async fn getlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Option<PosixLock>> {
+        self.inner.getlk(ino, owner, lock).await
+    }
+    async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()> {
+        self.inner.setlk(ino, owner, lock).await
     }
     async fn destroy(&self) -> Result<()> {
         let d = self.inner.pool.dialect();
