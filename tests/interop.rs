@@ -74,9 +74,13 @@ fn compare(a: &Path, b: &Path) {
     assert_eq!(manifest(a, false), manifest(b, false));
 }
 
-#[test]
-fn juicefs_reads_and_fscks_what_tidefs_wrote() {
-    let v = Volume::format("interop-a", &[]);
+per_engine!(
+    juicefs_reads_and_fscks_what_tidefs_wrote,
+    tidefs_reads_what_juicefs_wrote
+);
+
+fn juicefs_reads_and_fscks_what_tidefs_wrote(e: Engine) {
+    let v = Volume::format_on(e, "interop-a", &[]);
     let reference = tempfile::tempdir().expect("reference");
     write_tree(reference.path());
     let m = v.mount("t", &[]);
@@ -98,9 +102,8 @@ fn juicefs_reads_and_fscks_what_tidefs_wrote() {
     );
 }
 
-#[test]
-fn tidefs_reads_what_juicefs_wrote() {
-    let v = Volume::new_unformatted("interop-b");
+fn tidefs_reads_what_juicefs_wrote(e: Engine) {
+    let v = Volume::new_unformatted_on(e, "interop-b");
     ok(
         &juicefs(),
         &[

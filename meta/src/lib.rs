@@ -81,6 +81,9 @@ pub trait Meta: Send + Sync {
     async fn list_sessions(&self) -> Result<Vec<SessionInfo>>;
     /// Refuse every later write with EROFS.
     fn set_read_only(&self, read_only: bool);
+    /// Session heartbeat period (before `new_session`): the session expires 5 heartbeats after
+    /// its last one, and dead sessions are cleaned up every 5 heartbeats.
+    fn set_heartbeat(&self, period: std::time::Duration);
     /// Install the callback that deletes objects of unreferenced slices.
     fn set_slice_deleter(&self, deleter: SliceDeleter);
 

@@ -68,7 +68,10 @@ pub fn split_password(url: &str) -> (String, Option<String>) {
         if let Some((cred, host)) = main.rsplit_once('@') {
             if let Some((user, pass)) = cred.split_once(':') {
                 let q = query.map(|q| format!("?{q}")).unwrap_or_default();
-                return (format!("{scheme}://{user}@{host}{q}"), Some(pass.to_string()));
+                return (
+                    format!("{scheme}://{user}@{host}{q}"),
+                    Some(pass.to_string()),
+                );
             }
         }
     }
@@ -108,6 +111,9 @@ mod tests {
                 Some("p:w".to_string())
             )
         );
-        assert_eq!(split_password("sqlite3:///a"), ("sqlite3:///a".to_string(), None));
+        assert_eq!(
+            split_password("sqlite3:///a"),
+            ("sqlite3:///a".to_string(), None)
+        );
     }
 }

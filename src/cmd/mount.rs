@@ -40,6 +40,11 @@ pub struct Args {
     /// Kernel entry cache for directories, seconds.
     #[arg(long, default_value_t = 1.0)]
     dir_entry_cache: f64,
+    /// Session heartbeat, seconds: a client that stops (kill -9, lost host) is declared dead 5
+    /// heartbeats after its last one, and its locks and unlinked-open files are then released
+    /// by the other clients.
+    #[arg(long, default_value_t = 12.0)]
+    heartbeat: f64,
     /// Write buffer budget, MiB.
     #[arg(long, default_value_t = 300)]
     buffer_size: u64,
@@ -176,6 +181,13 @@ pub(super) fn run(a: Args) -> CmdResult {
     ] {
         secs(v, f)?;
     }
+    if !(a.heartbeat >= 0.2 && a.heartbeat <= 3600.0) {
+        return Err(format!(
+            "invalid --heartbeat {}: give seconds between 0.2 and 3600",
+            a.heartbeat
+        )
+        .into());
+    }
     if a.max_uploads == Some(0) {
         return Err("invalid --max-uploads 0: give at least 1".into());
     }
@@ -304,6 +316,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         .build()?;
     let (meta, fmt) = rt.block_on(super::open_volume(&a.meta_url))?;
     let store = super::open_store(&fmt, a.mem_cache << 20)?;
+    meta.set_heartbeat(Duration::from_secs_f64(a.heartbeat));
     if a.read_only {
         meta.set_read_only(true);
     } else {

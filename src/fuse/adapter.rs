@@ -7,8 +7,7 @@ use fuser::{
     Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner,
     MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyOpen,
-    ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -642,7 +641,12 @@ impl Filesystem for TidefsFs {
             // a close drops the POSIX locks its process held on the file
             let unlocked = s
                 .vfs
-                .lock(ino, lock.0, LockReq::Posix(whole_file(LockKind::Unlock, 0)), false)
+                .lock(
+                    ino,
+                    lock.0,
+                    LockReq::Posix(whole_file(LockKind::Unlock, 0)),
+                    false,
+                )
                 .await;
             empty(reply, flushed.and(unlocked))
         });

@@ -23,6 +23,16 @@ pub fn juicefs() -> String {
     bin
 }
 
+/// The server URL of an engine, from the environment.
+pub fn server_url(engine: Engine) -> String {
+    let var = match engine {
+        Engine::Mysql => "TIDEFS_TEST_MYSQL",
+        Engine::Postgres => "TIDEFS_TEST_POSTGRES",
+        Engine::Sqlite => return String::new(),
+    };
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set (scripts/services.sh start)"))
+}
+
 pub fn require_fuse() {
     assert!(
         Path::new("/dev/fuse").exists(),
@@ -58,12 +68,82 @@ pub fn sh(script: &str) -> String {
     ok("sh", &["-c", script])
 }
 
-/// A volume in a temporary directory: SQLite metadata and a local bucket.
+/// Where a test volume keeps its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    /// The MariaDB of `TIDEFS_TEST_MYSQL` (see `scripts/services.sh`).
+    Mysql,
+    /// The PostgreSQL of `TIDEFS_TEST_POSTGRES`.
+    Postgres,
+}
+
+/// Tests run once per engine: on SQLite always, on a server when its URL is given (see
+/// `build.rs`; a given URL that cannot be reached fails the test).
+#[macro_export]
+macro_rules! per_engine {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $case() { super::$case($crate::common::Engine::Sqlite) } )*
+        }
+        #[cfg(tidefs_test_mysql)]
+        mod mysql {
+            $( #[test] fn $case() { super::$case($crate::common::Engine::Mysql) } )*
+        }
+        #[cfg(tidefs_test_postgres)]
+        mod postgres {
+            $( #[test] fn $case() { super::$case($crate::common::Engine::Postgres) } )*
+        }
+    };
+}
+
+/// Tables of a volume, to drop a server volume's tables at the end of a test.
+const TABLES: &[&str] = &[
+    "setting",
+    "counter",
+    "edge",
+    "node",
+    "symlink",
+    "xattr",
+    "chunk",
+    "chunk_ref",
+    "delslices",
+    "session2",
+    "sustained",
+    "delfile",
+    "flock",
+    "plock",
+    "dir_quota",
+    "user_group_quota",
+    "dir_stats",
+    "detached_node",
+    "acl",
+    "delegation_token",
+    "change_log",
+];
+
+/// A volume in a temporary directory: metadata in SQLite there (or in a server, in tables of a
+/// prefix of its own) and a local bucket.
 pub struct Volume {
     pub dir: tempfile::TempDir,
     pub url: String,
     pub bucket: PathBuf,
     pub name: String,
+    pub engine: Engine,
+    /// `table_prefix` on a server.
+    pub prefix: String,
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        if self.engine != Engine::Sqlite {
+            let drops: Vec<String> = TABLES
+                .iter()
+                .map(|t| format!("DROP TABLE IF EXISTS {}", self.table(t)))
+                .collect();
+            let _ = self.try_sql(&drops.join("; "));
+        }
+    }
 }
 
 impl Volume {
@@ -79,29 +159,119 @@ impl Volume {
 
     /// A fresh, unformatted place for a volume.
     pub fn new_unformatted(name: &str) -> Self {
+        Self::new_unformatted_on(Engine::Sqlite, name)
+    }
+
+    /// A fresh, unformatted place for a volume on `engine`.
+    pub fn new_unformatted_on(engine: Engine, name: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tidefs-e2e-")
             .tempdir()
             .expect("tempdir");
         let bucket = dir.path().join("bucket");
         std::fs::create_dir_all(&bucket).expect("bucket");
-        let url = format!("sqlite3://{}/meta.db", dir.path().display());
+        // unique per test and run: the last part of the temporary directory's name
+        let tag: String = dir
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let prefix = format!("e{}", tag.to_ascii_lowercase());
+        let url = match engine {
+            Engine::Sqlite => format!("sqlite3://{}/meta.db", dir.path().display()),
+            Engine::Mysql | Engine::Postgres => {
+                let base = server_url(engine);
+                let sep = if base.contains('?') { '&' } else { '?' };
+                format!("{base}{sep}table_prefix={prefix}")
+            }
+        };
         Self {
             dir,
             url,
             bucket,
             name: name.into(),
+            engine,
+            prefix,
         }
     }
 
     /// Formatted by tidefs with extra format flags.
     pub fn format(name: &str, extra: &[&str]) -> Self {
-        let v = Self::new_unformatted(name);
+        Self::format_on(Engine::Sqlite, name, extra)
+    }
+
+    /// Formatted by tidefs on `engine` with extra format flags.
+    pub fn format_on(engine: Engine, name: &str, extra: &[&str]) -> Self {
+        let v = Self::new_unformatted_on(engine, name);
         let bucket = v.bucket.to_string_lossy().into_owned();
         let mut args = vec!["format", &v.url, name, "--bucket", &bucket];
         args.extend_from_slice(extra);
         ok(tidefs(), &args);
         v
+    }
+
+    /// The name of table `jfs_<name>` of this volume.
+    pub fn table(&self, name: &str) -> String {
+        match self.engine {
+            Engine::Sqlite => format!("jfs_{name}"),
+            _ => format!("jfs_{}_{name}", self.prefix),
+        }
+    }
+
+    /// Run SQL on the volume's database with the database's own client; the output rows.
+    pub fn sql(&self, sql: &str) -> String {
+        match self.try_sql(sql) {
+            Ok(out) => out,
+            Err(e) => panic!("{sql}: {e}"),
+        }
+    }
+
+    fn try_sql(&self, sql: &str) -> Result<String, String> {
+        let out = match self.engine {
+            Engine::Sqlite => run(
+                "sqlite3",
+                &[&format!("{}/meta.db", self.dir.path().display()), sql],
+            ),
+            Engine::Postgres => {
+                let url = server_url(Engine::Postgres);
+                run("psql", &[&url, "-tA", "-c", sql])
+            }
+            Engine::Mysql => {
+                // mysql://user:pass@(host:port)/db
+                let url = server_url(Engine::Mysql);
+                let rest = url.split_once("://").map(|x| x.1).unwrap_or("");
+                let (cred, addr) = rest.rsplit_once('@').unwrap_or(("", rest));
+                let (user, pass) = cred.split_once(':').unwrap_or((cred, ""));
+                let (hp, db) = addr.split_once('/').unwrap_or((addr, ""));
+                let hp = hp.trim_start_matches('(').trim_end_matches(')');
+                let (host, port) = hp.split_once(':').unwrap_or((hp, "3306"));
+                let db = db.split('?').next().unwrap_or(db);
+                run(
+                    "mariadb",
+                    &[
+                        "-h",
+                        host,
+                        "-P",
+                        port,
+                        "-u",
+                        user,
+                        &format!("-p{pass}"),
+                        db,
+                        "-N",
+                        "-e",
+                        sql,
+                    ],
+                )
+            }
+        };
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     pub fn mountpoint(&self, tag: &str) -> PathBuf {

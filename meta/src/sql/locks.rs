@@ -11,9 +11,9 @@
 use super::db::q;
 use super::{backoff, db, get_node, lock_poisoned, Inner, MAX_TXN_ATTEMPTS, UNAVAILABLE_RETRY};
 use crate::error::{from_db, Error, ErrorKind, Result};
-use std::time::{Duration, Instant};
 use crate::types::{Ino, LockKind, PosixLock};
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 const FLOCK_READ: i64 = b'R' as i64;
 const FLOCK_WRITE: i64 = b'W' as i64;
@@ -114,9 +114,7 @@ pub(crate) fn apply(mine: &[Rec], req: PosixLock) -> Vec<Rec> {
     for r in out {
         match merged.last_mut() {
             Some(last)
-                if last.kind == r.kind
-                    && last.end != u64::MAX
-                    && last.end + 1 >= r.start =>
+                if last.kind == r.kind && last.end != u64::MAX && last.end + 1 >= r.start =>
             {
                 last.end = last.end.max(r.end);
                 last.pid = r.pid;
@@ -145,7 +143,11 @@ fn held_by_others() -> Error {
 }
 
 impl Inner {
-    fn lock_held(&self, set: &std::sync::Mutex<std::collections::HashSet<(Ino, u64)>>, key: (Ino, u64)) -> bool {
+    fn lock_held(
+        &self,
+        set: &std::sync::Mutex<std::collections::HashSet<(Ino, u64)>>,
+        key: (Ino, u64),
+    ) -> bool {
         set.lock().map(|s| s.contains(&key)).unwrap_or(true)
     }
 

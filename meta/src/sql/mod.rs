@@ -39,11 +39,10 @@ const UNAVAILABLE_RETRY: Duration = Duration::from_secs(60);
 const INODE_BATCH: i64 = 1024;
 /// Slice ids taken from `nextChunk` at once.
 const SLICE_BATCH: i64 = 4096;
-/// Session heartbeat period and expiry (5 heartbeats), as JuiceFS uses.
+/// Default session heartbeat period, as JuiceFS uses. A session expires 5 heartbeats after its
+/// last one, and the cleanup job (trash purge, dead sessions, pending deletions) runs every 5
+/// heartbeats.
 const HEARTBEAT: Duration = Duration::from_secs(12);
-const SESSION_TTL_SECS: i64 = 60;
-/// Period of the cleanup job (trash purge, dead sessions, pending deletions).
-const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
 /// Period of flushing the space and inode counters changed by this client.
 const STATS_FLUSH: Duration = Duration::from_secs(1);
 /// How long SQLite waits for another process's write lock before answering BUSY.
@@ -206,6 +205,8 @@ struct Inner {
     /// close sends costs a transaction only for these.
     flocks: Mutex<HashSet<(Ino, u64)>>,
     plocks: Mutex<HashSet<(Ino, u64)>>,
+    /// Session heartbeat period in milliseconds.
+    heartbeat_ms: AtomicU64,
 }
 
 /// A bounded memory of which entry name a readdir cursor stands for, so a listing resumes
@@ -691,6 +692,7 @@ impl SqlMeta {
                 cursor_names: Mutex::new(CursorNames::default()),
                 flocks: Mutex::new(HashSet::new()),
                 plocks: Mutex::new(HashSet::new()),
+                heartbeat_ms: AtomicU64::new(HEARTBEAT.as_millis() as u64),
             }),
         }
     }
@@ -792,6 +794,15 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    fn heartbeat_period(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed).max(100))
+    }
+
+    /// Seconds a session lives after a heartbeat: 5 heartbeats.
+    fn session_ttl_secs(&self) -> i64 {
+        (self.heartbeat_period() * 5).as_secs().max(1) as i64
     }
 
     /// Counter changes not yet in `jfs_counter`: (space, inodes).
@@ -1098,7 +1109,7 @@ impl Inner {
         if sid == 0 {
             return Ok(());
         }
-        let expire = Timestamp::now().sec + SESSION_TTL_SECS;
+        let expire = Timestamp::now().sec + self.session_ttl_secs();
         txn!(self, "session heartbeat", |tx| {
             q("UPDATE jfs_session2 SET expire = ? WHERE sid = ?")
                 .bind(expire)
@@ -2316,7 +2327,7 @@ impl Inner {
         self.writable()?;
         let json =
             serde_json::to_vec(&info).map_err(|e| Error::invalid("session info").with_source(e))?;
-        let expire = Timestamp::now().sec + SESSION_TTL_SECS;
+        let expire = Timestamp::now().sec + self.session_ttl_secs();
         let sid = txn!(self, "new session", |tx| {
             let sid = counter_add(tx, "nextSession", 1).await?;
             q("INSERT INTO jfs_session2 (sid, expire, info) VALUES (?,?,?)")
@@ -2332,7 +2343,7 @@ impl Inner {
         let hb = Arc::clone(self);
         let beat = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(HEARTBEAT).await;
+                tokio::time::sleep(hb.heartbeat_period()).await;
                 if let Err(e) = hb.heartbeat().await {
                     tracing::warn!(error = %e, "session heartbeat failed");
                 }
@@ -2346,7 +2357,7 @@ impl Inner {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "background cleanup failed"),
                 }
-                tokio::time::sleep(CLEANUP_PERIOD).await;
+                tokio::time::sleep(cl.heartbeat_period() * 5).await;
             }
         });
         let fl = Arc::clone(self);
@@ -2586,6 +2597,11 @@ impl Meta for SqlMeta {
     }
     async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
         self.inner.list_sessions().await
+    }
+    fn set_heartbeat(&self, period: Duration) {
+        self.inner
+            .heartbeat_ms
+            .store(period.as_millis() as u64, Ordering::Relaxed);
     }
     fn set_read_only(&self, read_only: bool) {
         self.inner.read_only.store(read_only, Ordering::Relaxed);
