@@ -31,7 +31,7 @@ pub(crate) struct Rec {
 }
 
 pub(crate) fn decode(buf: &[u8]) -> Result<Vec<Rec>> {
-    if buf.len() % REC_LEN != 0 {
+    if !buf.len().is_multiple_of(REC_LEN) {
         return Err(Error::corrupt(format!(
             "POSIX lock record of {} bytes is not a multiple of {REC_LEN}",
             buf.len()

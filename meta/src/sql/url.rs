@@ -338,6 +338,9 @@ async fn mysql_pool(url: &str, p: &Parts) -> Result<sqlx::MySqlPool> {
     let cell = Arc::new(OnceLock::new());
     let mut po = MySqlPoolOptions::new()
         .max_connections(p.knobs.max_open)
+        // no ping before every use (a round trip per operation): a connection is checked
+        // when it comes back, and a dead one met in use is retried on another
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(15))
         .idle_timeout(p.knobs.idle_time)
         .max_lifetime(p.knobs.life_time)
@@ -402,6 +405,7 @@ async fn pg_pool(url: &str, p: &Parts) -> Result<sqlx::PgPool> {
     let cell = Arc::new(OnceLock::new());
     let mut po = PgPoolOptions::new()
         .max_connections(p.knobs.max_open)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(15))
         .idle_timeout(p.knobs.idle_time)
         .max_lifetime(p.knobs.life_time);
