@@ -6,6 +6,11 @@
 #                               and write their URLs to $SERVICES_ENV (sourced by make/CI)
 #   scripts/services.sh stop    stop both servers
 #   scripts/services.sh status  say which ones answer
+#   scripts/services.sh env     print `export` lines for the servers that answer (make test
+#                               evaluates them: engines without a server are not compiled in)
+#   scripts/services.sh restart mysql|postgres [pause-seconds]
+#                               stop one server, stay down for the pause (default 2), start it
+#                               again (the fault tests use this)
 #
 # MariaDB: data in $SERVICES_DIR/mysql, port 3307, user tidefs / database tidefs.
 # PostgreSQL: the packaged cluster (15/main, port 5432), user tidefs / database tidefs.
@@ -93,20 +98,41 @@ ENV
   log "URLs in $SERVICES_ENV"
 }
 
-stop_all() {
+stop_mysql() {
   if [ -f "$M/run/mariadbd.pid" ]; then
     start-stop-daemon --stop --pidfile "$M/run/mariadbd.pid" --retry 30 >/dev/null || true
     rm -f "$M/run/mariadbd.pid"
   fi
-  if pg_up; then pg_ctlcluster "$PG_VERSION" main stop || true; fi
+}
+
+stop_pg() {
+  if pg_up; then pg_ctlcluster "$PG_VERSION" main stop -m fast || true; fi
+}
+
+stop_all() {
+  stop_mysql
+  stop_pg
 }
 
 case "${1:-}" in
   start) install_missing; start_mysql; start_pg; write_env ;;
   stop) stop_all ;;
+  env)
+    mysql_up && echo "export TIDEFS_TEST_MYSQL='mysql://$DB_USER:$DB_PASS@(127.0.0.1:$MYSQL_PORT)/$DB_NAME'"
+    pg_up && echo "export TIDEFS_TEST_POSTGRES='postgres://$DB_USER:$DB_PASS@127.0.0.1:5432/$DB_NAME?sslmode=disable'"
+    true
+    ;;
+  restart)
+    pause=${3:-2}
+    case "${2:-}" in
+      mysql) stop_mysql; sleep "$pause"; start_mysql ;;
+      postgres) stop_pg; sleep "$pause"; start_pg ;;
+      *) echo "usage: $0 restart mysql|postgres [pause-seconds]" >&2; exit 2 ;;
+    esac
+    ;;
   status)
     mysql_up && echo "mariadb: up ($SOCK)" || echo "mariadb: down"
     pg_up && echo "postgresql: up (127.0.0.1:5432)" || echo "postgresql: down"
     ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|restart" >&2; exit 2 ;;
 esac

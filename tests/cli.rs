@@ -182,3 +182,52 @@ fn bench_runs_on_a_mount_and_cleans_up() {
     m.unmount();
     v.fsck();
 }
+
+#[test]
+fn server_urls_fail_clearly_without_showing_the_password() {
+    let mp = tempfile::tempdir().expect("mountpoint");
+    let mp = mp.path().to_string_lossy().into_owned();
+    let bucket = tempfile::tempdir().expect("bucket");
+    let bucket_s = bucket.path().to_string_lossy().into_owned();
+    let cases = [
+        // nothing listens on port 1: refused at once, said plainly
+        ("mysql://u:s3cretpw@(127.0.0.1:1)/db", "Connection refused"),
+        ("postgres://u:s3cretpw@127.0.0.1:1/db", "Connection refused"),
+        ("mysql://u:s3cretpw@(127.0.0.1:x1)/db", "port"),
+        (
+            "postgres://u:s3cretpw@127.0.0.1:1/db?max_open_conns=lots",
+            "whole number",
+        ),
+        ("mysql://u:s3cretpw@(127.0.0.1:1)/", "no database"),
+    ];
+    for (url, needle) in cases {
+        for args in [
+            vec!["status", url],
+            vec!["mount", url, &mp],
+            vec!["format", url, "vol", "--bucket", &bucket_s],
+        ] {
+            let t = std::time::Instant::now();
+            let out = run(tidefs(), &args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} should fail");
+            assert!(
+                err.contains(needle),
+                "{args:?}: expected {needle:?} in: {err}"
+            );
+            assert!(
+                !err.contains("s3cretpw"),
+                "{args:?} shows the password: {err}"
+            );
+            assert!(
+                t.elapsed().as_secs() < 10,
+                "{args:?} took {:?}",
+                t.elapsed()
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(bucket.path()).expect("bucket").count(),
+        0,
+        "nothing written to the bucket"
+    );
+}

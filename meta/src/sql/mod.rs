@@ -116,6 +116,27 @@ macro_rules! read {
     }};
 }
 
+/// Run a read-only operation, running it again for a bounded time while the database server is
+/// unreachable (a restarted server drops every connection; the pool opens new ones).
+async fn again<T, F, Fut>(op: &'static str, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        match f().await {
+            Err(e) if e.is_unavailable() && started.elapsed() < UNAVAILABLE_RETRY => {
+                attempt += 1;
+                tracing::warn!(op, attempt, error = %e, "metadata server unavailable, retrying");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(5)))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A `SELECT` that locks the rows it reads when it runs in a write transaction on a server.
 macro_rules! locked {
     ($tx:expr, $sql:expr) => {
@@ -2587,7 +2608,7 @@ impl Meta for SqlMeta {
         self.inner.init(format, force).await
     }
     async fn load(&self) -> Result<Format> {
-        self.inner.load().await
+        again("load", || self.inner.load()).await
     }
     async fn new_session(&self, info: SessionInfo) -> Result<u64> {
         self.inner.new_session(info).await
@@ -2596,7 +2617,7 @@ impl Meta for SqlMeta {
         self.inner.close_session().await
     }
     async fn list_sessions(&self) -> Result<Vec<SessionInfo>> {
-        self.inner.list_sessions().await
+        again("list sessions", || self.inner.list_sessions()).await
     }
     fn set_heartbeat(&self, period: Duration) {
         self.inner
@@ -2615,11 +2636,14 @@ impl Meta for SqlMeta {
         self.inner.statfs().await
     }
     async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
-        self.inner.lookup(ctx, parent, name).await
+        again("lookup", || self.inner.lookup(ctx, parent, name)).await
     }
     async fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let mut c = self.inner.conn().await?;
-        must_node(&mut c, ino).await
+        again("getattr", || async {
+            let mut c = self.inner.conn().await?;
+            must_node(&mut c, ino).await
+        })
+        .await
     }
     async fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.inner.setattr(ctx, ino, set).await
@@ -2675,23 +2699,26 @@ impl Meta for SqlMeta {
         self.inner.link(ctx, ino, new_parent, new_name).await
     }
     async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        let mut c = self.inner.conn().await?;
-        let row = q("SELECT target FROM jfs_symlink WHERE inode = ?")
-            .bind(ino as i64)
-            .fetch_optional(&mut c)
-            .await
-            .map_err(db("readlink"))?;
-        match row {
-            Some(r) => r.try_get(0).map_err(db("readlink")),
-            None => {
-                let a = must_node(&mut c, ino).await?;
-                Err(if a.typ == FileType::Symlink {
-                    Error::corrupt(format!("symlink {ino} has no target"))
-                } else {
-                    Error::invalid("not a symlink")
-                })
+        again("readlink", || async {
+            let mut c = self.inner.conn().await?;
+            let row = q("SELECT target FROM jfs_symlink WHERE inode = ?")
+                .bind(ino as i64)
+                .fetch_optional(&mut c)
+                .await
+                .map_err(db("readlink"))?;
+            match row {
+                Some(r) => r.try_get(0).map_err(db("readlink")),
+                None => {
+                    let a = must_node(&mut c, ino).await?;
+                    Err(if a.typ == FileType::Symlink {
+                        Error::corrupt(format!("symlink {ino} has no target"))
+                    } else {
+                        Error::invalid("not a symlink")
+                    })
+                }
             }
-        }
+        })
+        .await
     }
     async fn readdir(
         &self,
@@ -2701,10 +2728,13 @@ impl Meta for SqlMeta {
         limit: usize,
         plus: bool,
     ) -> Result<Vec<DirEntry>> {
-        self.inner.readdir(ctx, ino, after, limit, plus).await
+        again("readdir", || {
+            self.inner.readdir(ctx, ino, after, limit, plus)
+        })
+        .await
     }
     async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr> {
-        self.inner.open(ctx, ino).await
+        again("open", || self.inner.open(ctx, ino)).await
     }
     fn opened(&self, ino: Ino) {
         self.inner.opened(ino)
@@ -2713,8 +2743,11 @@ impl Meta for SqlMeta {
         self.inner.close(ino).await
     }
     async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
-        let mut c = self.inner.conn().await?;
-        read_chunk_conn(&mut c, ino, indx).await
+        again("read chunk", || async {
+            let mut c = self.inner.conn().await?;
+            read_chunk_conn(&mut c, ino, indx).await
+        })
+        .await
     }
     async fn new_slice_id(&self) -> Result<u64> {
         self.inner.next_slice().await
@@ -2723,10 +2756,10 @@ impl Meta for SqlMeta {
         self.inner.write_slice(ino, indx, slice, mtime).await
     }
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        self.inner.getxattr(ino, name).await
+        again("getxattr", || self.inner.getxattr(ino, name)).await
     }
     async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        self.inner.listxattr(ino).await
+        again("listxattr", || self.inner.listxattr(ino)).await
     }
     async fn setxattr(
         &self,
@@ -2742,7 +2775,7 @@ impl Meta for SqlMeta {
         self.inner.removexattr(ctx, ino, name).await
     }
     async fn list_chunks(&self) -> Result<Vec<ChunkSlices>> {
-        self.inner.list_chunks().await
+        again("list chunks", || self.inner.list_chunks()).await
     }
     async fn check(&self, repair: bool) -> Result<Vec<Problem>> {
         self.inner.check(repair).await

@@ -356,12 +356,33 @@ async fn mysql_pool(url: &str, p: &Parts) -> Result<sqlx::MySqlPool> {
     if p.knobs.max_idle.is_some() {
         po = po.after_release(idle_cap(p.knobs.max_idle, &cell));
     }
-    let pool = po
-        .connect_with(opts)
-        .await
-        .map_err(|e| unreachable_error(url, e))?;
+    // one connection made here says at once what is wrong (refused, bad password, no such
+    // database); a pool would retry until its timeout and report only that
+    probe(url, &opts).await?;
+    let pool = po.connect_lazy_with(opts);
     let _ = cell.set(pool.clone());
     Ok(pool)
+}
+
+async fn probe<O>(url: &str, opts: &O) -> Result<()>
+where
+    O: ConnectOptions,
+    O::Connection: Sized,
+{
+    let conn = tokio::time::timeout(Duration::from_secs(15), opts.connect())
+        .await
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "cannot connect to the metadata server {}: no answer within 15 s; check the host, port and firewall",
+                    redact(url)
+                ),
+            )
+        })?
+        .map_err(|e| unreachable_error(url, e))?;
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(())
 }
 
 async fn pg_pool(url: &str, p: &Parts) -> Result<sqlx::PgPool> {
@@ -412,10 +433,8 @@ async fn pg_pool(url: &str, p: &Parts) -> Result<sqlx::PgPool> {
     if p.knobs.max_idle.is_some() {
         po = po.after_release(idle_cap(p.knobs.max_idle, &cell));
     }
-    let pool = po
-        .connect_with(opts)
-        .await
-        .map_err(|e| unreachable_error(url, e))?;
+    probe(url, &opts).await?;
+    let pool = po.connect_lazy_with(opts);
     let _ = cell.set(pool.clone());
     Ok(pool)
 }
