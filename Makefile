@@ -29,8 +29,8 @@ test: test-rust test-posix
 test-rust:
 	eval "$$(scripts/services.sh env 2>/dev/null)"; $(CARGO) test --workspace
 
-test-posix: build
-	TIDEFS_BIN=$(BIN) scripts/pjdfstest.sh
+test-posix:
+	eval "$$(scripts/services.sh env 2>/dev/null)"; $(CARGO) build && TIDEFS_BIN=$(BIN) scripts/pjdfstest.sh
 
 # Start real MariaDB and PostgreSQL for the tests (installs them on Debian when missing).
 services:
@@ -43,7 +43,10 @@ check:
 bench:
 	$(CARGO) bench --bench hot_paths
 
-# Side by side with juicefs on the same backends (root; needs the juicefs binary).
+# Side by side with juicefs on the same backends (root; needs the juicefs binary): SQLite, plus
+# MariaDB and PostgreSQL rows when `make services` runs them.
 bench-compare:
 	$(CARGO) build --release
-	python3 scripts/bench_compare.py --tidefs $(or $(CARGO_TARGET_DIR),target)/release/tidefs
+	eval "$$(scripts/services.sh env 2>/dev/null)"; \
+	  python3 scripts/bench_compare.py --tidefs $(or $(CARGO_TARGET_DIR),target)/release/tidefs \
+	  --meta "$${BENCH_META:-sqlite$${TIDEFS_TEST_MYSQL:+,mysql}$${TIDEFS_TEST_POSTGRES:+,postgres}}"

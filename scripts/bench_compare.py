@@ -8,6 +8,11 @@ Peak RSS of each mount process is read from /proc/<pid>/status (VmHWM) after the
 before every unmount (the row "over the whole round" is the largest of a round's mount processes).
 Results: median [min-max] per row and the ratio tidefs/juicefs of medians, printed and saved as
 Markdown and JSON under bench/results/. Needs root (drop_caches) and the juicefs binary.
+
+`--meta sqlite,mysql,postgres` repeats the metadata rows (small files, one-directory namespace
+operations, ls -l) with the metadata on the MariaDB / PostgreSQL of `scripts/services.sh start`
+(URLs from TIDEFS_TEST_MYSQL / TIDEFS_TEST_POSTGRES); each target gets tables of its own
+(`table_prefix`), dropped afterwards. Those rows are marked [mysql] / [postgres].
 """
 import argparse, datetime, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -17,12 +22,37 @@ def sh(cmd, **kw):
 def drop_caches():
     sh("sync; echo 3 > /proc/sys/vm/drop_caches")
 
+def server_url(engine, tag):
+    var = {"mysql": "TIDEFS_TEST_MYSQL", "postgres": "TIDEFS_TEST_POSTGRES"}[engine]
+    base = os.environ.get(var)
+    if not base:
+        sys.exit(f"--meta {engine} needs {var} (run scripts/services.sh start, then eval \"$(scripts/services.sh env)\")")
+    return base + ("&" if "?" in base else "?") + f"table_prefix={tag}"
+
+TABLES = ["setting", "counter", "edge", "node", "symlink", "xattr", "chunk", "chunk_ref", "delslices",
+          "session2", "sustained", "delfile", "flock", "plock", "dir_quota", "user_group_quota",
+          "dir_stats", "detached_node", "acl", "delegation_token", "change_log"]
+
+def drop_tables(engine, tag):
+    stmts = "; ".join(f"DROP TABLE IF EXISTS jfs_{tag}_{t}" for t in TABLES)
+    url = server_url(engine, tag).split("table_prefix")[0].rstrip("?&")
+    if engine == "postgres":
+        subprocess.run(["psql", url, "-q", "-c", stmts], capture_output=True)
+    else:
+        rest = url.split("://", 1)[1]
+        cred, addr = rest.rsplit("@", 1)
+        user, pw = cred.split(":", 1)
+        hp, dbname = addr.split("/", 1)
+        host, port = hp.strip("()").split(":")
+        subprocess.run(["mariadb", "-h", host, "-P", port, "-u", user, f"-p{pw}", dbname.split("?")[0], "-e", stmts],
+                       capture_output=True)
+
 class Target:
     """One filesystem under test. `local` is a plain directory on the same disk (the physical
     bound); `bindfs` is a passthrough FUSE mount of such a directory (the FUSE overhead)."""
-    def __init__(self, name, work, tidefs, juicefs):
-        self.name, self.work = name, work
-        self.db = f"sqlite3://{work}/meta.db"
+    def __init__(self, name, work, tidefs, juicefs, engine="sqlite", tag=""):
+        self.name, self.work, self.engine, self.tag = name, work, engine, tag
+        self.db = f"sqlite3://{work}/meta.db" if engine == "sqlite" else server_url(engine, tag)
         self.bucket = f"{work}/bucket/"
         self.mnt = f"{work}/mnt"
         self.tidefs, self.juicefs = tidefs, juicefs
@@ -37,9 +67,9 @@ class Target:
                 os.symlink(f"{self.work}/backing", self.mnt)
             return
         if self.name == "tidefs":
-            sh(f"{self.tidefs} format {self.db} benchvol --bucket {self.bucket} --trash-days 0")
+            sh(f"{self.tidefs} format '{self.db}' benchvol --bucket {self.bucket} --trash-days 0")
         else:
-            sh(f"{self.juicefs} format --trash-days 0 {self.db} benchvol --storage file --bucket {self.bucket}")
+            sh(f"{self.juicefs} format --trash-days 0 '{self.db}' benchvol --storage file --bucket {self.bucket}")
 
     def mount(self):
         log = f"{self.work}/mount.log"
@@ -49,9 +79,9 @@ class Target:
             sh(f"bindfs {self.work}/backing {self.mnt}")
             return
         if self.name == "tidefs":
-            sh(f"{self.tidefs} mount -d {self.db} {self.mnt} --log {log}")
+            sh(f"{self.tidefs} mount -d '{self.db}' {self.mnt} --log {log}")
         else:
-            sh(f"{self.juicefs} mount -d --log {log} {self.db} {self.mnt}")
+            sh(f"{self.juicefs} mount -d --log {log} '{self.db}' {self.mnt}")
 
     def umount(self):
         if self.name == "local":
@@ -158,6 +188,24 @@ def fio_randread(t, jobs):
 def small(t, n, phase):
     return float(subprocess.run([sys.executable, "-c", SMALL, f"{t.mnt}/small", str(n), phase], check=True, capture_output=True, text=True).stdout)
 
+def metadata_rows(t, a, add, sfx):
+    """The metadata workloads: small files, namespace operations in one directory, ls -l."""
+    who = t.name
+    os.mkdir(f"{t.mnt}/small")
+    add(f"create {a.files} x 4 KiB (files/s){sfx}", who, small(t, a.files, "create"))
+    t.umount(); drop_caches(); t.mount()
+    add(f"stat {a.files} cold (files/s){sfx}", who, small(t, a.files, "stat"))
+    add(f"read {a.files} x 4 KiB (files/s){sfx}", who, small(t, a.files, "read"))
+    add(f"delete {a.files} (files/s){sfx}", who, small(t, a.files, "delete"))
+    os.mkdir(f"{t.mnt}/ns")
+    for phase in ("mkdir", "rename", "rmdir"):
+        add(f"{phase} {a.dirs} in one dir (ops/s){sfx}", who, namespace(t, a.dirs, phase))
+    os.mkdir(f"{t.mnt}/ls")
+    sh(f"cd {t.mnt}/ls && seq 1 {a.files} | xargs touch")
+    t.umount(); drop_caches(); t.mount()
+    add(f"ls -l {a.files} entries cold (s){sfx}", who, ls_l(t, f"{t.mnt}/ls"))
+    add(f"ls -l {a.files} entries warm (s){sfx}", who, ls_l(t, f"{t.mnt}/ls"))
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tidefs", default="target/release/tidefs")
@@ -169,19 +217,29 @@ def main():
     ap.add_argument("--refs", default="local,bindfs", help="reference targets: local (plain directory), bindfs (passthrough FUSE)")
     ap.add_argument("--no-fio", dest="fio", action="store_false", help="skip the fio random-read rows")
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--meta", default="sqlite", help="metadata engines, comma-separated: sqlite,mysql,postgres")
     a = ap.parse_args()
     rows = {}
     def add(row, who, v):
         rows.setdefault(row, {}).setdefault(who, []).append(v)
     targets = ["tidefs", "juicefs"] + [x for x in ("local", "bindfs") if x in a.refs]
     have_fio = shutil.which("fio") is not None
-    for rnd in range(a.rounds):
-        order = targets if rnd % 2 == 0 else list(reversed(targets))
+    for engine in a.meta.split(","):
+      sfx = "" if engine == "sqlite" else f" [{engine}]"
+      for rnd in range(a.rounds):
+        these = targets if engine == "sqlite" else ["tidefs", "juicefs"]
+        order = these if rnd % 2 == 0 else list(reversed(these))
         for who in order:
             work = tempfile.mkdtemp(prefix=f"bench-{who}-", dir="/var/tmp")
-            t = Target(who, work, os.path.abspath(a.tidefs), a.juicefs)
+            tag = f"b{os.getpid()}{rnd}{who[0]}"
+            t = Target(who, work, os.path.abspath(a.tidefs), a.juicefs, engine, tag)
             try:
                 t.format(); t.mount()
+                if engine != "sqlite":
+                    metadata_rows(t, a, add, sfx)
+                    t.umount()
+                    add(f"mount peak RSS over the whole round (MiB){sfx}", who, t.peak / 2**20)
+                    continue
                 pid = t.pid()
                 add(f"seq write {a.size_mib} MiB (MiB/s)", who, seq_write(t, a.size_mib))
                 if pid is not None:
@@ -198,20 +256,7 @@ def main():
                         add(f"4 KiB random read, {jobs} job(s) (IOPS)", who, iops)
                         add(f"4 KiB random read, {jobs} job(s) p99 (us)", who, p99)
                     os.remove(f"{t.mnt}/fio.dat")
-                os.mkdir(f"{t.mnt}/small")
-                add(f"create {a.files} x 4 KiB (files/s)", who, small(t, a.files, "create"))
-                t.umount(); drop_caches(); t.mount()
-                add(f"stat {a.files} cold (files/s)", who, small(t, a.files, "stat"))
-                add(f"read {a.files} x 4 KiB (files/s)", who, small(t, a.files, "read"))
-                add(f"delete {a.files} (files/s)", who, small(t, a.files, "delete"))
-                os.mkdir(f"{t.mnt}/ns")
-                for phase in ("mkdir", "rename", "rmdir"):
-                    add(f"{phase} {a.dirs} in one dir (ops/s)", who, namespace(t, a.dirs, phase))
-                os.mkdir(f"{t.mnt}/ls")
-                sh(f"cd {t.mnt}/ls && seq 1 {a.files} | xargs touch")
-                t.umount(); drop_caches(); t.mount()
-                add(f"ls -l {a.files} entries cold (s)", who, ls_l(t, f"{t.mnt}/ls"))
-                add(f"ls -l {a.files} entries warm (s)", who, ls_l(t, f"{t.mnt}/ls"))
+                metadata_rows(t, a, add, "")
                 t.umount()
                 if who != "local":
                     add("mount peak RSS over the whole round (MiB)", who, t.peak / 2**20)
@@ -219,7 +264,9 @@ def main():
                 if os.path.ismount(t.mnt):
                     subprocess.run(f"fusermount3 -uz {t.mnt}", shell=True)
                 shutil.rmtree(work, ignore_errors=True)
-            print(f"round {rnd + 1} {who} done", file=sys.stderr)
+                if engine != "sqlite":
+                    drop_tables(engine, tag)
+            print(f"{engine} round {rnd + 1} {who} done", file=sys.stderr)
     refs = [x for x in ("local", "bindfs") if x in a.refs]
     head = "| workload | tidefs median [min-max] | juicefs median [min-max] | tidefs/juicefs |" + "".join(f" {r} median |" for r in refs)
     lines = [head, "|---|---|---|---|" + "---|" * len(refs)]
@@ -237,7 +284,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     with open(f"{a.out}/{stamp}.md", "w") as f:
-        f.write(f"# tidefs vs juicefs, SQLite + local directory, {a.rounds} interleaved rounds\n\n{table}\n\n"
+        f.write(f"# tidefs vs juicefs, metadata on {a.meta}, data in a local directory, {a.rounds} interleaved rounds\n\n{table}\n\n"
                 "For RSS, latency and `ls -l` seconds lower is better; for every other row higher is better. "
                 "`local` is a plain directory on the same disk, `bindfs` a passthrough FUSE mount of one.\n")
     with open(f"{a.out}/{stamp}.json", "w") as f:
