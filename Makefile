@@ -30,7 +30,11 @@ test-rust:
 	eval "$$(scripts/services.sh env 2>/dev/null)"; $(CARGO) test --workspace
 
 test-posix:
-	eval "$$(scripts/services.sh env 2>/dev/null)"; $(CARGO) build && TIDEFS_BIN=$(BIN) scripts/pjdfstest.sh
+	eval "$$(scripts/services.sh env 2>/dev/null)"; $(CARGO) build && \
+	  TIDEFS_BIN=$(BIN) scripts/pjdfstest.sh && \
+	  for url in "$$TIDEFS_TEST_MYSQL" "$$TIDEFS_TEST_POSTGRES"; do \
+	    [ -z "$$url" ] || PJDFSTEST_META="$$url" TIDEFS_BIN=$(BIN) scripts/pjdfstest.sh || exit 1; \
+	  done
 
 # Start real MariaDB and PostgreSQL for the tests (installs them on Debian when missing).
 services:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # POSIX tier: run pjdfstest (the Rust port, `cargo install pjdfstest`) on a real tidefs mount,
 # once with the trash on (the JuiceFS default) and once with it off. Fails on any failed case.
+# Metadata in SQLite, or on the server of PJDFSTEST_META (a mysql:// or postgres:// URL), in
+# tables of a prefix of their own that `tidefs destroy` removes afterwards.
 set -euo pipefail
 BIN=${TIDEFS_BIN:-${CARGO_TARGET_DIR:-target}/debug/tidefs}
 command -v pjdfstest >/dev/null || { echo "pjdfstest not found: cargo install pjdfstest --locked --version 0.2.2" >&2; exit 1; }
@@ -28,8 +30,14 @@ status=0
 passed=0; failed=0; skipped=0
 for trash in 1 0; do
   rm -rf "$work/meta.db"* "$work/data" && mkdir -p "$work/mnt" "$work/data"
-  "$BIN" format "sqlite3://$work/meta.db" pjdfs --bucket "$work/data" --trash-days "$trash" >/dev/null
-  "$BIN" mount -d "sqlite3://$work/meta.db" "$work/mnt" --log "$work/mount.log" >/dev/null
+  if [ -n "${PJDFSTEST_META:-}" ]; then
+    case "$PJDFSTEST_META" in *\?*) sep='&' ;; *) sep='?' ;; esac
+    meta="${PJDFSTEST_META}${sep}table_prefix=pjd${trash}_$(basename "$work" | tr -cd 'a-zA-Z0-9' | tr 'A-Z' 'a-z')"
+  else
+    meta="sqlite3://$work/meta.db"
+  fi
+  "$BIN" format "$meta" pjdfs --bucket "$work/data" --trash-days "$trash" >/dev/null
+  "$BIN" mount -d "$meta" "$work/mnt" --log "$work/mount.log" >/dev/null
   (cd "$work/mnt" && pjdfstest -c "$work/conf.toml" -p "$work/mnt") > "$work/out.txt" 2>&1 || true
   summary=$(grep '^Summary:' "$work/out.txt" || echo "Summary: pjdfstest did not finish")
   echo "pjdfstest (trash-days $trash): $summary"
@@ -41,7 +49,11 @@ for trash in 1 0; do
     *) status=1; tail -50 "$work/out.txt" ;;
   esac
   "$BIN" umount "$work/mnt"
-  "$BIN" fsck "sqlite3://$work/meta.db" | tail -1
+  "$BIN" fsck "$meta" | tail -1
+  if [ -n "${PJDFSTEST_META:-}" ]; then
+    uuid=$("$BIN" status "$meta" | sed -nE 's/.*"UUID": "([^"]+)".*/\1/p')
+    "$BIN" destroy "$meta" "$uuid" --force >/dev/null
+  fi
 done
 echo "pjdfstest: $passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -1,6 +1,7 @@
 //! The `tidefs` command line: one module per subcommand.
 
 mod bench;
+mod destroy;
 mod format;
 mod fsck;
 mod info;
@@ -40,6 +41,8 @@ enum Command {
     Info(info::Args),
     /// Check metadata consistency and that every slice's objects exist.
     Fsck(fsck::Args),
+    /// Delete a volume: its metadata and (in a `file` bucket) its objects.
+    Destroy(destroy::Args),
     /// Quick benchmark of any directory: big-file and small-file throughput, stat rate.
     Bench(bench::Args),
     /// Print the version.
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Info(a) => block_on(info::run(a)),
         Command::Fsck(a) => block_on(fsck::run(a)),
         Command::Bench(a) => bench::run(a),
+        Command::Destroy(a) => block_on(destroy::run(a)),
         Command::Version => {
             println!(
                 "tidefs {} (JuiceFS CE 1.x volume format)",

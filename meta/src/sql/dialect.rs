@@ -17,7 +17,8 @@ pub(crate) fn has_setting_table(d: Dialect) -> &'static str {
     match d {
         Dialect::Sqlite => "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'",
         Dialect::Mysql => "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'jfs_setting'",
-        Dialect::Postgres => "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'jfs_setting'",
+        // unquoted names fold to lower case on PostgreSQL
+        Dialect::Postgres => "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = lower('jfs_setting')",
     }
 }
 
