@@ -180,3 +180,60 @@ fn refuses_unsupported_format_versions() {
     );
     assert!(!is_mounted(&mp));
 }
+
+/// Columns (name, type, nullability, default) and indexes of a volume's tables, with the table
+/// prefix taken out, as the server describes them.
+#[allow(dead_code)]
+fn schema_of(v: &Volume) -> String {
+    let p = &v.prefix;
+    let sql = match v.engine {
+        Engine::Mysql => format!(
+            "SELECT table_name, column_name, column_type, is_nullable, column_default, extra \
+             FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name LIKE 'jfs\\_{p}\\_%' \
+             ORDER BY table_name, ordinal_position; \
+             SELECT table_name, index_name, non_unique, seq_in_index, column_name \
+             FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name LIKE 'jfs\\_{p}\\_%' \
+             ORDER BY table_name, index_name, seq_in_index"
+        ),
+        _ => format!(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default \
+             FROM information_schema.columns WHERE table_schema = current_schema() AND table_name LIKE 'jfs\\_{p}\\_%' \
+             ORDER BY table_name, ordinal_position; \
+             SELECT tablename, indexdef FROM pg_indexes WHERE tablename LIKE 'jfs\\_{p}\\_%' ORDER BY tablename, indexname"
+        ),
+    };
+    v.sql(&sql).replace(&format!("jfs_{p}_"), "jfs_")
+}
+
+#[allow(dead_code)]
+fn tables_match_what_juicefs_creates(e: Engine) {
+    let ours = Volume::format_on(e, "ddl-t", &[]);
+    let theirs = Volume::new_unformatted_on(e, "ddl-j");
+    ok(
+        &juicefs(),
+        &[
+            "format",
+            &theirs.url,
+            "ddl-j",
+            "--storage",
+            "file",
+            "--bucket",
+            &format!("{}/", theirs.bucket.display()),
+        ],
+    );
+    let (a, b) = (schema_of(&ours), schema_of(&theirs));
+    assert!(a.lines().count() > 100, "{a}");
+    assert_eq!(a, b, "tidefs DDL differs from juicefs DDL on {e:?}");
+}
+
+#[cfg(tidefs_test_mysql)]
+#[test]
+fn mysql_tables_match_what_juicefs_creates() {
+    tables_match_what_juicefs_creates(Engine::Mysql);
+}
+
+#[cfg(tidefs_test_postgres)]
+#[test]
+fn postgres_tables_match_what_juicefs_creates() {
+    tables_match_what_juicefs_creates(Engine::Postgres);
+}
