@@ -19,7 +19,7 @@ cleanup() { "$BIN" umount "$work/mnt" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 "$BIN" format "$META" bigdir --bucket "$work/data" --trash-days 0 >/dev/null
 "$BIN" mount -d "$META" "$work/mnt" --log "$work/mount.log" >/dev/null
-pid=$(pgrep -f "tidefs mount .* $work/mnt" | head -1)
+pid=$(pgrep -f " mount .* $work/mnt" | head -1)
 hwm() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$pid/status; }
 rss() { awk '/VmRSS/ {printf "%.1f MiB", $2/1024}' /proc/$pid/status; }
 d="$work/mnt/big"; mkdir "$d"
@@ -51,7 +51,7 @@ echo "engine: ${META%%://*}, $N entries in one directory"
 phase "create $N" make_files
 "$BIN" umount "$work/mnt" >/dev/null; sync; echo 3 > /proc/sys/vm/drop_caches
 "$BIN" mount -d "$META" "$work/mnt" --log "$work/mount.log" >/dev/null
-pid=$(pgrep -f "tidefs mount .* $work/mnt" | head -1)
+pid=$(pgrep -f " mount .* $work/mnt" | head -1)
 phase "list (ls -f), cold" count
 phase "list + stat (ls -fl)" count_long
 phase "remove $N" remove_files

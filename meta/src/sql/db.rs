@@ -10,11 +10,11 @@
 //! (sqlx's SQLite driver sent every statement to a worker thread and back, which dominated every
 //! operation's profile). MySQL and PostgreSQL statements are network round trips driven by tokio.
 
+use super::pool::{Lease, ServerPool};
 use rusqlite::types::{Value as SqliteValue, ValueRef};
-use sqlx::mysql::{MySql, MySqlRow};
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgRow, Postgres};
-use sqlx::{Row as _, Transaction, ValueRef as _};
+use sqlx::mysql::{MySql, MySqlConnection, MySqlRow};
+use sqlx::postgres::{PgConnection, PgRow, Postgres};
+use sqlx::{Row as _, ValueRef as _};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Mutex;
@@ -267,17 +267,25 @@ impl Drop for ReadConn<'_> {
 #[allow(clippy::large_enum_variant)] // one per process
 pub(crate) enum Pool {
     Sqlite(SqliteConns),
-    Mysql(sqlx::MySqlPool),
-    Postgres(sqlx::PgPool),
+    /// MySQL-protocol servers: reads on autocommit connections; write transactions on
+    /// connections with autocommit off, where the first statement opens the transaction (no
+    /// `BEGIN` round trip) and `COMMIT` / `ROLLBACK` end it.
+    Mysql {
+        read: ServerPool<MySqlConnection>,
+        write: ServerPool<MySqlConnection>,
+    },
+    Postgres(ServerPool<PgConnection>),
 }
 
 enum Conn<'a> {
     SqliteWrite(tokio::sync::MutexGuard<'a, Option<rusqlite::Connection>>),
     SqliteRead(ReadConn<'a>),
-    My(PoolConnection<MySql>),
-    MyTx(Transaction<'static, MySql>),
-    Pg(PoolConnection<Postgres>),
-    PgTx(Transaction<'static, Postgres>),
+    My(Lease<'a, MySqlConnection>),
+    /// A connection with autocommit off: statements run in a transaction until COMMIT.
+    MyTx(Lease<'a, MySqlConnection>),
+    Pg(Lease<'a, PgConnection>),
+    /// In a transaction since `BEGIN`.
+    PgTx(Lease<'a, PgConnection>),
 }
 
 /// A transaction, or an autocommit handle for reads, on one connection.
@@ -285,6 +293,9 @@ pub(crate) struct Tx<'a> {
     conn: Conn<'a>,
     dialect: Dialect,
     prefix: &'a str,
+    /// A server transaction that has not ended: dropped like this (a cancelled operation), its
+    /// connection is closed rather than reused.
+    open: bool,
     /// Changes to the volume's space and inode counters made by this transaction, applied to
     /// the shared counters once it commits (see `Inner::stats`).
     pub(crate) space_delta: i64,
@@ -295,7 +306,7 @@ impl Pool {
     pub(crate) fn dialect(&self) -> Dialect {
         match self {
             Pool::Sqlite(_) => Dialect::Sqlite,
-            Pool::Mysql(_) => Dialect::Mysql,
+            Pool::Mysql { .. } => Dialect::Mysql,
             Pool::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -305,6 +316,7 @@ impl Pool {
             conn,
             dialect: self.dialect(),
             prefix,
+            open: false,
             space_delta: 0,
             inode_delta: 0,
         }
@@ -324,7 +336,7 @@ impl Pool {
                     pool: &s.readers,
                 })
             }
-            Pool::Mysql(p) => Conn::My(p.acquire().await?),
+            Pool::Mysql { read, .. } => Conn::My(read.acquire().await?),
             Pool::Postgres(p) => Conn::Pg(p.acquire().await?),
         };
         Ok(self.tx(conn, prefix))
@@ -345,10 +357,21 @@ impl Pool {
                 }
                 Conn::SqliteWrite(guard)
             }
-            Pool::Mysql(p) => Conn::MyTx(p.begin().await?),
-            Pool::Postgres(p) => Conn::PgTx(p.begin().await?),
+            Pool::Mysql { write, .. } => Conn::MyTx(write.acquire().await?),
+            Pool::Postgres(p) => {
+                let mut lease = p.acquire().await?;
+                if let Some(c) = lease.conn() {
+                    if let Err(e) = sqlx::query("BEGIN").execute(&mut *c).await {
+                        lease.reusable = false;
+                        return Err(e.into());
+                    }
+                }
+                Conn::PgTx(lease)
+            }
         };
-        Ok(self.tx(conn, prefix))
+        let mut tx = self.tx(conn, prefix);
+        tx.open = matches!(tx.conn, Conn::MyTx(_) | Conn::PgTx(_));
+        Ok(tx)
     }
 }
 
@@ -372,39 +395,41 @@ impl Tx<'_> {
     }
 
     /// Commit a write transaction (a read handle has nothing to commit).
-    pub(crate) async fn commit(self) -> DbResult<()> {
-        match self.conn {
-            Conn::SqliteWrite(mut guard) => {
+    pub(crate) async fn commit(mut self) -> DbResult<()> {
+        let res = match &mut self.conn {
+            Conn::SqliteWrite(guard) => {
                 let res = match guard.as_ref() {
                     Some(c) => c.execute_batch("COMMIT").map_err(DbError::from),
                     None => Err(no_writer()),
                 };
                 if res.is_err() {
-                    rollback_sqlite(&mut guard);
+                    rollback_sqlite(guard);
                 }
                 res
             }
-            Conn::MyTx(t) => Ok(t.commit().await?),
-            Conn::PgTx(t) => Ok(t.commit().await?),
+            Conn::MyTx(lease) => end_my_tx(lease, "COMMIT").await,
+            Conn::PgTx(lease) => end_pg_tx(lease, "COMMIT").await,
             _ => Ok(()),
-        }
+        };
+        self.open = res.is_err() && self.open;
+        res
     }
 
     /// Roll a write transaction back.
-    pub(crate) async fn rollback(self) {
-        match self.conn {
-            Conn::SqliteWrite(mut guard) => rollback_sqlite(&mut guard),
-            Conn::MyTx(t) => {
-                if let Err(e) = t.rollback().await {
-                    tracing::debug!(error = %e, "rollback failed; the connection is discarded");
-                }
+    pub(crate) async fn rollback(mut self) {
+        let res = match &mut self.conn {
+            Conn::SqliteWrite(guard) => {
+                rollback_sqlite(guard);
+                Ok(())
             }
-            Conn::PgTx(t) => {
-                if let Err(e) = t.rollback().await {
-                    tracing::debug!(error = %e, "rollback failed; the connection is discarded");
-                }
-            }
-            _ => {}
+            Conn::MyTx(lease) => end_my_tx(lease, "ROLLBACK").await,
+            Conn::PgTx(lease) => end_pg_tx(lease, "ROLLBACK").await,
+            _ => Ok(()),
+        };
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "rollback failed; the connection is closed");
+        } else {
+            self.open = false;
         }
     }
 
@@ -435,6 +460,36 @@ impl Tx<'_> {
             out = Cow::Owned(s);
         }
         out
+    }
+}
+
+/// End a server transaction; a connection that fails to is not reused.
+macro_rules! end_tx {
+    ($name:ident, $conn:ty) => {
+        async fn $name(lease: &mut Lease<'_, $conn>, stmt: &'static str) -> DbResult<()> {
+            let res = match lease.conn() {
+                Some(c) => sqlx::raw_sql(stmt).execute(c).await.map(|_| ()),
+                None => Ok(()),
+            };
+            if res.is_err() {
+                lease.reusable = false;
+            }
+            Ok(res?)
+        }
+    };
+}
+end_tx!(end_my_tx, MySqlConnection);
+end_tx!(end_pg_tx, PgConnection);
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            match &mut self.conn {
+                Conn::MyTx(l) => l.reusable = false,
+                Conn::PgTx(l) => l.reusable = false,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -602,67 +657,98 @@ impl Query<'_> {
                     sqlx::query::<MySql>(sqlx::AssertSqlSafe(sql.into_owned())),
                     self.args
                 );
-                let ex: &mut sqlx::MySqlConnection = match &mut tx.conn {
-                    Conn::My(c) => c,
-                    Conn::MyTx(t) => t,
+                let lease = match &mut tx.conn {
+                    Conn::My(c) | Conn::MyTx(c) => c,
                     _ => return Err(no_writer()),
                 };
-                match want {
-                    Want::Nothing => Ok(Got::Done(query.execute(ex).await?.rows_affected())),
-                    Want::One => Ok(Got::Rows(
-                        query
-                            .fetch_optional(ex)
-                            .await?
-                            .map(|r| mysql_row(&r))
-                            .transpose()?
-                            .into_iter()
-                            .collect(),
-                    )),
-                    Want::All => Ok(Got::Rows(
-                        query
-                            .fetch_all(ex)
-                            .await?
-                            .iter()
-                            .map(mysql_row)
-                            .collect::<DbResult<_>>()?,
-                    )),
+                let res = mysql_run(lease.conn(), query, want).await;
+                if res.as_ref().is_err_and(breaks_connection) {
+                    lease.reusable = false;
                 }
+                res
             }
             Conn::Pg(_) | Conn::PgTx(_) => {
                 let query = bind_all!(
                     sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql.into_owned())),
                     self.args
                 );
-                let ex: &mut sqlx::PgConnection = match &mut tx.conn {
-                    Conn::Pg(c) => c,
-                    Conn::PgTx(t) => t,
+                let lease = match &mut tx.conn {
+                    Conn::Pg(c) | Conn::PgTx(c) => c,
                     _ => return Err(no_writer()),
                 };
-                match want {
-                    Want::Nothing => Ok(Got::Done(query.execute(ex).await?.rows_affected())),
-                    Want::One => Ok(Got::Rows(
-                        query
-                            .fetch_optional(ex)
-                            .await?
-                            .map(|r| pg_row(&r))
-                            .transpose()?
-                            .into_iter()
-                            .collect(),
-                    )),
-                    Want::All => Ok(Got::Rows(
-                        query
-                            .fetch_all(ex)
-                            .await?
-                            .iter()
-                            .map(pg_row)
-                            .collect::<DbResult<_>>()?,
-                    )),
+                let res = pg_run(lease.conn(), query, want).await;
+                if res.as_ref().is_err_and(breaks_connection) {
+                    lease.reusable = false;
                 }
+                res
             }
             _ => Err(no_writer()),
         }
     }
+}
 
+/// Whether a failure may have left the connection unusable (anything but an error the server
+/// answered with).
+fn breaks_connection(e: &DbError) -> bool {
+    matches!(e, DbError::Sqlx(x) if !matches!(x, sqlx::Error::Database(_) | sqlx::Error::RowNotFound))
+}
+
+type MyQuery = sqlx::query::Query<'static, MySql, sqlx::mysql::MySqlArguments>;
+type PgQuery = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
+
+async fn mysql_run(ex: Option<&mut MySqlConnection>, query: MyQuery, want: Want) -> DbResult<Got> {
+    let Some(ex) = ex else {
+        return Err(no_writer());
+    };
+    match want {
+        Want::Nothing => Ok(Got::Done(query.execute(ex).await?.rows_affected())),
+        Want::One => Ok(Got::Rows(
+            query
+                .fetch_optional(ex)
+                .await?
+                .map(|r| mysql_row(&r))
+                .transpose()?
+                .into_iter()
+                .collect(),
+        )),
+        Want::All => Ok(Got::Rows(
+            query
+                .fetch_all(ex)
+                .await?
+                .iter()
+                .map(mysql_row)
+                .collect::<DbResult<_>>()?,
+        )),
+    }
+}
+
+async fn pg_run(ex: Option<&mut PgConnection>, query: PgQuery, want: Want) -> DbResult<Got> {
+    let Some(ex) = ex else {
+        return Err(no_writer());
+    };
+    match want {
+        Want::Nothing => Ok(Got::Done(query.execute(ex).await?.rows_affected())),
+        Want::One => Ok(Got::Rows(
+            query
+                .fetch_optional(ex)
+                .await?
+                .map(|r| pg_row(&r))
+                .transpose()?
+                .into_iter()
+                .collect(),
+        )),
+        Want::All => Ok(Got::Rows(
+            query
+                .fetch_all(ex)
+                .await?
+                .iter()
+                .map(pg_row)
+                .collect::<DbResult<_>>()?,
+        )),
+    }
+}
+
+impl Query<'_> {
     pub(crate) async fn execute(self, tx: &mut Tx<'_>) -> DbResult<Done> {
         match self.run(tx, Want::Nothing).await? {
             Got::Done(n) => Ok(Done(n)),
@@ -742,6 +828,7 @@ mod tests {
             }),
             dialect: Dialect::Postgres,
             prefix: "vol1_",
+            open: false,
             space_delta: 0,
             inode_delta: 0,
         };

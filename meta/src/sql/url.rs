@@ -11,13 +11,13 @@
 //! show the URL with `****` instead.
 
 use super::db::Pool;
+use super::pool::{Connect, Limits, ServerPool};
 use crate::error::{Error, ErrorKind, Result};
 use crate::url::redact;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::mysql::MySqlConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::ConnectOptions;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// An opened server pool.
@@ -246,7 +246,10 @@ pub(crate) async fn connect(url: &str) -> Result<Server> {
     let shown = redact(url);
     let knobs = parts.knobs.clone();
     let pool = match parts.scheme.as_str() {
-        "mysql" => Pool::Mysql(mysql_pool(url, &parts).await?),
+        "mysql" => {
+            let (read, write) = mysql_pools(url, &parts).await?;
+            Pool::Mysql { read, write }
+        }
         "postgres" | "postgresql" => Pool::Postgres(pg_pool(url, &parts).await?),
         other => return Err(bad(url, format!("{other} is not a SQL server scheme"))),
     };
@@ -278,29 +281,15 @@ fn unreachable_error(url: &str, e: sqlx::Error) -> Error {
     .with_source(e)
 }
 
-/// `after_release` hook that keeps at most `max_idle` idle connections, as
-/// `max_idle_conns` asks.
-fn idle_cap<DB: sqlx::Database>(
-    max_idle: Option<u32>,
-    cell: &Arc<OnceLock<sqlx::Pool<DB>>>,
-) -> impl Fn(
-    &mut DB::Connection,
-    sqlx::pool::PoolConnectionMetadata,
-) -> futures::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>>
-       + Send
-       + Sync
-       + 'static {
-    let cell = Arc::clone(cell);
-    move |_conn, _meta| {
-        let keep = match (max_idle, cell.get()) {
-            (Some(max), Some(pool)) => pool.num_idle() < max as usize,
-            _ => true,
-        };
-        Box::pin(async move { Ok(keep) })
-    }
-}
-
-async fn mysql_pool(url: &str, p: &Parts) -> Result<sqlx::MySqlPool> {
+/// The read pool (autocommit) and the write pool (autocommit off) of a MySQL-protocol server;
+/// `max_open_conns` and `max_idle_conns` apply to each.
+async fn mysql_pools(
+    url: &str,
+    p: &Parts,
+) -> Result<(
+    ServerPool<sqlx::MySqlConnection>,
+    ServerPool<sqlx::MySqlConnection>,
+)> {
     let mut opts = MySqlConnectOptions::new()
         .username(&p.user)
         .database(&p.database);
@@ -335,33 +324,45 @@ async fn mysql_pool(url: &str, p: &Parts) -> Result<sqlx::MySqlPool> {
         }
     }
     let opts = opts.log_statements(tracing::log::LevelFilter::Trace);
-    let cell = Arc::new(OnceLock::new());
-    let mut po = MySqlPoolOptions::new()
-        .max_connections(p.knobs.max_open)
-        // no ping before every use (a round trip per operation): a connection is checked
-        // when it comes back, and a dead one met in use is retried on another
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(15))
-        .idle_timeout(p.knobs.idle_time)
-        .max_lifetime(p.knobs.life_time)
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                // JuiceFS runs MySQL at REPEATABLE READ; rows read to be changed are locked
-                sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        });
-    if p.knobs.max_idle.is_some() {
-        po = po.after_release(idle_cap(p.knobs.max_idle, &cell));
-    }
     // one connection made here says at once what is wrong (refused, bad password, no such
     // database); a pool would retry until its timeout and report only that
     probe(url, &opts).await?;
-    let pool = po.connect_lazy_with(opts);
-    let _ = cell.set(pool.clone());
-    Ok(pool)
+    let read = mysql_pool_with(p, opts.clone(), false);
+    let write = mysql_pool_with(p, opts, true);
+    Ok((read, write))
+}
+
+fn limits(p: &Parts) -> Limits {
+    Limits {
+        max_open: p.knobs.max_open,
+        max_idle: p.knobs.max_idle,
+        idle_time: p.knobs.idle_time,
+        life_time: p.knobs.life_time,
+        acquire_timeout: Duration::from_secs(15),
+    }
+}
+
+fn mysql_pool_with(
+    p: &Parts,
+    opts: MySqlConnectOptions,
+    write: bool,
+) -> ServerPool<sqlx::MySqlConnection> {
+    let connect: Connect<sqlx::MySqlConnection> = Box::new(move || {
+        let opts = opts.clone();
+        Box::pin(async move {
+            let mut c = opts.connect().await?;
+            // JuiceFS runs MySQL at REPEATABLE READ; rows read to be changed are locked
+            sqlx::raw_sql("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut c)
+                .await?;
+            if write {
+                // the first statement opens a transaction: no BEGIN round trip
+                sqlx::raw_sql("SET autocommit = 0").execute(&mut c).await?;
+            }
+            Ok(c)
+        })
+    });
+    ServerPool::new(connect, limits(p))
 }
 
 async fn probe<O>(url: &str, opts: &O) -> Result<()>
@@ -385,7 +386,7 @@ where
     Ok(())
 }
 
-async fn pg_pool(url: &str, p: &Parts) -> Result<sqlx::PgPool> {
+async fn pg_pool(url: &str, p: &Parts) -> Result<ServerPool<sqlx::PgConnection>> {
     // sqlx reads the standard parameters (sslmode, sslrootcert, application_name, ...) from a
     // URL; ours are taken out, and the password comes separately so it can be from the env.
     let mut rest: Vec<String> = Vec::new();
@@ -423,20 +424,12 @@ async fn pg_pool(url: &str, p: &Parts) -> Result<sqlx::PgPool> {
     let opts = opts
         .application_name("tidefs")
         .log_statements(tracing::log::LevelFilter::Trace);
-    let cell = Arc::new(OnceLock::new());
-    let mut po = PgPoolOptions::new()
-        .max_connections(p.knobs.max_open)
-        .test_before_acquire(false)
-        .acquire_timeout(Duration::from_secs(15))
-        .idle_timeout(p.knobs.idle_time)
-        .max_lifetime(p.knobs.life_time);
-    if p.knobs.max_idle.is_some() {
-        po = po.after_release(idle_cap(p.knobs.max_idle, &cell));
-    }
     probe(url, &opts).await?;
-    let pool = po.connect_lazy_with(opts);
-    let _ = cell.set(pool.clone());
-    Ok(pool)
+    let connect: Connect<sqlx::PgConnection> = Box::new(move || {
+        let opts = opts.clone();
+        Box::pin(async move { opts.connect().await })
+    });
+    Ok(ServerPool::new(connect, limits(p)))
 }
 
 #[cfg(test)]
