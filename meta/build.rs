@@ -1,7 +1,7 @@
-//! Test engines: the conformance suite is compiled for a database server only when its URL is
-//! given (`TIDEFS_TEST_MYSQL`, `TIDEFS_TEST_POSTGRES`, written by `scripts/services.sh start`),
-//! so a run without servers has fewer tests rather than tests that pass without running. A URL
-//! that is given but unreachable fails those tests.
+// Test engines: the conformance suite is compiled for a database server only when its URL is
+// given (`TIDEFS_TEST_MYSQL`, `TIDEFS_TEST_POSTGRES`, written by `scripts/services.sh start`),
+// so a run without servers has fewer tests rather than tests that pass without running. A URL
+// that is given but unreachable fails those tests.
 fn main() {
     for (var, cfg) in [
         ("TIDEFS_TEST_MYSQL", "tidefs_test_mysql"),

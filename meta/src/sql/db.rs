@@ -696,57 +696,38 @@ fn breaks_connection(e: &DbError) -> bool {
 type MyQuery = sqlx::query::Query<'static, MySql, sqlx::mysql::MySqlArguments>;
 type PgQuery = sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>;
 
-async fn mysql_run(ex: Option<&mut MySqlConnection>, query: MyQuery, want: Want) -> DbResult<Got> {
-    let Some(ex) = ex else {
-        return Err(no_writer());
+/// Run a bound statement on a server connection and take what `want` asks for.
+macro_rules! server_run {
+    ($name:ident, $conn:ty, $query:ty, $row:ident) => {
+        async fn $name(ex: Option<&mut $conn>, query: $query, want: Want) -> DbResult<Got> {
+            let Some(ex) = ex else {
+                return Err(no_writer());
+            };
+            match want {
+                Want::Nothing => Ok(Got::Done(query.execute(ex).await?.rows_affected())),
+                Want::One => Ok(Got::Rows(
+                    query
+                        .fetch_optional(ex)
+                        .await?
+                        .map(|r| $row(&r))
+                        .transpose()?
+                        .into_iter()
+                        .collect(),
+                )),
+                Want::All => Ok(Got::Rows(
+                    query
+                        .fetch_all(ex)
+                        .await?
+                        .iter()
+                        .map($row)
+                        .collect::<DbResult<_>>()?,
+                )),
+            }
+        }
     };
-    match want {
-        Want::Nothing => Ok(Got::Done(query.execute(ex).await?.rows_affected())),
-        Want::One => Ok(Got::Rows(
-            query
-                .fetch_optional(ex)
-                .await?
-                .map(|r| mysql_row(&r))
-                .transpose()?
-                .into_iter()
-                .collect(),
-        )),
-        Want::All => Ok(Got::Rows(
-            query
-                .fetch_all(ex)
-                .await?
-                .iter()
-                .map(mysql_row)
-                .collect::<DbResult<_>>()?,
-        )),
-    }
 }
-
-async fn pg_run(ex: Option<&mut PgConnection>, query: PgQuery, want: Want) -> DbResult<Got> {
-    let Some(ex) = ex else {
-        return Err(no_writer());
-    };
-    match want {
-        Want::Nothing => Ok(Got::Done(query.execute(ex).await?.rows_affected())),
-        Want::One => Ok(Got::Rows(
-            query
-                .fetch_optional(ex)
-                .await?
-                .map(|r| pg_row(&r))
-                .transpose()?
-                .into_iter()
-                .collect(),
-        )),
-        Want::All => Ok(Got::Rows(
-            query
-                .fetch_all(ex)
-                .await?
-                .iter()
-                .map(pg_row)
-                .collect::<DbResult<_>>()?,
-        )),
-    }
-}
+server_run!(mysql_run, MySqlConnection, MyQuery, mysql_row);
+server_run!(pg_run, PgConnection, PgQuery, pg_row);
 
 impl Query<'_> {
     pub(crate) async fn execute(self, tx: &mut Tx<'_>) -> DbResult<Done> {

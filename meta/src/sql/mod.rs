@@ -316,26 +316,30 @@ async fn must_dir(c: &mut Tx<'_>, ino: Ino) -> Result<Attr> {
     Ok(a)
 }
 
+/// Bind the 16 node columns of `a`, in the order the node statements list them.
+fn bind_node<'s>(q: db::Query<'s>, a: &Attr) -> db::Query<'s> {
+    q.bind(a.ino as i64)
+        .bind(i64::from(a.typ.code()))
+        .bind(i64::from(a.flags))
+        .bind(i64::from(a.mode))
+        .bind(i64::from(a.uid))
+        .bind(i64::from(a.gid))
+        .bind(a.atime.to_micros())
+        .bind(a.mtime.to_micros())
+        .bind(a.ctime.to_micros())
+        .bind(a.atime.sub_micro_nanos())
+        .bind(a.mtime.sub_micro_nanos())
+        .bind(a.ctime.sub_micro_nanos())
+        .bind(i64::from(a.nlink))
+        .bind(a.length as i64)
+        .bind(i64::from(a.rdev))
+        .bind(a.parent as i64)
+}
+
 async fn insert_node(c: &mut Tx<'_>, a: &Attr) -> Result<()> {
-    q(
+    bind_node(q(
         "INSERT INTO jfs_node (inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent,access_acl_id,default_acl_id,tier_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0)",
-    )
-    .bind(a.ino as i64)
-    .bind(i64::from(a.typ.code()))
-    .bind(i64::from(a.flags))
-    .bind(i64::from(a.mode))
-    .bind(i64::from(a.uid))
-    .bind(i64::from(a.gid))
-    .bind(a.atime.to_micros())
-    .bind(a.mtime.to_micros())
-    .bind(a.ctime.to_micros())
-    .bind(a.atime.sub_micro_nanos())
-    .bind(a.mtime.sub_micro_nanos())
-    .bind(a.ctime.sub_micro_nanos())
-    .bind(i64::from(a.nlink))
-    .bind(a.length as i64)
-    .bind(i64::from(a.rdev))
-    .bind(a.parent as i64)
+    ), a)
     .execute(c).await
     .map_err(db("insert node"))?;
     Ok(())
@@ -481,25 +485,9 @@ async fn get_entry(c: &mut Tx<'_>, parent: Ino, name: &[u8]) -> Result<Option<(i
 /// A new inode and its entry in one statement (PostgreSQL: a data-modifying CTE), one round trip
 /// instead of two. A taken name fails on the UNIQUE (parent, name) index: EEXIST.
 async fn insert_node_and_edge(c: &mut Tx<'_>, a: &Attr, name: &[u8]) -> Result<()> {
-    q(
+    bind_node(q(
         "WITH n AS (INSERT INTO jfs_node (inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent,access_acl_id,default_acl_id,tier_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0)) INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)",
-    )
-    .bind(a.ino as i64)
-    .bind(i64::from(a.typ.code()))
-    .bind(i64::from(a.flags))
-    .bind(i64::from(a.mode))
-    .bind(i64::from(a.uid))
-    .bind(i64::from(a.gid))
-    .bind(a.atime.to_micros())
-    .bind(a.mtime.to_micros())
-    .bind(a.ctime.to_micros())
-    .bind(a.atime.sub_micro_nanos())
-    .bind(a.mtime.sub_micro_nanos())
-    .bind(a.ctime.sub_micro_nanos())
-    .bind(i64::from(a.nlink))
-    .bind(a.length as i64)
-    .bind(i64::from(a.rdev))
-    .bind(a.parent as i64)
+    ), a)
     .bind(a.parent as i64)
     .bind(name)
     .bind(a.ino as i64)
