@@ -89,12 +89,15 @@ impl From<sqlx::Error> for DbError {
 pub(crate) struct Query<'s> {
     sql: Cow<'s, str>,
     args: Vec<Value>,
+    /// Planned afresh at every run on the servers (see [`Query::planned_each_time`]).
+    fresh_plan: bool,
 }
 
 pub(crate) fn q(sql: &str) -> Query<'_> {
     Query {
         sql: Cow::Borrowed(sql),
         args: Vec::new(),
+        fresh_plan: false,
     }
 }
 
@@ -103,6 +106,7 @@ pub(crate) fn q_owned(sql: String) -> Query<'static> {
     Query {
         sql: Cow::Owned(sql),
         args: Vec::new(),
+        fresh_plan: false,
     }
 }
 
@@ -629,6 +633,15 @@ impl Query<'_> {
         self
     }
 
+    /// Do not keep this statement prepared on the server. PostgreSQL turns a kept statement's
+    /// plan generic after a few runs, chosen with the statistics of that moment: a directory page
+    /// (`parent = ? AND name > ? ORDER BY name LIMIT ?`) planned while the table was still small
+    /// became a full scan and sort once it was large (`ls -l` of 10 000 entries 3x slower).
+    pub(crate) fn planned_each_time(mut self) -> Self {
+        self.fresh_plan = true;
+        self
+    }
+
     async fn run(self, tx: &mut Tx<'_>, want: Want) -> DbResult<Got> {
         let sql = tx.text(&self.sql);
         if let Some(c) = sqlite_conn(&tx.conn) {
@@ -654,7 +667,8 @@ impl Query<'_> {
             Conn::My(_) | Conn::MyTx(_) => {
                 let query = bind_all!(
                     // statement texts are the engine's own; values are always bound
-                    sqlx::query::<MySql>(sqlx::AssertSqlSafe(sql.into_owned())),
+                    sqlx::query::<MySql>(sqlx::AssertSqlSafe(sql.into_owned()))
+                        .persistent(!self.fresh_plan),
                     self.args
                 );
                 let lease = match &mut tx.conn {
@@ -669,7 +683,8 @@ impl Query<'_> {
             }
             Conn::Pg(_) | Conn::PgTx(_) => {
                 let query = bind_all!(
-                    sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql.into_owned())),
+                    sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql.into_owned()))
+                        .persistent(!self.fresh_plan),
                     self.args
                 );
                 let lease = match &mut tx.conn {

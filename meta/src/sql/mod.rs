@@ -1977,6 +1977,7 @@ impl Inner {
         .bind(ino as i64)
         .bind(from)
         .bind(limit)
+        .planned_each_time()
         .fetch_all(&mut c).await
         .map_err(db("readdir"))?;
         let mut out = Vec::with_capacity(rows.len());
