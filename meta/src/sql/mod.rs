@@ -318,9 +318,12 @@ async fn must_dir(c: &mut Tx<'_>, ino: Ino) -> Result<Attr> {
 
 /// Bind the 16 node columns of `a`, in the order the node statements list them.
 fn bind_node<'s>(q: db::Query<'s>, a: &Attr) -> db::Query<'s> {
-    q.bind(a.ino as i64)
-        .bind(i64::from(a.typ.code()))
-        .bind(i64::from(a.flags))
+    bind_node_fields(q.bind(a.ino as i64).bind(i64::from(a.typ.code())), a)
+}
+
+/// Bind the 14 changeable node columns (`flags` .. `parent`) of `a`, in table order.
+fn bind_node_fields<'s>(q: db::Query<'s>, a: &Attr) -> db::Query<'s> {
+    q.bind(i64::from(a.flags))
         .bind(i64::from(a.mode))
         .bind(i64::from(a.uid))
         .bind(i64::from(a.gid))
@@ -346,23 +349,9 @@ async fn insert_node(c: &mut Tx<'_>, a: &Attr) -> Result<()> {
 }
 
 async fn update_node(c: &mut Tx<'_>, a: &Attr) -> Result<()> {
-    q(
+    bind_node_fields(q(
         "UPDATE jfs_node SET flags=?,mode=?,uid=?,gid=?,atime=?,mtime=?,ctime=?,atimensec=?,mtimensec=?,ctimensec=?,nlink=?,length=?,rdev=?,parent=? WHERE inode=?",
-    )
-    .bind(i64::from(a.flags))
-    .bind(i64::from(a.mode))
-    .bind(i64::from(a.uid))
-    .bind(i64::from(a.gid))
-    .bind(a.atime.to_micros())
-    .bind(a.mtime.to_micros())
-    .bind(a.ctime.to_micros())
-    .bind(a.atime.sub_micro_nanos())
-    .bind(a.mtime.sub_micro_nanos())
-    .bind(a.ctime.sub_micro_nanos())
-    .bind(i64::from(a.nlink))
-    .bind(a.length as i64)
-    .bind(i64::from(a.rdev))
-    .bind(a.parent as i64)
+    ), a)
     .bind(a.ino as i64)
     .execute(c).await
     .map_err(db("update node"))?;
