@@ -147,6 +147,20 @@ pub trait Meta: Send + Sync {
         limit: usize,
         plus: bool,
     ) -> Result<Vec<DirEntry>>;
+    /// Up to `limit` entries of directory `parent` whose names sort at or after `from` (byte
+    /// order), each with its inode's attributes: what the client's lookahead fills its cache
+    /// with when a program looks up many names of one directory. No permission check (the
+    /// caller serves them only where the kernel checks). An engine that cannot page a
+    /// directory by name returns nothing, which turns the lookahead off.
+    async fn entries_from(
+        &self,
+        parent: Ino,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Attr)>> {
+        let _ = (parent, from, limit);
+        Ok(Vec::new())
+    }
     /// Note an open of `ino` by this client (an unlinked file keeps its data while open).
     async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr>;
     /// Note an open of `ino` that this client just created (it exists: nothing to look up).

@@ -287,8 +287,16 @@ impl Filesystem for TidefsFs {
             name.as_bytes().to_vec(),
         );
         self.serve(async move {
-            let r = s.vfs.lookup(&ctx, parent, &name).await;
-            s.reply_entry(reply, r);
+            match s.vfs.lookup_aged(&ctx, parent, &name).await {
+                // an answer read a while ago is kept for the rest of its TTL only
+                Ok((a, age)) => reply.entry_with_ttls(
+                    &s.entry_ttl(&a).saturating_sub(age),
+                    &s.cfg.attr_ttl.saturating_sub(age),
+                    &s.attr(&a),
+                    Generation(0),
+                ),
+                Err(e) => reply.error(err(&e)),
+            }
         });
     }
 

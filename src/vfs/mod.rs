@@ -5,6 +5,7 @@
 //! close-to-open consistency: data written through a handle is committed at flush/fsync/close,
 //! and an open drops what this client cached about the file.
 
+mod ahead;
 pub mod error;
 mod locks;
 mod reader;
@@ -128,6 +129,8 @@ pub struct Vfs {
     lock_released: tokio::sync::Notify,
     /// Lock requests waiting, by (inode, owner); set to give up.
     lock_waiters: parking_lot::Mutex<HashMap<(Ino, u64), Arc<std::sync::atomic::AtomicBool>>>,
+    /// Entries read ahead for programs that look up many names of one directory.
+    ahead: ahead::Lookahead,
 }
 
 /// Most files whose open-time attributes are remembered for page-cache reuse.
@@ -137,6 +140,7 @@ impl Vfs {
     /// A filesystem over an opened, loaded volume.
     pub fn new(meta: Arc<dyn Meta>, store: ChunkStore, format: Format, cfg: VfsConfig) -> Self {
         let budget = BufferBudget::new(cfg.buffer_size, cfg.max_uploads);
+        let ahead_ttl = cfg.attr_ttl.min(cfg.entry_ttl).min(cfg.dir_entry_ttl);
         Self {
             meta,
             store,
@@ -149,6 +153,7 @@ impl Vfs {
             seen: parking_lot::Mutex::new(HashMap::new()),
             lock_released: tokio::sync::Notify::new(),
             lock_waiters: parking_lot::Mutex::new(HashMap::new()),
+            ahead: ahead::Lookahead::new(ahead_ttl),
         }
     }
 
@@ -205,6 +210,7 @@ impl Vfs {
 
     /// Note a change of `ino`'s data made here: cached lengths and slice lists are stale.
     fn changed(&self, ino: Ino) {
+        self.ahead.forget_ino(ino);
         if let Some(f) = self.files.lock().get(&ino) {
             f.generation.fetch_add(1, Ordering::Relaxed);
         }
@@ -266,7 +272,9 @@ impl Vfs {
     /// Commit buffered writes of `ino`, if any.
     async fn flush_ino(&self, ino: Ino) -> Result<()> {
         if let Some(w) = self.writer(ino) {
-            w.flush().await?;
+            let res = w.flush().await;
+            self.ahead.forget_ino(ino);
+            res?;
         }
         Ok(())
     }
@@ -313,8 +321,46 @@ impl Vfs {
 
     /// Look `name` up in `parent`.
     pub async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
+        Ok(self.lookup_aged(ctx, parent, name).await?.0)
+    }
+
+    /// Look `name` up in `parent`; also says how long ago the answer was read from the
+    /// metadata engine (not zero when it comes from the lookahead), so the kernel can be told to
+    /// keep it only for the rest of its TTL.
+    pub async fn lookup_aged(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<(Attr, Duration)> {
+        // read-ahead entries skip the search-permission check: served only where the kernel
+        // made it (default_permissions)
+        let ahead = !ctx.check_permission;
+        if ahead {
+            if let Some((a, age)) = self.ahead.take(parent, name) {
+                return Ok((self.overlay(a).await, age));
+            }
+        }
         let a = self.meta.lookup(ctx, parent, name).await?;
-        Ok(self.overlay(a).await)
+        if ahead {
+            if let Some(from) = self.ahead.missed(parent, name) {
+                match self.meta.entries_from(parent, &from, ahead::PAGE).await {
+                    Ok(page) => self.ahead.fill(parent, page),
+                    Err(e) => {
+                        tracing::debug!(parent, error = %e, "lookahead page failed");
+                        self.ahead.failed(parent);
+                    }
+                }
+            }
+        }
+        Ok((self.overlay(a).await, Duration::ZERO))
+    }
+
+    /// Drop read-ahead entries a namespace change in `parent` made stale: the name and the
+    /// directory's own attributes.
+    fn forget_entry(&self, parent: Ino, name: &[u8]) {
+        self.ahead.forget_name(parent, name);
+        self.ahead.forget_ino(parent);
     }
 
     /// Attributes of `ino`.
@@ -349,7 +395,9 @@ impl Vfs {
                 // explicit times must not be overwritten by a later commit of older writes
                 self.flush_ino(ino).await?;
             }
-            attr = Some(self.meta.setattr(ctx, ino, set).await?);
+            let res = self.meta.setattr(ctx, ino, set).await;
+            self.ahead.forget_ino(ino);
+            attr = Some(res?);
         }
         match attr {
             Some(a) => Ok(self.overlay(a).await),
@@ -370,10 +418,12 @@ impl Vfs {
         rdev: u32,
     ) -> Result<Attr> {
         self.writable()?;
-        Ok(self
+        let res = self
             .meta
             .mknod(ctx, parent, name, typ, mode, umask, rdev, b"")
-            .await?)
+            .await;
+        self.forget_entry(parent, name);
+        Ok(res?)
     }
 
     /// Create a symlink.
@@ -385,10 +435,12 @@ impl Vfs {
         target: &[u8],
     ) -> Result<Attr> {
         self.writable()?;
-        Ok(self
+        let res = self
             .meta
             .mknod(ctx, parent, name, FileType::Symlink, 0o777, 0, 0, target)
-            .await?)
+            .await;
+        self.forget_entry(parent, name);
+        Ok(res?)
     }
 
     /// Target of a symlink.
@@ -399,13 +451,17 @@ impl Vfs {
     /// Remove a file name.
     pub async fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
         self.writable()?;
-        Ok(self.meta.unlink(ctx, parent, name).await?)
+        let res = self.meta.unlink(ctx, parent, name).await;
+        self.forget_entry(parent, name);
+        Ok(res?)
     }
 
     /// Remove an empty directory.
     pub async fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
         self.writable()?;
-        Ok(self.meta.rmdir(ctx, parent, name).await?)
+        let res = self.meta.rmdir(ctx, parent, name).await;
+        self.forget_entry(parent, name);
+        Ok(res?)
     }
 
     /// Rename.
@@ -419,10 +475,13 @@ impl Vfs {
         flags: RenameFlags,
     ) -> Result<()> {
         self.writable()?;
-        Ok(self
+        let res = self
             .meta
             .rename(ctx, parent, name, new_parent, new_name, flags)
-            .await?)
+            .await;
+        self.forget_entry(parent, name);
+        self.forget_entry(new_parent, new_name);
+        Ok(res?)
     }
 
     /// Hard link.
@@ -434,8 +493,10 @@ impl Vfs {
         new_name: &[u8],
     ) -> Result<Attr> {
         self.writable()?;
-        let a = self.meta.link(ctx, ino, new_parent, new_name).await?;
-        Ok(self.overlay(a).await)
+        let res = self.meta.link(ctx, ino, new_parent, new_name).await;
+        self.ahead.forget_ino(ino);
+        self.forget_entry(new_parent, new_name);
+        Ok(self.overlay(res?).await)
     }
 
     /// Check access the way access(2) does.
@@ -602,10 +663,12 @@ impl Vfs {
         umask: u16,
     ) -> Result<(u64, Attr)> {
         self.writable()?;
-        let a = self
+        let res = self
             .meta
             .mknod(ctx, parent, name, FileType::File, mode, umask, 0, b"")
-            .await?;
+            .await;
+        self.forget_entry(parent, name);
+        let a = res?;
         self.meta.opened(a.ino);
         self.files.lock().entry(a.ino).or_default().handles += 1;
         let fh = self.new_handle(a.ino);
@@ -663,6 +726,7 @@ impl Vfs {
                 "write past the largest file size",
             ));
         }
+        self.ahead.forget_ino(h.ino);
         let w = self.writer_or_new(h.ino);
         w.write(off, data).await?;
         Ok(data.len() as u32)
@@ -775,14 +839,18 @@ impl Vfs {
     ) -> Result<()> {
         self.writable()?;
         check_xattr_namespace(name)?;
-        Ok(self.meta.setxattr(ctx, ino, name, value, flags).await?)
+        let res = self.meta.setxattr(ctx, ino, name, value, flags).await;
+        self.ahead.forget_ino(ino);
+        Ok(res?)
     }
 
     /// removexattr(2).
     pub async fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()> {
         self.writable()?;
         check_xattr_namespace(name)?;
-        Ok(self.meta.removexattr(ctx, ino, name).await?)
+        let res = self.meta.removexattr(ctx, ino, name).await;
+        self.ahead.forget_ino(ino);
+        Ok(res?)
     }
 
     /// Commit every buffered write (at unmount).

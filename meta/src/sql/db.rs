@@ -745,6 +745,50 @@ server_run!(mysql_run, MySqlConnection, MyQuery, mysql_row);
 server_run!(pg_run, PgConnection, PgQuery, pg_row);
 
 impl Query<'_> {
+    /// Run writing statements that change distinct rows (and do not depend on each other's
+    /// effects): on PostgreSQL as one statement, all but the last in a data-modifying CTE (one
+    /// round trip instead of one each); elsewhere one after another.
+    /// Returns the rows of the last statement (`RETURNING`, PostgreSQL only) when `rows`.
+    pub(crate) async fn run_all(
+        stmts: Vec<Query<'_>>,
+        tx: &mut Tx<'_>,
+        rows: bool,
+    ) -> DbResult<Vec<Row>> {
+        if tx.dialect != Dialect::Postgres || stmts.len() < 2 {
+            let n = stmts.len();
+            for (i, s) in stmts.into_iter().enumerate() {
+                if rows && i + 1 == n {
+                    return s.fetch_all(tx).await;
+                }
+                s.execute(tx).await?;
+            }
+            return Ok(Vec::new());
+        }
+        let n = stmts.len();
+        let mut sql = String::from("WITH ");
+        let mut args = Vec::new();
+        for (i, s) in stmts.into_iter().enumerate() {
+            if i + 1 < n {
+                let sep = if i + 2 < n { ", " } else { " " };
+                sql.push_str(&format!("s{i} AS ({}){sep}", s.sql));
+            } else {
+                sql.push_str(&s.sql);
+            }
+            args.extend(s.args);
+        }
+        let all = Query {
+            sql: Cow::Owned(sql),
+            args,
+            fresh_plan: false,
+        };
+        if rows {
+            all.fetch_all(tx).await
+        } else {
+            all.execute(tx).await?;
+            Ok(Vec::new())
+        }
+    }
+
     pub(crate) async fn execute(self, tx: &mut Tx<'_>) -> DbResult<Done> {
         match self.run(tx, Want::Nothing).await? {
             Got::Done(n) => Ok(Done(n)),
