@@ -15,6 +15,7 @@ per_engine!(
     one_exclusive_create_wins_across_mounts,
     hot_directory_churn_on_two_mounts_loses_nothing,
     a_killed_client_loses_its_session_locks_and_open_files,
+    read_ahead_entries_stay_within_the_ttl,
 );
 
 /// Poll `f` until it holds, for up to `secs`.
@@ -359,4 +360,47 @@ fn a_killed_client_loses_its_session_locks_and_open_files(e: Engine) {
     drop(b);
     let report = v.fsck();
     assert!(report.contains(" 0 problem(s)"), "{report}");
+}
+
+/// Many lookups in one directory make a mount read the following entries ahead (one query per
+/// page). Those answers must be as fresh as the kernel's caches: changes made on the other mount
+/// after the page was read show within the TTL (1 s), changes made on this mount at once.
+fn read_ahead_entries_stay_within_the_ttl(e: Engine) {
+    let v = Volume::format_on(e, "multi-r", &[]);
+    let a = v.mount("a", &[]);
+    let b = v.mount("b", &[]);
+    fs::create_dir(a.p("d")).expect("mkdir");
+    for i in 0..200 {
+        fs::write(a.p(&format!("d/f{i:03}")), b"v1").expect("create");
+    }
+    // a run of lookups on b: the entries after them are read ahead
+    for i in 0..10 {
+        let m = fs::metadata(b.p(&format!("d/f{i:03}"))).expect("stat on b");
+        assert_eq!(m.len(), 2);
+    }
+    // changes on a, to names b has not looked up yet
+    fs::set_permissions(a.p("d/f150"), fs::Permissions::from_mode(0o600)).expect("chmod");
+    fs::write(a.p("d/f151"), b"longer now").expect("rewrite");
+    fs::remove_file(a.p("d/f152")).expect("unlink");
+    // changes on b itself are seen at once
+    fs::rename(b.p("d/f100"), b.p("d/moved")).expect("rename on b");
+    assert!(!b.p("d/f100").exists(), "renamed name still seen on b");
+    fs::write(b.p("d/f101"), b"local write").expect("write on b");
+    assert_eq!(fs::metadata(b.p("d/f101")).expect("stat").len(), 11);
+    // past the TTL, b sees what a did
+    std::thread::sleep(Duration::from_millis(1100));
+    let m = fs::metadata(b.p("d/f150")).expect("stat f150");
+    assert_eq!(
+        m.permissions().mode() & 0o777,
+        0o600,
+        "chmod on a not seen on b"
+    );
+    assert_eq!(fs::metadata(b.p("d/f151")).expect("stat f151").len(), 10);
+    assert!(!b.p("d/f152").exists(), "unlink on a not seen on b");
+    for i in (20..200).filter(|i| ![100, 101, 150, 151, 152].contains(i)) {
+        let m = fs::metadata(b.p(&format!("d/f{i:03}"))).expect("stat on b");
+        assert_eq!(m.len(), 2, "f{i:03}");
+    }
+    drop((a, b));
+    assert!(v.fsck().contains(" 0 problem(s)"));
 }
