@@ -670,7 +670,15 @@ async fn read_chunk_conn(c: &mut Tx<'_>, ino: Ino, indx: u32) -> Result<Vec<Slic
     }
 }
 
-async fn append_slices(c: &mut Tx<'_>, ino: Ino, indx: u32, records: &[Slice]) -> Result<()> {
+/// Append slice records to chunk `indx` of `ino`. `fresh`: the chunk row is most likely missing
+/// (nothing was written that far yet), so MySQL tries the insert first.
+async fn append_slices(
+    c: &mut Tx<'_>,
+    ino: Ino,
+    indx: u32,
+    records: &[Slice],
+    fresh: bool,
+) -> Result<()> {
     let buf = slice::encode_all(records);
     if let Some(sql) = dialect::upsert_chunk(c.dialect()) {
         q(sql)
@@ -681,6 +689,20 @@ async fn append_slices(c: &mut Tx<'_>, ino: Ino, indx: u32, records: &[Slice]) -
             .await
             .map_err(db("write chunk"))?;
         return Ok(());
+    }
+    if fresh {
+        // a duplicate fails this statement only; the transaction goes on with the append
+        let inserted = q("INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?,?,?)")
+            .bind(ino as i64)
+            .bind(i64::from(indx))
+            .bind(&buf)
+            .execute(c)
+            .await;
+        match inserted {
+            Ok(_) => return Ok(()),
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => return Err(from_db("write chunk", e)),
+        }
     }
     let n = q("UPDATE jfs_chunk SET slices = CONCAT(slices, ?) WHERE inode = ? AND indx = ?")
         .bind(&buf)
@@ -1949,7 +1971,7 @@ impl Inner {
             if first_dropped.is_some_and(|f| u64::from(indx) >= f) {
                 continue;
             }
-            append_slices(c, ino, indx, &[rec]).await?;
+            append_slices(c, ino, indx, &[rec], false).await?;
         }
         if let Some(f) = first_dropped {
             let rows = q("SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ?")
@@ -2290,7 +2312,8 @@ impl Inner {
                 0
             };
             self.check_capacity(tx, delta).await?;
-            append_slices(tx, ino, indx, &[s]).await?;
+            let fresh = a.length <= u64::from(indx) * CHUNK_SIZE;
+            append_slices(tx, ino, indx, &[s], fresh).await?;
             q(dialect::ref_slice(tx.dialect()))
                 .bind(s.id as i64)
                 .bind(i64::from(s.size))
