@@ -107,7 +107,7 @@ fn cached_block(c: &mut Criterion) {
         return;
     };
     let store = ChunkStore::new(
-        bucket,
+        tidefs_chunk::Bucket::Local(bucket),
         StoreConfig {
             name: "bench".into(),
             block_size: 4 << 20,

@@ -6,6 +6,7 @@ fn main() {
     for (var, cfg) in [
         ("TIDEFS_TEST_MYSQL", "tidefs_test_mysql"),
         ("TIDEFS_TEST_POSTGRES", "tidefs_test_postgres"),
+        ("TIDEFS_TEST_S3", "tidefs_test_s3"),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         println!("cargo::rerun-if-env-changed={var}");

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Real database servers for the test suite, without systemd (Debian 12, root).
+# Real servers for the test suite, without systemd (Debian 12, root): MariaDB, PostgreSQL, and
+# an S3 server (single-node Ceph with radosgw, scripts/ceph.sh).
 #
 #   scripts/services.sh start   install (when missing) and start MariaDB and PostgreSQL on private
 #                               data directories and ports, create the test database and user,
 #                               and write their URLs to $SERVICES_ENV (sourced by make/CI)
-#   scripts/services.sh stop    stop both servers
+#   scripts/services.sh stop    stop every server
 #   scripts/services.sh status  say which ones answer
 #   scripts/services.sh env     print `export` lines for the servers that answer (make test
 #                               evaluates them: engines without a server are not compiled in)
-#   scripts/services.sh restart mysql|postgres [pause-seconds]
+#   scripts/services.sh restart mysql|postgres|s3 [pause-seconds]
 #                               stop one server, stay down for the pause (default 2), start it
 #                               again (the fault tests use this)
 #
@@ -25,6 +26,8 @@ DB_PASS=${DB_PASS:-tidefs-test-pw}
 DB_NAME=tidefs
 
 M=$SERVICES_DIR/mysql
+CEPH="$(dirname "$0")/ceph.sh"
+export CEPH_DIR=${CEPH_DIR:-$SERVICES_DIR/ceph}
 SOCK=$M/run/mysqld.sock
 
 log() { echo "services: $*" >&2; }
@@ -94,6 +97,7 @@ write_env() {
 export TIDEFS_TEST_MYSQL='mysql://$DB_USER:$DB_PASS@(127.0.0.1:$MYSQL_PORT)/$DB_NAME'
 export TIDEFS_TEST_POSTGRES='postgres://$DB_USER:$DB_PASS@127.0.0.1:5432/$DB_NAME?sslmode=disable'
 export TIDEFS_TEST_MYSQL_SOCKET='$SOCK'
+$("$CEPH" env)
 ENV
   log "URLs in $SERVICES_ENV"
 }
@@ -110,16 +114,18 @@ stop_pg() {
 }
 
 stop_all() {
+  "$CEPH" stop || true
   stop_mysql
   stop_pg
 }
 
 case "${1:-}" in
-  start) install_missing; start_mysql; start_pg; write_env ;;
+  start) install_missing; start_mysql; start_pg; "$CEPH" start; write_env ;;
   stop) stop_all ;;
   env)
     mysql_up && echo "export TIDEFS_TEST_MYSQL='mysql://$DB_USER:$DB_PASS@(127.0.0.1:$MYSQL_PORT)/$DB_NAME'"
     pg_up && echo "export TIDEFS_TEST_POSTGRES='postgres://$DB_USER:$DB_PASS@127.0.0.1:5432/$DB_NAME?sslmode=disable'"
+    "$CEPH" env
     true
     ;;
   restart)
@@ -127,12 +133,14 @@ case "${1:-}" in
     case "${2:-}" in
       mysql) stop_mysql; sleep "$pause"; start_mysql ;;
       postgres) stop_pg; sleep "$pause"; start_pg ;;
-      *) echo "usage: $0 restart mysql|postgres [pause-seconds]" >&2; exit 2 ;;
+      s3) "$CEPH" restart "$pause" ;;
+      *) echo "usage: $0 restart mysql|postgres|s3 [pause-seconds]" >&2; exit 2 ;;
     esac
     ;;
   status)
     mysql_up && echo "mariadb: up ($SOCK)" || echo "mariadb: down"
     pg_up && echo "postgresql: up (127.0.0.1:5432)" || echo "postgresql: down"
+    "$CEPH" status
     ;;
   *) echo "usage: $0 start|stop|status|restart" >&2; exit 2 ;;
 esac

@@ -14,10 +14,12 @@ pub mod error;
 mod key;
 mod local;
 pub mod pool;
+mod s3;
 mod store;
 
 pub use compress::Compression;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{block_key, block_lens};
 pub use local::{allow_inline_io, LocalDir};
-pub use store::{open_bucket, ChunkStore, StoreConfig};
+pub use s3::{parse_bucket_url, BucketUrl, S3Bucket, S3Config};
+pub use store::{open_bucket, open_bucket_with, Bucket, ChunkStore, Credentials, StoreConfig};

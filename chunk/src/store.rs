@@ -4,6 +4,7 @@ use crate::compress::Compression;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{block_key, block_lens};
 use crate::local::LocalDir;
+use crate::s3::{S3Bucket, S3Config};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ pub struct StoreConfig {
 /// Blocks of one volume in one object store.
 #[derive(Clone)]
 pub struct ChunkStore {
-    dir: LocalDir,
+    dir: Bucket,
     cfg: Arc<StoreConfig>,
     /// Decoded blocks by (slice id, block index). Concurrent loads of one block are coalesced by
     /// the cache's `try_get_with`, so a block is fetched once however many readers want it.
@@ -40,22 +41,108 @@ impl std::fmt::Debug for ChunkStore {
     }
 }
 
-/// Open the bucket of a volume's `Storage` and `Bucket` settings.
-pub fn open_bucket(storage: &str, bucket: &str) -> Result<LocalDir> {
+/// The object store of a volume.
+#[derive(Debug, Clone)]
+pub enum Bucket {
+    /// A local (or locally mounted) directory: `--storage file`.
+    Local(LocalDir),
+    /// An S3-compatible store: `--storage s3`.
+    S3(S3Bucket),
+}
+
+/// Credentials of an object store (empty for `file`).
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: String,
+    /// Session token of temporary credentials.
+    pub session_token: String,
+}
+
+/// Open the bucket of a volume's `Storage` and `Bucket` settings (no credentials).
+pub fn open_bucket(storage: &str, bucket: &str) -> Result<Bucket> {
+    open_bucket_with(storage, bucket, &Credentials::default())
+}
+
+/// Open the bucket of a volume's `Storage` and `Bucket` settings with `creds`.
+pub fn open_bucket_with(storage: &str, bucket: &str, creds: &Credentials) -> Result<Bucket> {
     match storage {
-        "file" => LocalDir::open(bucket),
+        "file" => Ok(Bucket::Local(LocalDir::open(bucket)?)),
+        "s3" => Ok(Bucket::S3(S3Bucket::open(&S3Config {
+            bucket_url: bucket.to_string(),
+            access_key: creds.access_key.clone(),
+            secret_key: creds.secret_key.clone(),
+            session_token: creds.session_token.clone(),
+            region: std::env::var("AWS_REGION").unwrap_or_default(),
+        })?)),
         other => Err(Error::new(
             ErrorKind::Config,
             format!(
-                "storage {other:?} is not supported by this tidefs build yet; use --storage file"
+                "storage {other:?} is not supported by this tidefs build: use --storage file or --storage s3"
             ),
         )),
     }
 }
 
+impl Bucket {
+    /// Check that the store can be written, read and deleted in (format, mount).
+    pub async fn check(&self) -> Result<()> {
+        match self {
+            // opening checked the directory
+            Bucket::Local(_) => Ok(()),
+            Bucket::S3(b) => b.check().await,
+        }
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        match self {
+            Bucket::Local(d) => d.put(key, data).await,
+            Bucket::S3(b) => b.put(key, data).await,
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        match self {
+            Bucket::Local(d) => d.get(key).await,
+            Bucket::S3(b) => b.get(key).await,
+        }
+    }
+
+    async fn get_range(&self, key: &str, off: u64, len: usize) -> Result<Bytes> {
+        match self {
+            Bucket::Local(d) => d.get_range(key, off, len).await,
+            Bucket::S3(b) => b.get_range(key, off, len).await,
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match self {
+            Bucket::Local(d) => d.delete(key).await,
+            Bucket::S3(b) => b.delete(key).await,
+        }
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>> {
+        match self {
+            Bucket::Local(d) => d.size(key).await,
+            Bucket::S3(b) => b.size(key).await,
+        }
+    }
+
+    async fn sync(&self) -> Result<()> {
+        match self {
+            Bucket::Local(d) => d.sync().await,
+            // an S3 PUT is durable when it returns
+            Bucket::S3(_) => Ok(()),
+        }
+    }
+}
+
 impl ChunkStore {
     /// A store over the bucket `dir`.
-    pub fn new(dir: LocalDir, cfg: StoreConfig) -> Self {
+    pub fn new(dir: Bucket, cfg: StoreConfig) -> Self {
         let cache = moka::future::Cache::builder()
             .max_capacity(cfg.mem_cache_bytes.max(1))
             .weigher(|_k: &(u64, u32), v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
@@ -75,6 +162,11 @@ impl ChunkStore {
     /// Key of one block.
     pub fn key(&self, id: u64, indx: u32, len: u32) -> String {
         block_key(&self.cfg.name, self.cfg.hash_prefix, id, indx, len)
+    }
+
+    /// Check that the object store can be written, read and deleted in.
+    pub async fn check(&self) -> Result<()> {
+        self.dir.check().await
     }
 
     /// Store one whole object under `key` (used for `juicefs_uuid`).

@@ -149,6 +149,109 @@ impl Format {
         }
     }
 
+    /// Whether the secrets are stored encrypted (`KeyEncrypted`, as `juicefs format` stores
+    /// them).
+    pub fn keys_encrypted(&self) -> bool {
+        self.extra
+            .get("KeyEncrypted")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    }
+
+    /// The cipher JuiceFS uses for stored secrets: AES-GCM keyed by the MD5 of the volume UUID
+    /// (its default `EncryptAlgo`; the SM4 variant is not supported).
+    fn key_cipher(&self) -> Result<aes_gcm::Aes128Gcm> {
+        use aes_gcm::KeyInit;
+        use md5::Digest;
+        let algo = self
+            .extra
+            .get("EncryptAlgo")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        if algo.starts_with("sm4") {
+            return Err(Error::incompatible(format!(
+                "volume {:?} stores its keys with {algo}, which tidefs does not support",
+                self.name
+            )));
+        }
+        let key = md5::Md5::digest(self.uuid.as_bytes());
+        aes_gcm::Aes128Gcm::new_from_slice(&key)
+            .map_err(|_| Error::corrupt("cannot derive the key cipher of the volume"))
+    }
+
+    /// The object store secret key in clear text.
+    pub fn plain_secret_key(&self) -> Result<String> {
+        self.plain_secret(&self.secret_key, "SecretKey")
+    }
+
+    /// The object store session token in clear text (empty when none).
+    pub fn plain_session_token(&self) -> Result<String> {
+        let token = self
+            .extra
+            .get("SessionToken")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        self.plain_secret(&token, "SessionToken")
+    }
+
+    fn plain_secret(&self, stored: &str, what: &str) -> Result<String> {
+        use aes_gcm::aead::Aead;
+        use base64::Engine;
+        if stored.is_empty() || !self.keys_encrypted() {
+            return Ok(stored.to_string());
+        }
+        if stored == "removed" {
+            return Err(Error::invalid(format!(
+                "the {what} of volume {:?} was removed from its setting: pass it again (tidefs format --force with the key)",
+                self.name
+            )));
+        }
+        let bad = || {
+            Error::corrupt(format!(
+                "the stored {what} of volume {:?} cannot be decrypted",
+                self.name
+            ))
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(stored)
+            .map_err(|_| bad())?;
+        if raw.len() < 12 + 16 {
+            return Err(bad());
+        }
+        let (nonce, ct) = raw.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| bad())?;
+        let plain = self
+            .key_cipher()?
+            .decrypt(&nonce.into(), ct)
+            .map_err(|_| bad())?;
+        String::from_utf8(plain).map_err(|_| bad())
+    }
+
+    /// Store the secrets encrypted, as `juicefs format` does (so the database holds no key in
+    /// clear text); idempotent.
+    pub fn encrypt_keys(&mut self) -> Result<()> {
+        use aes_gcm::aead::Aead;
+        use base64::Engine;
+        if self.keys_encrypted() || self.secret_key.is_empty() {
+            return Ok(());
+        }
+        let cipher = self.key_cipher()?;
+        // a fresh random nonce per secret (a v4 UUID is 122 random bits)
+        let id = uuid::Uuid::new_v4();
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&id.as_bytes()[..12]);
+        let ct = cipher
+            .encrypt(&nonce.into(), self.secret_key.as_bytes())
+            .map_err(|_| Error::invalid("cannot encrypt the secret key"))?;
+        let mut buf = nonce.to_vec();
+        buf.extend_from_slice(&ct);
+        self.secret_key = base64::engine::general_purpose::STANDARD.encode(buf);
+        self.extra
+            .insert("KeyEncrypted".into(), serde_json::Value::Bool(true));
+        Ok(())
+    }
+
     /// Parse the stored JSON.
     pub fn from_json(text: &str) -> Result<Self> {
         serde_json::from_str(text).map_err(|e| {

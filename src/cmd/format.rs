@@ -11,12 +11,22 @@ pub struct Args {
     meta_url: String,
     /// Volume name: 3-63 lowercase letters, digits and '-'.
     name: String,
-    /// Object storage kind.
+    /// Object storage kind: `file` (a directory) or `s3` (any S3-compatible store).
     #[arg(long, default_value = "file")]
     storage: String,
-    /// Bucket: for --storage file, a directory (default: a `tidefs-data` directory beside the database).
+    /// Bucket: for --storage file, a directory (default: a `tidefs-data` directory beside the
+    /// database); for --storage s3, a URL: http(s)://host:port/bucket or https://bucket.host.
     #[arg(long)]
     bucket: Option<String>,
+    /// Access key of the object store.
+    #[arg(long, env = "ACCESS_KEY", hide_env_values = true)]
+    access_key: Option<String>,
+    /// Secret key of the object store (stored encrypted; better passed in $SECRET_KEY).
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Session token of temporary object store credentials.
+    #[arg(long, env = "SESSION_TOKEN", hide_env_values = true)]
+    session_token: Option<String>,
     /// Block size in KiB (64..16384, a power of two).
     #[arg(long, default_value_t = 4096)]
     block_size: u32,
@@ -73,14 +83,28 @@ pub(super) async fn run(a: Args) -> CmdResult {
                 .map_err(|e| format!("cannot create bucket directory {}: {e}", dir.display()))?;
             dir_bucket(&dir.to_string_lossy())?
         }
+        ("s3", Some(b)) => {
+            // the URL is checked here, before anything is stored
+            tidefs_chunk::parse_bucket_url(&b)?;
+            b.trim_end_matches('/').to_string()
+        }
+        ("s3", None) => {
+            return Err("--storage s3 needs --bucket http(s)://host:port/bucket".into())
+        }
         (other, _) => {
             return Err(format!(
-                "storage {other:?} is not supported by this tidefs build yet; use --storage file"
+                "storage {other:?} is not supported by this tidefs build: use --storage file or --storage s3"
             )
             .into())
         }
     };
     let mut fmt = Format::new(&a.name, &a.storage, &bucket);
+    fmt.access_key = a.access_key.unwrap_or_default();
+    fmt.secret_key = a.secret_key.unwrap_or_default();
+    if let Some(t) = a.session_token.filter(|t| !t.is_empty()) {
+        fmt.extra
+            .insert("SessionToken".into(), serde_json::Value::String(t));
+    }
     fmt.block_size_kib = a.block_size;
     fmt.compression = a.compress;
     fmt.trash_days = a.trash_days;
@@ -89,6 +113,8 @@ pub(super) async fn run(a: Args) -> CmdResult {
     fmt.hash_prefix = a.hash_prefix;
     // check the object store before touching metadata, so a bad bucket changes nothing
     let store = super::open_store(&fmt, 1 << 20)?;
+    store.check().await?;
+    fmt.encrypt_keys()?;
     let meta = tidefs_meta::open(&a.meta_url).await?;
     meta.init(&fmt, a.force).await?;
     let fmt = meta.load().await?;
@@ -98,8 +124,9 @@ pub(super) async fn run(a: Args) -> CmdResult {
             fmt.uuid.clone().into_bytes(),
         )
         .await?;
+    let sep = if fmt.bucket.ends_with('/') { "" } else { "/" };
     println!(
-        "volume {} formatted (UUID {}), data in {}{}",
+        "volume {} formatted (UUID {}), data in {}{sep}{}",
         fmt.name, fmt.uuid, fmt.bucket, fmt.name
     );
     Ok(ExitCode::SUCCESS)

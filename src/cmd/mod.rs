@@ -120,7 +120,12 @@ fn open_store(
     fmt: &tidefs_meta::Format,
     mem_cache_bytes: u64,
 ) -> CmdResult<tidefs_chunk::ChunkStore> {
-    let bucket = tidefs_chunk::open_bucket(&fmt.storage, &fmt.bucket)?;
+    let creds = tidefs_chunk::Credentials {
+        access_key: fmt.access_key.clone(),
+        secret_key: fmt.plain_secret_key()?,
+        session_token: fmt.plain_session_token()?,
+    };
+    let bucket = tidefs_chunk::open_bucket_with(&fmt.storage, &fmt.bucket, &creds)?;
     let block_size = u32::try_from(fmt.block_size()).map_err(|_| "block size out of range")?;
     Ok(tidefs_chunk::ChunkStore::new(
         bucket,

@@ -1,0 +1,232 @@
+//! The S3 tier: volumes whose data lives in a real S3 server (Ceph RGW, started by
+//! `scripts/ceph.sh start`, which `.ci/run` and `make test` use). Compiled only when
+//! `TIDEFS_TEST_S3` names a bucket URL (see build.rs): a run without the server has fewer tests,
+//! not tests that pass without running; a URL that is given but unreachable fails them.
+#![cfg(tidefs_test_s3)]
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::process::Command;
+
+fn bucket() -> String {
+    std::env::var("TIDEFS_TEST_S3").expect("TIDEFS_TEST_S3 (scripts/ceph.sh env)")
+}
+
+fn keys() -> (String, String) {
+    (
+        std::env::var("TIDEFS_TEST_S3_ACCESS_KEY").expect("TIDEFS_TEST_S3_ACCESS_KEY"),
+        std::env::var("TIDEFS_TEST_S3_SECRET_KEY").expect("TIDEFS_TEST_S3_SECRET_KEY"),
+    )
+}
+
+/// A volume name of its own in the shared bucket.
+fn unique_name(v: &Volume, what: &str) -> String {
+    let mut n = format!("{what}-{}", v.prefix);
+    n.truncate(63);
+    n
+}
+
+/// A volume on S3 formatted by tidefs (keys passed in the environment, as users should).
+fn s3_volume(what: &str, extra: &[&str]) -> Volume {
+    let mut v = Volume::new_unformatted(what);
+    v.name = unique_name(&v, what);
+    let (ak, sk) = keys();
+    let b = bucket();
+    let mut args = vec![
+        "format",
+        &v.url,
+        &v.name,
+        "--storage",
+        "s3",
+        "--bucket",
+        &b,
+        "--trash-days",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let out = Command::new(tidefs())
+        .args(&args)
+        .env("ACCESS_KEY", &ak)
+        .env("SECRET_KEY", &sk)
+        .output()
+        .expect("run tidefs format");
+    assert!(
+        out.status.success(),
+        "format on S3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
+}
+
+#[test]
+fn files_round_trip_through_s3_and_juicefs_reads_them() {
+    let v = s3_volume("s3rt", &[]);
+    let data: Vec<(String, Vec<u8>)> = [0usize, 1, 4095, 4096, 65_537, 4 << 20, (9 << 20) + 3]
+        .iter()
+        .enumerate()
+        .map(|(i, len)| (format!("f{i}"), bytes(i as u64 + 7, *len)))
+        .collect();
+    {
+        let m = v.mount("w", &[]);
+        for (name, d) in &data {
+            fs::write(m.p(name), d).expect("write");
+        }
+        // read back through the same mount (memory cache) and at an offset (ranged GET)
+        assert_eq!(fs::read(m.p("f6")).expect("read"), data[6].1);
+        let part = sh(&format!(
+            "dd if={} bs=4096 skip=1000 count=3 status=none | md5sum",
+            m.p("f6").display()
+        ));
+        let want = sh(&format!(
+            "printf '' | python3 -c \"import sys,hashlib; d=open('{}','rb').read()[4096*1000:4096*1003]; print(hashlib.md5(d).hexdigest() + '  -')\"",
+            m.p("f6").display()
+        ));
+        assert_eq!(part.trim(), want.trim());
+    }
+    // a cold mount reads every byte from the object store
+    sh("echo 3 > /proc/sys/vm/drop_caches");
+    {
+        let m = v.mount("r", &[]);
+        for (name, d) in &data {
+            assert_eq!(&fs::read(m.p(name)).expect("cold read"), d, "{name}");
+        }
+    }
+    // the juicefs binary decrypts the stored secret key and reads the same bytes
+    {
+        let j = v.mount_juicefs("j");
+        for (name, d) in &data {
+            assert_eq!(&fs::read(j.p(name)).expect("juicefs read"), d, "{name}");
+        }
+    }
+    assert!(v.fsck().contains(" 0 problem(s)"));
+    let jf = v.juicefs_fsck();
+    assert!(!jf.contains("lost") && !jf.contains("broken"), "{jf}");
+}
+
+#[test]
+fn tidefs_mounts_a_volume_juicefs_formatted_on_s3() {
+    let mut v = Volume::new_unformatted("s3jf");
+    v.name = unique_name(&v, "s3jf");
+    let (ak, sk) = keys();
+    ok(
+        &juicefs(),
+        &[
+            "format",
+            "--storage",
+            "s3",
+            "--bucket",
+            &bucket(),
+            "--access-key",
+            &ak,
+            "--secret-key",
+            &sk,
+            "--trash-days",
+            "0",
+            &v.url,
+            &v.name,
+        ],
+    );
+    let d = bytes(3, (5 << 20) + 11);
+    {
+        let j = v.mount_juicefs("j");
+        fs::write(j.p("from-juicefs"), &d).expect("juicefs write");
+    }
+    {
+        let m = v.mount("t", &[]);
+        assert_eq!(fs::read(m.p("from-juicefs")).expect("tidefs read"), d);
+        fs::write(m.p("from-tidefs"), &d[..1000]).expect("tidefs write");
+    }
+    let j = v.mount_juicefs("j2");
+    assert_eq!(
+        fs::read(j.p("from-tidefs")).expect("juicefs read"),
+        &d[..1000]
+    );
+    drop(j);
+    assert!(v.fsck().contains(" 0 problem(s)"));
+}
+
+#[test]
+fn status_never_shows_the_secret_key() {
+    let v = s3_volume("s3st", &[]);
+    let (_, sk) = keys();
+    let st = ok(tidefs(), &["status", &v.url]);
+    assert!(st.contains("\"SecretKey\": \"removed\""), "{st}");
+    assert!(!st.contains(&sk), "secret key shown by status");
+    // nor is it stored in clear text
+    let stored = v.sql("SELECT value FROM jfs_setting WHERE name = 'format'");
+    assert!(!stored.contains(&sk), "secret key stored in clear text");
+    assert!(stored.contains("\"KeyEncrypted\": true"), "{stored}");
+}
+
+#[test]
+fn bad_s3_settings_are_refused_and_store_nothing() {
+    let (ak, sk) = keys();
+    let good = bucket();
+    let (endpoint, _) = good.rsplit_once('/').expect("bucket URL");
+    let missing = format!("{endpoint}/no-such-bucket-tidefs");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--bucket".into(), "127.0.0.1:7480/b".into()],
+            "http(s)://host:port/bucket",
+        ),
+        (vec![], "--storage s3 needs --bucket"),
+        (
+            vec!["--bucket".into(), missing.clone()],
+            "the bucket does not exist",
+        ),
+        (
+            vec!["--bucket".into(), "http://127.0.0.1:9/b".into()],
+            "cannot be reached",
+        ),
+    ];
+    for (extra, want) in cases {
+        let v = Volume::new_unformatted("s3bad");
+        let mut args: Vec<String> = vec![
+            "format".into(),
+            v.url.clone(),
+            "s3bad".into(),
+            "--storage".into(),
+            "s3".into(),
+        ];
+        args.extend(extra.iter().cloned());
+        let out = Command::new(tidefs())
+            .args(&args)
+            .env("ACCESS_KEY", &ak)
+            .env("SECRET_KEY", &sk)
+            .output()
+            .expect("run format");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} accepted");
+        assert!(err.contains(want), "{extra:?}: {err}");
+        assert!(!err.contains(&sk), "secret key in an error message");
+        assert!(
+            !v.dir.path().join("meta.db").exists(),
+            "{extra:?}: a database was created"
+        );
+    }
+    // a wrong secret key
+    let v = Volume::new_unformatted("s3bad");
+    let out = Command::new(tidefs())
+        .args([
+            "format",
+            &v.url,
+            "s3bad",
+            "--storage",
+            "s3",
+            "--bucket",
+            &good,
+        ])
+        .env("ACCESS_KEY", &ak)
+        .env("SECRET_KEY", "not-the-key")
+        .output()
+        .expect("run format");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a wrong secret key was accepted");
+    assert!(
+        err.contains("--secret-key") || err.contains("refused"),
+        "{err}"
+    );
+    assert!(!v.dir.path().join("meta.db").exists());
+}
