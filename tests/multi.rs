@@ -63,12 +63,21 @@ fn closed_files_and_metadata_changes_reach_the_other_mount(e: Engine) {
     assert!(v.fsck().contains(" 0 problem(s)"));
 }
 
-/// Run a shell command in the background; returns the child.
+/// Run a shell command in the background, in a process group of its own (so everything it
+/// starts can be stopped with [`kill_group`]); returns the child.
 fn spawn_sh(script: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
     std::process::Command::new("sh")
         .args(["-c", script])
+        .process_group(0)
         .spawn()
         .expect("spawn sh")
+}
+
+/// Kill a child of [`spawn_sh`] and every process it started.
+fn kill_group(child: &mut std::process::Child) {
+    let _ = run("kill", &["-9", "--", &format!("-{}", child.id())]);
+    let _ = child.wait();
 }
 
 fn locks_exclude_across_mounts_and_wake_promptly(e: Engine) {
@@ -354,8 +363,7 @@ fn a_killed_client_loses_its_session_locks_and_open_files(e: Engine) {
     });
     let status = ok(tidefs(), &["status", &v.url]);
     assert!(!status.contains(&*a.path.to_string_lossy()), "{status}");
-    let _ = holder.kill();
-    let _ = holder.wait();
+    kill_group(&mut holder);
     drop(a);
     drop(b);
     let report = v.fsck();

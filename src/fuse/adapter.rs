@@ -788,17 +788,18 @@ impl Filesystem for TidefsFs {
         &self,
         req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let (s, ctx, ino) = (
+        let (s, ctx, ino, fh) = (
             self.inner.clone(),
             self.inner.ctx(req),
             self.inner.real(ino),
+            fh.0,
         );
         self.serve(async move {
-            match s.vfs.readdir(&ctx, ino, offset, 512, false).await {
+            match s.vfs.readdir(&ctx, fh, ino, offset, 512, false).await {
                 Ok(list) => {
                     for e in list {
                         if reply.add(
@@ -821,17 +822,18 @@ impl Filesystem for TidefsFs {
         &self,
         req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (s, ctx, ino) = (
+        let (s, ctx, ino, fh) = (
             self.inner.clone(),
             self.inner.ctx(req),
             self.inner.real(ino),
+            fh.0,
         );
         self.serve(async move {
-            match s.vfs.readdir(&ctx, ino, offset, 256, true).await {
+            match s.vfs.readdir(&ctx, fh, ino, offset, 256, true).await {
                 Ok(list) => {
                     for e in list {
                         // an entry whose inode vanished meanwhile is skipped, not faked

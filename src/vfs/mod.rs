@@ -109,6 +109,10 @@ struct Handle {
     ino: Ino,
     /// Furthest end of any read so far, to tell sequential from random reads.
     read_frontier: AtomicU64,
+    /// A directory handle's last page of stored entries (and whether with attributes): the
+    /// kernel asks for a few dozen entries per request, the engine answers a page of hundreds
+    /// in one query, and the rest of the page serves the requests that follow.
+    dir_page: parking_lot::Mutex<(bool, Vec<ListedEntry>)>,
 }
 
 /// The filesystem of one mount.
@@ -132,6 +136,9 @@ pub struct Vfs {
     /// Entries read ahead for programs that look up many names of one directory.
     ahead: ahead::Lookahead,
 }
+
+/// Stored entries read per directory query (and kept per open directory handle).
+const DIR_PAGE: usize = 256;
 
 /// Most files whose open-time attributes are remembered for page-cache reuse.
 const MAX_SEEN: usize = 100_000;
@@ -312,6 +319,7 @@ impl Vfs {
             Arc::new(Handle {
                 ino,
                 read_frontier: AtomicU64::new(0),
+                dir_page: parking_lot::Mutex::new((false, Vec::new())),
             }),
         );
         fh
@@ -531,16 +539,33 @@ impl Vfs {
     /// first (offsets 1 and 2), `.trash` next at the root, then the stored entries, each with an
     /// offset derived from its stable entry id, so a listing resumes correctly however the
     /// directory changes in between.
+    /// `fh` is the directory handle: the rest of a page read for an earlier request of the same
+    /// listing is served from it.
     pub async fn readdir(
         &self,
         ctx: &Ctx,
+        fh: u64,
         ino: Ino,
         offset: u64,
         limit: usize,
         plus: bool,
     ) -> Result<Vec<ListedEntry>> {
+        let handle = self.handle(fh).ok().filter(|h| h.ino == ino);
+        if offset >= DIR_OFFSET_BASE {
+            if let Some(h) = &handle {
+                let page = h.dir_page.lock();
+                if page.0 == plus {
+                    if let Some(i) = page.1.iter().position(|e| e.offset == offset) {
+                        if i + 1 < page.1.len() {
+                            let end = (i + 1 + limit.max(1)).min(page.1.len());
+                            return Ok(page.1[i + 1..end].to_vec());
+                        }
+                    }
+                }
+            }
+        }
         let mut out = Vec::new();
-        let dir = if plus || offset < 2 {
+        let dir = if offset < 2 {
             Some(self.meta.getattr(ino).await?)
         } else {
             None
@@ -593,14 +618,19 @@ impl Vfs {
             }
         }
         let after = offset.saturating_sub(DIR_OFFSET_BASE);
-        let room = limit.saturating_sub(out.len()).max(1);
-        for e in self.meta.readdir(ctx, ino, after, room, plus).await? {
+        let mut page = Vec::new();
+        for e in self.meta.readdir(ctx, ino, after, DIR_PAGE, plus).await? {
             let offset = e.cursor + DIR_OFFSET_BASE;
             let mut e = e;
             if let Some(a) = e.attr.take() {
                 e.attr = Some(self.overlay(a).await);
             }
-            out.push(ListedEntry { entry: e, offset });
+            page.push(ListedEntry { entry: e, offset });
+        }
+        let room = limit.saturating_sub(out.len()).max(1);
+        out.extend(page.iter().take(room).cloned());
+        if let Some(h) = &handle {
+            *h.dir_page.lock() = (plus, page);
         }
         Ok(out)
     }
