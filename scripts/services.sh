@@ -6,6 +6,9 @@
 #                               data directories and ports, create the test database and user,
 #                               and write their URLs to $SERVICES_ENV (sourced by make/CI)
 #   scripts/services.sh stop    stop every server
+#   scripts/services.sh stop-started
+#                               stop only the servers the last `start` started (CI uses this, so
+#                               servers that were already running for someone else stay up)
 #   scripts/services.sh status  say which ones answer
 #   scripts/services.sh env     print `export` lines for the servers that answer (make test
 #                               evaluates them: engines without a server are not compiled in)
@@ -120,7 +123,28 @@ stop_all() {
 }
 
 case "${1:-}" in
-  start) install_missing; start_mysql; start_pg; "$CEPH" start; write_env ;;
+  start)
+    install_missing
+    started=()
+    mysql_up || started+=(mysql)
+    pg_up || started+=(postgres)
+    "$CEPH" status | grep -q ': up' || started+=(s3)
+    start_mysql; start_pg; "$CEPH" start; write_env
+    mkdir -p "$SERVICES_DIR"
+    printf '%s\n' "${started[@]}" >"$SERVICES_DIR/started"
+    ;;
+  stop-started)
+    if [ -f "$SERVICES_DIR/started" ]; then
+      while read -r svc; do
+        case "$svc" in
+          mysql) stop_mysql ;;
+          postgres) stop_pg ;;
+          s3) "$CEPH" stop || true ;;
+        esac
+      done <"$SERVICES_DIR/started"
+      rm -f "$SERVICES_DIR/started"
+    fi
+    ;;
   stop) stop_all ;;
   env)
     mysql_up && echo "export TIDEFS_TEST_MYSQL='mysql://$DB_USER:$DB_PASS@(127.0.0.1:$MYSQL_PORT)/$DB_NAME'"
@@ -142,5 +166,5 @@ case "${1:-}" in
     pg_up && echo "postgresql: up (127.0.0.1:5432)" || echo "postgresql: down"
     "$CEPH" status
     ;;
-  *) echo "usage: $0 start|stop|status|restart" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|stop-started|status|env|restart" >&2; exit 2 ;;
 esac
