@@ -2138,7 +2138,9 @@ impl Inner {
         };
         let rows = if plus {
             q(
-                "SELECT e.id, e.name, e.inode, e.type, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_edge e LEFT JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ? AND e.name > ? ORDER BY e.name LIMIT ?",
+                // the page of entries first, then their inodes: joined before the LIMIT, a
+                // planner without fresh statistics joins every remaining entry and sorts them
+                "SELECT e.id, e.name, e.inode, e.type, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM (SELECT id, name, inode, type FROM jfs_edge WHERE parent = ? AND name > ? ORDER BY name LIMIT ?) e LEFT JOIN jfs_node n ON n.inode = e.inode ORDER BY e.name",
             )
         } else {
             q("SELECT id, name, inode, type FROM jfs_edge WHERE parent = ? AND name > ? ORDER BY name LIMIT ?")
