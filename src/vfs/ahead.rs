@@ -93,13 +93,8 @@ impl Lookahead {
         let age = d.fetched.map(|t| t.elapsed()).unwrap_or(Duration::MAX);
         let fresh = age < ttl;
         if !fresh {
-            let dropped = d.names.len();
-            let gone: Vec<Ino> = d.names.drain().map(|(_, a)| a.ino).collect();
             d.fetched = None;
-            st.entries -= dropped;
-            for ino in gone {
-                st.by_ino.remove(&ino);
-            }
+            clear_page(&mut st, parent);
             return None;
         }
         let a = d.names.remove(name)?;
@@ -153,7 +148,6 @@ impl Lookahead {
         } else {
             d.threshold = START_AFTER;
         }
-        let old: Vec<Ino> = d.names.drain().map(|(_, a)| a.ino).collect();
         let keep: Vec<(Vec<u8>, Attr)> = page
             .into_iter()
             .filter(|(_, a)| a.typ == FileType::Dir || a.nlink <= 1)
@@ -161,10 +155,7 @@ impl Lookahead {
         d.loaded = keep.len() as u32;
         d.served = 0;
         d.fetched = Some(Instant::now());
-        st.entries -= old.len();
-        for ino in old {
-            st.by_ino.remove(&ino);
-        }
+        clear_page(&mut st, parent);
         while st.entries + keep.len() > MAX_ENTRIES && st.dirs.len() > 1 {
             if !evict_one(&mut st, parent) {
                 break;
@@ -240,13 +231,21 @@ fn evict_one(st: &mut State, keep: Ino) -> bool {
     let Some(v) = victim else {
         return false;
     };
-    if let Some(d) = st.dirs.remove(&v) {
-        st.entries -= d.names.len();
-        for a in d.names.values() {
-            st.by_ino.remove(&a.ino);
-        }
-    }
+    clear_page(st, v);
+    st.dirs.remove(&v);
     true
+}
+
+/// Drop the kept entries of directory `dir` (and their places in the inode index).
+fn clear_page(st: &mut State, dir: Ino) {
+    let Some(d) = st.dirs.get_mut(&dir) else {
+        return;
+    };
+    let gone: Vec<Ino> = d.names.drain().map(|(_, a)| a.ino).collect();
+    st.entries -= gone.len();
+    for ino in gone {
+        st.by_ino.remove(&ino);
+    }
 }
 
 #[cfg(test)]
