@@ -541,3 +541,67 @@ fn unlink_and_replacing_rename_free_objects_in_the_background() {
     drop(m);
     v.juicefs_fsck();
 }
+
+/// A listing long enough to cross several directory pages (which grow and are read ahead in the
+/// background): every name exactly once with its attributes, and a listing that goes on while
+/// entries are removed and added repeats nothing and loses no entry that stayed.
+#[test]
+fn long_listings_cross_pages_without_repeats_or_losses() {
+    use std::collections::{BTreeSet, HashMap};
+    let v = Volume::format("e2e-long-list", &["--trash-days", "0"]);
+    let m = v.mount("a", &[]);
+    fs::create_dir(m.p("big")).expect("mkdir");
+    let n = 6000usize;
+    let name = |i: usize| format!("f{i:05}");
+    for i in 0..n {
+        // sizes tell the entries apart in the listing's attributes
+        fs::write(m.p(&format!("big/{}", name(i))), vec![b'x'; i % 97]).expect("create");
+    }
+    let listed: Vec<(String, u64)> = fs::read_dir(m.p("big"))
+        .expect("readdir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let len = e.metadata().expect("stat").len();
+            (e.file_name().to_string_lossy().into_owned(), len)
+        })
+        .collect();
+    assert_eq!(listed.len(), n, "every entry once");
+    let sizes: HashMap<String, u64> = listed.into_iter().collect();
+    for i in 0..n {
+        assert_eq!(sizes.get(&name(i)), Some(&((i % 97) as u64)), "{}", name(i));
+    }
+
+    // remove and add entries in the middle of a listing
+    let mut it = fs::read_dir(m.p("big")).expect("readdir");
+    let mut seen = Vec::new();
+    for e in it.by_ref().take(1000) {
+        seen.push(e.expect("entry").file_name().to_string_lossy().into_owned());
+    }
+    let removed: BTreeSet<String> = (0..n).step_by(3).map(name).collect();
+    for r in &removed {
+        fs::remove_file(m.p(&format!("big/{r}"))).expect("unlink");
+    }
+    for i in 0..200 {
+        fs::write(m.p(&format!("big/new{i:03}")), b"").expect("create new");
+    }
+    for e in it {
+        seen.push(e.expect("entry").file_name().to_string_lossy().into_owned());
+    }
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no name repeated in one listing");
+    for i in 0..n {
+        let nm = name(i);
+        if !removed.contains(&nm) {
+            assert!(unique.contains(&nm), "{nm} stayed but was not listed");
+        }
+    }
+    // a fresh listing is exact
+    let now: BTreeSet<String> = fs::read_dir(m.p("big"))
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(now.len(), n - removed.len() + 200);
+    assert!(now.iter().all(|x| !removed.contains(x)));
+    drop(m);
+    v.fsck();
+}

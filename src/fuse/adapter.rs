@@ -800,7 +800,7 @@ impl Filesystem for TidefsFs {
         );
         self.serve(async move {
             match s.vfs.readdir(&ctx, fh, ino, offset, 512, false).await {
-                Ok(list) => {
+                Ok((list, _)) => {
                     for e in list {
                         if reply.add(
                             s.shown(e.entry.ino),
@@ -834,13 +834,14 @@ impl Filesystem for TidefsFs {
         );
         self.serve(async move {
             match s.vfs.readdir(&ctx, fh, ino, offset, 256, true).await {
-                Ok(list) => {
+                // entries read a while ago are kept by the kernel for the rest of their TTL
+                Ok((list, age)) => {
                     for e in list {
                         // an entry whose inode vanished meanwhile is skipped, not faked
                         let Some(a) = e.entry.attr.as_ref() else {
                             continue;
                         };
-                        let ttl = s.entry_ttl(a);
+                        let ttl = s.entry_ttl(a).min(s.cfg.attr_ttl).saturating_sub(age);
                         if reply.add(
                             s.shown(e.entry.ino),
                             e.offset,

@@ -109,10 +109,108 @@ struct Handle {
     ino: Ino,
     /// Furthest end of any read so far, to tell sequential from random reads.
     read_frontier: AtomicU64,
-    /// A directory handle's last page of stored entries (and whether with attributes): the
-    /// kernel asks for a few dozen entries per request, the engine answers a page of hundreds
-    /// in one query, and the rest of the page serves the requests that follow.
-    dir_page: parking_lot::Mutex<(bool, Vec<ListedEntry>)>,
+    /// A directory handle's last page of stored entries: the kernel asks for a few dozen
+    /// entries per request, the engine answers a page of hundreds or thousands in one query,
+    /// and the rest of the page serves the requests that follow.
+    dir_page: parking_lot::Mutex<DirPage>,
+}
+
+/// The page of stored entries an open directory handle keeps.
+#[derive(Default)]
+struct DirPage {
+    /// Read with attributes (readdirplus).
+    plus: bool,
+    entries: Vec<ListedEntry>,
+    /// Entries of `entries` already handed out (where the next request most likely resumes).
+    served: usize,
+    /// Pages read through this handle so far: each is larger than the one before, up to
+    /// [`DIR_PAGE_MAX`], so `ls` of a small directory reads little and a long listing pays the
+    /// per-query cost rarely.
+    pages: u32,
+    /// When the page was read: attributes older than the kernel's cache TTL are not handed out
+    /// (the kernel would keep them for another TTL).
+    read_at: Option<std::time::Instant>,
+    /// Whether the page came back full (more entries may follow).
+    full: bool,
+    /// The page after this one, read while the kernel consumes this one.
+    next: Option<NextPage>,
+}
+
+/// A directory page being read in the background.
+struct NextPage {
+    /// Entry cursor it starts after.
+    after: u64,
+    plus: bool,
+    read_at: std::time::Instant,
+    task: Option<tokio::task::JoinHandle<tidefs_meta::Result<Vec<DirEntry>>>>,
+}
+
+impl NextPage {
+    /// Its entries, or None when the read failed or was cancelled (the caller reads again and
+    /// reports that read's error).
+    async fn entries(mut self) -> Option<Vec<DirEntry>> {
+        match self.task.take()?.await {
+            Ok(Ok(entries)) => Some(entries),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for NextPage {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl DirPage {
+    /// Entries after kernel offset `offset`, at most `limit`, if this page holds them.
+    /// With the page's age: attributes are handed out only while younger than `max_age`.
+    fn serve(
+        &mut self,
+        plus: bool,
+        offset: u64,
+        limit: usize,
+        max_age: Duration,
+    ) -> Option<(Vec<ListedEntry>, Duration)> {
+        let age = self.read_at.map(|t| t.elapsed()).unwrap_or(Duration::MAX);
+        if plus != self.plus || (plus && age >= max_age) {
+            return None;
+        }
+        let hint = self.served.checked_sub(1);
+        let at = match hint.filter(|&i| self.entries.get(i).map(|e| e.offset) == Some(offset)) {
+            Some(i) => i,
+            None => self.entries.iter().position(|e| e.offset == offset)?,
+        };
+        let start = at + 1;
+        if start >= self.entries.len() {
+            return None;
+        }
+        let end = (start + limit.max(1)).min(self.entries.len());
+        self.served = end;
+        Some((self.entries[start..end].to_vec(), age))
+    }
+
+    /// The page read ahead to start after entry cursor `after`, if there is one young enough.
+    fn take_next(&mut self, after: u64, plus: bool, max_age: Duration) -> Option<NextPage> {
+        let next = self.next.take()?;
+        (next.after == after && next.plus == plus && (!plus || next.read_at.elapsed() < max_age))
+            .then_some(next)
+    }
+
+    /// Whether to read the next page now: this one was full, the listing went on past its first
+    /// request (so it is not one small `ls`), and no read of the next is under way.
+    fn wants_next(&self) -> bool {
+        self.full
+            && self.next.is_none()
+            && (self.pages > 1 || self.served * 2 >= self.entries.len())
+    }
+
+    /// Size of the next page to read.
+    fn next_size(&self) -> usize {
+        (DIR_PAGE << (2 * self.pages.min(4))).min(DIR_PAGE_MAX)
+    }
 }
 
 /// The filesystem of one mount.
@@ -135,10 +233,19 @@ pub struct Vfs {
     lock_waiters: parking_lot::Mutex<HashMap<(Ino, u64), Arc<std::sync::atomic::AtomicBool>>>,
     /// Entries read ahead for programs that look up many names of one directory.
     ahead: ahead::Lookahead,
+    /// How long a directory handle's page of entries with attributes is handed out: the
+    /// shortest kernel cache TTL, at least one second (with no kernel caching the kernel keeps
+    /// nothing stale, and a listing is a snapshot anyway).
+    page_life: Duration,
 }
 
-/// Stored entries read per directory query (and kept per open directory handle).
+/// Stored entries read by the first directory query of a handle; later ones read 4x more each,
+/// up to [`DIR_PAGE_MAX`].
 const DIR_PAGE: usize = 256;
+
+/// Most stored entries one directory query reads, and so one open directory handle keeps
+/// (about 1 MiB with attributes).
+const DIR_PAGE_MAX: usize = 4096;
 
 /// Most files whose open-time attributes are remembered for page-cache reuse.
 const MAX_SEEN: usize = 100_000;
@@ -161,6 +268,7 @@ impl Vfs {
             lock_released: tokio::sync::Notify::new(),
             lock_waiters: parking_lot::Mutex::new(HashMap::new()),
             ahead: ahead::Lookahead::new(ahead_ttl),
+            page_life: ahead_ttl.max(Duration::from_secs(1)),
         }
     }
 
@@ -319,7 +427,7 @@ impl Vfs {
             Arc::new(Handle {
                 ino,
                 read_frontier: AtomicU64::new(0),
-                dir_page: parking_lot::Mutex::new((false, Vec::new())),
+                dir_page: parking_lot::Mutex::new(DirPage::default()),
             }),
         );
         fh
@@ -540,7 +648,8 @@ impl Vfs {
     /// offset derived from its stable entry id, so a listing resumes correctly however the
     /// directory changes in between.
     /// `fh` is the directory handle: the rest of a page read for an earlier request of the same
-    /// listing is served from it.
+    /// listing is served from it, with its age (the kernel should keep attributes only for the
+    /// rest of their TTL); entries read by this call come with age zero.
     pub async fn readdir(
         &self,
         ctx: &Ctx,
@@ -549,18 +658,16 @@ impl Vfs {
         offset: u64,
         limit: usize,
         plus: bool,
-    ) -> Result<Vec<ListedEntry>> {
+    ) -> Result<(Vec<ListedEntry>, Duration)> {
         let handle = self.handle(fh).ok().filter(|h| h.ino == ino);
         if offset >= DIR_OFFSET_BASE {
             if let Some(h) = &handle {
-                let page = h.dir_page.lock();
-                if page.0 == plus {
-                    if let Some(i) = page.1.iter().position(|e| e.offset == offset) {
-                        if i + 1 < page.1.len() {
-                            let end = (i + 1 + limit.max(1)).min(page.1.len());
-                            return Ok(page.1[i + 1..end].to_vec());
-                        }
+                let mut page = h.dir_page.lock();
+                if let Some(served) = page.serve(plus, offset, limit, self.page_life) {
+                    if page.wants_next() {
+                        self.read_next_page(&mut page, ctx, ino);
                     }
+                    return Ok(served);
                 }
             }
         }
@@ -618,8 +725,29 @@ impl Vfs {
             }
         }
         let after = offset.saturating_sub(DIR_OFFSET_BASE);
+        let size = match (&handle, offset) {
+            (Some(h), o) if o >= DIR_OFFSET_BASE => h.dir_page.lock().next_size(),
+            _ => DIR_PAGE,
+        };
+        let ahead = match (&handle, offset >= DIR_OFFSET_BASE) {
+            (Some(h), true) => h.dir_page.lock().take_next(after, plus, self.page_life),
+            _ => None,
+        };
+        let (mut read_at, mut entries) = (std::time::Instant::now(), None);
+        if let Some(next) = ahead {
+            read_at = next.read_at;
+            entries = next.entries().await;
+        }
+        let entries = match entries {
+            Some(e) => e,
+            None => {
+                read_at = std::time::Instant::now();
+                self.meta.readdir(ctx, ino, after, size, plus).await?
+            }
+        };
+        let full = entries.len() >= size;
         let mut page = Vec::new();
-        for e in self.meta.readdir(ctx, ino, after, DIR_PAGE, plus).await? {
+        for e in entries {
             let offset = e.cursor + DIR_OFFSET_BASE;
             let mut e = e;
             if let Some(a) = e.attr.take() {
@@ -630,9 +758,43 @@ impl Vfs {
         let room = limit.saturating_sub(out.len()).max(1);
         out.extend(page.iter().take(room).cloned());
         if let Some(h) = &handle {
-            *h.dir_page.lock() = (plus, page);
+            let mut kept = h.dir_page.lock();
+            let pages = if offset >= DIR_OFFSET_BASE {
+                kept.pages.saturating_add(1)
+            } else {
+                1
+            };
+            *kept = DirPage {
+                plus,
+                served: room.min(page.len()),
+                entries: page,
+                pages,
+                read_at: Some(read_at),
+                full,
+                next: None,
+            };
+            if kept.wants_next() {
+                self.read_next_page(&mut kept, ctx, ino);
+            }
         }
-        Ok(out)
+        Ok((out, read_at.elapsed()))
+    }
+
+    /// Start reading the page that follows `page` in the background.
+    fn read_next_page(&self, page: &mut DirPage, ctx: &Ctx, ino: Ino) {
+        let Some(last) = page.entries.last() else {
+            return;
+        };
+        let (meta, ctx, after) = (self.meta.clone(), ctx.clone(), last.entry.cursor);
+        let (size, plus) = (page.next_size(), page.plus);
+        page.next = Some(NextPage {
+            after,
+            plus,
+            read_at: std::time::Instant::now(),
+            task: Some(tokio::spawn(async move {
+                meta.readdir(&ctx, ino, after, size, plus).await
+            })),
+        });
     }
 
     /// Close a directory handle.

@@ -547,25 +547,44 @@ fn sqlite_args(args: &[Value]) -> Vec<SqliteValue> {
         .collect()
 }
 
+/// Decode column `$i` of `$r` as the first of the given types its column type is compatible
+/// with (checked on the type, so a miss costs no error value), converted into a [`Value`].
+macro_rules! decode_first {
+    ($db:ty, $r:expr, $i:expr, $what:expr, $($t:ty => $conv:expr),+ $(,)?) => {{
+        let raw = $r.try_get_raw($i)?;
+        if raw.is_null() {
+            Value::Null
+        } else {
+            let ti = raw.type_info().into_owned();
+            $(
+                if <$t as sqlx::Type<$db>>::compatible(&ti) {
+                    let x: $t = $r.try_get($i)?;
+                    #[allow(clippy::redundant_closure_call)]
+                    let v: Value = ($conv)(x);
+                    v
+                } else
+            )+
+            {
+                return Err(DbError::Decode {
+                    column: $i,
+                    wanted: $what,
+                });
+            }
+        }
+    }};
+}
+
 fn mysql_row(r: &MySqlRow) -> DbResult<Row> {
     let mut v = Vec::with_capacity(r.columns().len());
     for i in 0..r.columns().len() {
-        if r.try_get_raw(i)?.is_null() {
-            v.push(Value::Null);
-        } else if let Ok(n) = r.try_get::<i64, _>(i) {
-            v.push(Value::Int(n));
-        } else if let Ok(n) = r.try_get::<u64, _>(i) {
-            v.push(Value::Int(n as i64));
-        } else if let Ok(b) = r.try_get::<Vec<u8>, _>(i) {
-            v.push(Value::Blob(b));
-        } else if let Ok(f) = r.try_get::<f64, _>(i) {
-            v.push(Value::Real(f));
-        } else {
-            return Err(DbError::Decode {
-                column: i,
-                wanted: "value of a supported MySQL type",
-            });
-        }
+        v.push(
+            decode_first!(MySql, r, i, "value of a supported MySQL type",
+                i64 => Value::Int,
+                u64 => |n: u64| Value::Int(n as i64),
+                Vec<u8> => Value::Blob,
+                f64 => Value::Real,
+            ),
+        );
     }
     Ok(Row(v))
 }
@@ -573,28 +592,17 @@ fn mysql_row(r: &MySqlRow) -> DbResult<Row> {
 fn pg_row(r: &PgRow) -> DbResult<Row> {
     let mut v = Vec::with_capacity(r.columns().len());
     for i in 0..r.columns().len() {
-        if r.try_get_raw(i)?.is_null() {
-            v.push(Value::Null);
-        } else if let Ok(n) = r.try_get::<i64, _>(i) {
-            v.push(Value::Int(n));
-        } else if let Ok(n) = r.try_get::<i32, _>(i) {
-            v.push(Value::Int(i64::from(n)));
-        } else if let Ok(n) = r.try_get::<i16, _>(i) {
-            v.push(Value::Int(i64::from(n)));
-        } else if let Ok(b) = r.try_get::<Vec<u8>, _>(i) {
-            v.push(Value::Blob(b));
-        } else if let Ok(s) = r.try_get::<String, _>(i) {
-            v.push(Value::Text(s));
-        } else if let Ok(b) = r.try_get::<bool, _>(i) {
-            v.push(Value::Int(i64::from(b)));
-        } else if let Ok(f) = r.try_get::<f64, _>(i) {
-            v.push(Value::Real(f));
-        } else {
-            return Err(DbError::Decode {
-                column: i,
-                wanted: "value of a supported PostgreSQL type",
-            });
-        }
+        v.push(
+            decode_first!(Postgres, r, i, "value of a supported PostgreSQL type",
+                i64 => Value::Int,
+                i32 => |n: i32| Value::Int(i64::from(n)),
+                i16 => |n: i16| Value::Int(i64::from(n)),
+                Vec<u8> => Value::Blob,
+                String => Value::Text,
+                bool => |b: bool| Value::Int(i64::from(b)),
+                f64 => Value::Real,
+            ),
+        );
     }
     Ok(Row(v))
 }

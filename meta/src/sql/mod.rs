@@ -411,6 +411,64 @@ async fn get_entry_in(
     }
 }
 
+/// What a rename needs to start, read and locked in one statement on PostgreSQL: the source
+/// directory, entry and inode (as [`get_entry_in`]) and the target entry with its inode, if
+/// any. `None` when the source entry does not exist (the caller takes the general path, which
+/// tells the reasons apart).
+#[allow(clippy::type_complexity)]
+async fn get_rename_pair_pg(
+    c: &mut Tx<'_>,
+    parent: Ino,
+    name: &[u8],
+    new_parent: Ino,
+    new_name: &[u8],
+) -> Result<
+    Option<(
+        (Attr, i64, Attr),
+        Option<((i64, Ino, FileType), Option<Attr>)>,
+    )>,
+> {
+    // each CTE locks its own rows; the target side may be empty, so it is outer-joined after
+    let row = q(
+        "WITH s AS (SELECT p.inode AS pi,p.type AS pt,p.flags AS pf,p.mode AS pm,p.uid AS pu,p.gid AS pg,p.atime AS pa,p.mtime AS pmt,p.ctime AS pc,p.atimensec AS pan,p.mtimensec AS pmn,p.ctimensec AS pcn,p.nlink AS pl,p.length AS plen,p.rdev AS pr,p.parent AS pp, e.id AS eid, n.inode,n.type,n.flags,n.mode,n.uid,n.gid,n.atime,n.mtime,n.ctime,n.atimensec,n.mtimensec,n.ctimensec,n.nlink,n.length,n.rdev,n.parent FROM jfs_node p JOIN jfs_edge e ON e.parent = p.inode JOIN jfs_node n ON n.inode = e.inode WHERE p.inode = ? AND e.name = ? FOR UPDATE), \
+         d AS (SELECT id AS did, inode AS dino, type AS dtyp FROM jfs_edge WHERE parent = ? AND name = ? FOR UPDATE), \
+         dn AS (SELECT inode AS di,type AS dt,flags AS df,mode AS dm,uid AS du,gid AS dg,atime AS da,mtime AS dmt,ctime AS dc,atimensec AS dan,mtimensec AS dmn,ctimensec AS dcn,nlink AS dl,length AS dlen,rdev AS dr,parent AS dp FROM jfs_node WHERE inode = (SELECT dino FROM d) FOR UPDATE) \
+         SELECT s.*, d.*, dn.* FROM s LEFT JOIN d ON TRUE LEFT JOIN dn ON TRUE",
+    )
+    .bind(parent as i64)
+    .bind(name)
+    .bind(new_parent as i64)
+    .bind(new_name)
+    .fetch_optional(c)
+    .await
+    .map_err(db("rename"))?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let src = (
+        row_attr_at(&r, 0)?,
+        r.try_get(16).map_err(db("rename"))?,
+        row_attr_at(&r, 17)?,
+    );
+    let dst = match r.try_get::<Option<i64>>(33).map_err(db("rename"))? {
+        Some(id) => {
+            let ino: i64 = r.try_get(34).map_err(db("rename"))?;
+            let t: i64 = r.try_get(35).map_err(db("rename"))?;
+            let typ = FileType::from_code(t as u8).ok_or_else(|| {
+                Error::corrupt(format!("entry in {new_parent} has unknown type {t}"))
+            })?;
+            // a dangling target entry (no inode) is reported by the general path
+            let attr = match r.try_get::<Option<i64>>(36).map_err(db("rename"))? {
+                Some(_) => Some(row_attr_at(&r, 36)?),
+                None => None,
+            };
+            Some(((id, ino as Ino, typ), attr))
+        }
+        None => None,
+    };
+    Ok(Some((src, dst)))
+}
+
 /// The entry `name` in `parent`: (edge id, inode, type).
 async fn get_edge(
     c: &mut Tx<'_>,
@@ -1705,9 +1763,30 @@ impl Inner {
         }
         let now = Timestamp::now();
         let removed = txn!(self, "rename", |tx| {
-            let (mut sp, src) = match get_entry_in(tx, parent, name).await? {
-                Some((p, eid, a)) => (p, Some((eid, a))),
-                None => (must_dir(tx, parent).await?, None),
+            // PostgreSQL: source and target in one round trip (the target's inode with it).
+            // One statement has one snapshot: when it waited for the directory lock, a target
+            // entry created meanwhile is missing from it (rows it did see are locked and
+            // current). That shows as a duplicate name when the entry is moved into place, and
+            // the transaction is then run again. An exchange needs the target, so it asks the
+            // general way.
+            let combined = tx.dialect() == Dialect::Postgres && !flags.exchange;
+            let mut pair = None;
+            if combined {
+                pair = get_rename_pair_pg(tx, parent, name, new_parent, new_name).await?;
+            }
+            let mut dst_attr = None;
+            let (mut sp, src, dst) = match pair {
+                Some(((p, eid, a), d)) => {
+                    let dst = d.map(|(edge, da)| {
+                        dst_attr = da;
+                        edge
+                    });
+                    (p, Some((eid, a)), Some(dst))
+                }
+                None => match get_entry_in(tx, parent, name).await? {
+                    Some((p, eid, a)) => (p, Some((eid, a)), None),
+                    None => (must_dir(tx, parent).await?, None, None),
+                },
             };
             let mut dp = if new_parent == parent {
                 sp.clone()
@@ -1724,7 +1803,10 @@ impl Inner {
             };
             let (sino, styp) = (sattr.ino, sattr.typ);
             perm::sticky(ctx, &sp, &sattr)?;
-            let dst = get_edge(tx, new_parent, new_name).await?;
+            let dst = match dst {
+                Some(d) => d,
+                None => get_edge(tx, new_parent, new_name).await?,
+            };
             if styp == FileType::Dir
                 && new_parent != parent
                 && self.is_below(tx, sino, new_parent).await?
@@ -1741,7 +1823,10 @@ impl Inner {
                 if dino == sino {
                     return Ok(Removed::Kept);
                 }
-                let mut dattr = must_node(tx, dino).await?;
+                let mut dattr = match dst_attr.take() {
+                    Some(a) => a,
+                    None => must_node(tx, dino).await?,
+                };
                 perm::sticky(ctx, &dp, &dattr)?;
                 if dtyp == FileType::Dir
                     && new_parent != parent
@@ -1787,7 +1872,10 @@ impl Inner {
                         // two names of one inode: POSIX says do nothing
                         return Ok(Removed::Kept);
                     }
-                    let dattr = must_node(tx, dino).await?;
+                    let dattr = match dst_attr.take() {
+                        Some(a) => a,
+                        None => must_node(tx, dino).await?,
+                    };
                     perm::sticky(ctx, &dp, &dattr)?;
                     match (styp == FileType::Dir, dtyp == FileType::Dir) {
                         (true, false) => return Err(Error::not_dir("target is not a directory")),
@@ -1834,7 +1922,13 @@ impl Inner {
             }
             // with one parent, `dp` is the same record and carries every link-count change
             tail.push(update_node_q(&dp));
-            run_all(tx, "rename", tail).await?;
+            db::Query::run_all(tail, tx, false).await.map_err(|e| {
+                if combined && is_unique_violation(&e) {
+                    Error::new(ErrorKind::Conflict, "target name taken meanwhile")
+                } else {
+                    from_db("rename", e)
+                }
+            })?;
             removed
         })?;
         self.after_remove(removed).await;
