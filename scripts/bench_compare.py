@@ -13,6 +13,14 @@ Markdown and JSON under bench/results/. Needs root (drop_caches) and the juicefs
 operations, ls -l) with the metadata on the MariaDB / PostgreSQL of `scripts/services.sh start`
 (URLs from TIDEFS_TEST_MYSQL / TIDEFS_TEST_POSTGRES); each target gets tables of its own
 (`table_prefix`), dropped afterwards. Those rows are marked [mysql] / [postgres].
+
+`--s3` adds rows with the data in the S3 server of `scripts/services.sh start` (Ceph RGW; bucket and
+keys from TIDEFS_TEST_S3*), metadata in SQLite, both clients with a local disk cache of the same
+size in a fresh directory: sequential write and read (cold = empty disk cache and page cache,
+warm = from the disk cache after a remount), 4 KiB random reads (cold), and the model-load
+scenario: one 2 GiB file (--model-mib) read whole by 8 processes at once, cold from S3, warm from
+the disk cache, and after `warmup` (the warmup time is its own row); plus the same 8 readers on a
+plain local directory (page cache dropped) as the bound. Marked [s3].
 """
 import argparse, datetime, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -47,11 +55,19 @@ def drop_tables(engine, tag):
         subprocess.run(["mariadb", "-h", host, "-P", port, "-u", user, f"-p{pw}", dbname.split("?")[0], "-e", stmts],
                        capture_output=True)
 
+def s3_settings():
+    url = os.environ.get("TIDEFS_TEST_S3")
+    if not url:
+        sys.exit("--s3 needs TIDEFS_TEST_S3 (run scripts/services.sh start, then eval \"$(scripts/services.sh env)\")")
+    return url, os.environ.get("TIDEFS_TEST_S3_ACCESS_KEY", ""), os.environ.get("TIDEFS_TEST_S3_SECRET_KEY", "")
+
 class Target:
     """One filesystem under test. `local` is a plain directory on the same disk (the physical
     bound); `bindfs` is a passthrough FUSE mount of such a directory (the FUSE overhead)."""
-    def __init__(self, name, work, tidefs, juicefs, engine="sqlite", tag=""):
-        self.name, self.work, self.engine, self.tag = name, work, engine, tag
+    def __init__(self, name, work, tidefs, juicefs, engine="sqlite", tag="", s3=False):
+        self.name, self.work, self.engine, self.tag, self.s3 = name, work, engine, tag, s3
+        self.cache = f"{work}/cache"
+        self.volname = f"bench{tag}" if s3 else "benchvol"
         self.db = f"sqlite3://{work}/meta.db" if engine == "sqlite" else server_url(engine, tag)
         self.bucket = f"{work}/bucket/"
         self.mnt = f"{work}/mnt"
@@ -66,10 +82,34 @@ class Target:
                 os.rmdir(self.mnt)
                 os.symlink(f"{self.work}/backing", self.mnt)
             return
-        if self.name == "tidefs":
-            sh(f"{self.tidefs} format '{self.db}' benchvol --bucket {self.bucket} --trash-days 0")
+        if self.s3:
+            url, ak, sk = s3_settings()
+            store = f"--storage s3 --bucket {url} --access-key {ak} --secret-key {sk}"
         else:
-            sh(f"{self.juicefs} format --trash-days 0 '{self.db}' benchvol --storage file --bucket {self.bucket}")
+            store = f"--storage file --bucket {self.bucket}"
+        if self.name == "tidefs":
+            sh(f"{self.tidefs} format '{self.db}' {self.volname} {store} --trash-days 0")
+        else:
+            sh(f"{self.juicefs} format --trash-days 0 '{self.db}' {self.volname} {store}")
+
+    def cache_args(self):
+        # the same disk cache for both clients: a fresh directory, 20 GiB at most
+        return f"--cache-dir {self.cache} --cache-size 20480" if self.s3 else ""
+
+    def empty_cache(self):
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+    def destroy(self):
+        """Remove the volume's objects from the shared bucket."""
+        if not self.s3 or self.name not in ("tidefs", "juicefs"):
+            return
+        uuid = ""
+        try:
+            st = json.loads(sh(f"{self.juicefs} status '{self.db}'"))
+            uuid = st["Setting"]["UUID"]
+        except Exception:
+            return
+        subprocess.run(f"{self.juicefs} destroy --yes '{self.db}' {uuid}", shell=True, capture_output=True)
 
     def mount(self):
         log = f"{self.work}/mount.log"
@@ -79,9 +119,9 @@ class Target:
             sh(f"bindfs {self.work}/backing {self.mnt}")
             return
         if self.name == "tidefs":
-            sh(f"{self.tidefs} mount -d '{self.db}' {self.mnt} --log {log}")
+            sh(f"{self.tidefs} mount -d '{self.db}' {self.mnt} --log {log} {self.cache_args()}")
         else:
-            sh(f"{self.juicefs} mount -d --log {log} '{self.db}' {self.mnt}")
+            sh(f"{self.juicefs} mount -d --log {log} {self.cache_args()} '{self.db}' {self.mnt}")
 
     def umount(self):
         if self.name == "local":
@@ -103,7 +143,17 @@ class Target:
     def pid(self):
         if self.name == "local":
             return None
-        pat = {"tidefs": "tidefs mount", "juicefs": "juicefs mount", "bindfs": "bindfs"}[self.name]
+        if self.name == "tidefs":
+            # the mount records its pid in /run/tidefs/<mountpoint with every other character
+            # than [A-Za-z0-9] turned into '_'>.json (its process title hides the arguments)
+            mp = os.path.realpath(self.mnt)
+            name = "".join(c if c.isascii() and c.isalnum() else "_" for c in mp)
+            try:
+                with open(f"/run/tidefs/{name}.json") as f:
+                    return str(json.load(f)["pid"])
+            except (OSError, ValueError, KeyError):
+                return None
+        pat = {"juicefs": "juicefs mount", "bindfs": "bindfs"}[self.name]
         out = sh(f"pgrep -f '{pat}.*{self.mnt}' || true").split()
         # juicefs -d leaves a supervisor and a worker: take the one with the largest RSS
         best, rss = None, -1
@@ -175,6 +225,49 @@ print(n / (time.perf_counter() - t))
 def namespace(t, n, phase):
     return float(subprocess.run([sys.executable, "-c", NS, f"{t.mnt}/ns", str(n), phase], check=True, capture_output=True, text=True).stdout)
 
+MODEL_READERS = 8
+
+def model_load(t, path):
+    """Seconds for MODEL_READERS processes to each read `path` whole, started together."""
+    procs = f"for i in $(seq {MODEL_READERS}); do dd if={path} of=/dev/null bs=4M status=none & done; wait"
+    return timed(lambda: sh(procs))
+
+def warmup(t, path):
+    cmd = f"{t.tidefs} warmup {path}" if t.name == "tidefs" else f"{t.juicefs} warmup {path}"
+    return timed(lambda: sh(cmd))
+
+def s3_rows(t, a, add):
+    """Data rows with the data in S3 and a local disk cache (see the module doc)."""
+    who, sfx = t.name, " [s3]"
+    model_mib = a.model_mib
+    if who == "local":
+        sh(f"dd if=/dev/urandom of={t.mnt}/model bs=1M count={model_mib} status=none")
+        drop_caches()
+        add(f"model load {model_mib} MiB x {MODEL_READERS} readers, warm disk cache (MiB/s){sfx}", "local", model_mib / model_load(t, f"{t.mnt}/model"))
+        return
+    add(f"seq write {a.size_mib} MiB (MiB/s){sfx}", who, seq_write(t, a.size_mib))
+    t.umount(); t.empty_cache(); drop_caches(); t.mount()
+    add(f"seq read cold {a.size_mib} MiB (MiB/s){sfx}", who, seq_read(t, a.size_mib))
+    t.umount(); drop_caches(); t.mount()
+    add(f"seq read from disk cache {a.size_mib} MiB (MiB/s){sfx}", who, seq_read(t, a.size_mib))
+    os.remove(f"{t.mnt}/big")
+    if shutil.which("fio") and a.fio:
+        sh(f"dd if=/dev/urandom of={t.mnt}/fio.dat bs=1M count=256 conv=fsync status=none")
+        t.umount(); t.empty_cache(); drop_caches(); t.mount()
+        iops, p99 = fio_randread(t, 4)
+        add(f"4 KiB random read cold, 4 jobs (IOPS){sfx}", who, iops)
+        os.remove(f"{t.mnt}/fio.dat")
+    sh(f"dd if=/dev/urandom of={t.mnt}/model bs=1M count={model_mib} conv=fsync status=none")
+    model = f"{t.mnt}/model"
+    t.umount(); t.empty_cache(); drop_caches(); t.mount()
+    add(f"model load {model_mib} MiB x {MODEL_READERS} readers, cold (MiB/s){sfx}", who, model_mib / model_load(t, model))
+    t.umount(); drop_caches(); t.mount()
+    add(f"model load {model_mib} MiB x {MODEL_READERS} readers, warm disk cache (MiB/s){sfx}", who, model_mib / model_load(t, model))
+    t.umount(); t.empty_cache(); drop_caches(); t.mount()
+    add(f"warmup {model_mib} MiB from S3 (MiB/s){sfx}", who, model_mib / warmup(t, model))
+    drop_caches()
+    add(f"model load {model_mib} MiB x {MODEL_READERS} readers, after warmup (MiB/s){sfx}", who, model_mib / model_load(t, model))
+
 def ls_l(t, path):
     return timed(lambda: sh(f"ls -l {path} > /dev/null"))
 
@@ -218,23 +311,40 @@ def main():
     ap.add_argument("--no-fio", dest="fio", action="store_false", help="skip the fio random-read rows")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--meta", default="sqlite", help="metadata engines, comma-separated: sqlite,mysql,postgres")
+    ap.add_argument("--s3", action="store_true", help="add the S3 rows and the model-load scenario (needs the S3 server of scripts/services.sh)")
+    ap.add_argument("--s3-only", action="store_true", help="only the S3 rows")
+    ap.add_argument("--model-mib", type=int, default=2048)
     a = ap.parse_args()
     rows = {}
     def add(row, who, v):
         rows.setdefault(row, {}).setdefault(who, []).append(v)
     targets = ["tidefs", "juicefs"] + [x for x in ("local", "bindfs") if x in a.refs]
     have_fio = shutil.which("fio") is not None
-    for engine in a.meta.split(","):
+    if a.s3 or a.s3_only:
+        s3_settings()
+    engines = [] if a.s3_only else a.meta.split(",")
+    if a.s3 or a.s3_only:
+        engines.append("s3")
+    for engine in engines:
       sfx = "" if engine == "sqlite" else f" [{engine}]"
       for rnd in range(a.rounds):
         these = targets if engine == "sqlite" else ["tidefs", "juicefs"]
+        if engine == "s3":
+            these = ["tidefs", "juicefs"] + (["local"] if "local" in a.refs or rnd == 0 else [])
         order = these if rnd % 2 == 0 else list(reversed(these))
         for who in order:
             work = tempfile.mkdtemp(prefix=f"bench-{who}-", dir="/var/tmp")
             tag = f"b{os.getpid()}{rnd}{who[0]}"
-            t = Target(who, work, os.path.abspath(a.tidefs), a.juicefs, engine, tag)
+            is_s3 = engine == "s3"
+            t = Target(who, work, os.path.abspath(a.tidefs), a.juicefs, "sqlite" if is_s3 else engine, tag, s3=is_s3)
             try:
                 t.format(); t.mount()
+                if is_s3:
+                    s3_rows(t, a, add)
+                    t.umount()
+                    if who != "local":
+                        add(f"mount peak RSS over the whole round (MiB) [s3]", who, t.peak / 2**20)
+                    continue
                 if engine != "sqlite":
                     metadata_rows(t, a, add, sfx)
                     t.umount()
@@ -263,19 +373,21 @@ def main():
             finally:
                 if os.path.ismount(t.mnt):
                     subprocess.run(f"fusermount3 -uz {t.mnt}", shell=True)
+                if is_s3:
+                    t.destroy()
                 shutil.rmtree(work, ignore_errors=True)
-                if engine != "sqlite":
+                if engine not in ("sqlite", "s3"):
                     drop_tables(engine, tag)
             print(f"{engine} round {rnd + 1} {who} done", file=sys.stderr)
-    refs = [x for x in ("local", "bindfs") if x in a.refs]
+    refs = [x for x in ("local", "bindfs") if x in a.refs or (x == "local" and (a.s3 or a.s3_only))]
     head = "| workload | tidefs median [min-max] | juicefs median [min-max] | tidefs/juicefs |" + "".join(f" {r} median |" for r in refs)
     lines = [head, "|---|---|---|---|" + "---|" * len(refs)]
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "rounds": a.rounds, "rows": {}}
     for row, v in rows.items():
         med = {w: statistics.median(x) for w, x in v.items()}
-        ratio = med["tidefs"] / med["juicefs"] if med.get("juicefs") else float("nan")
+        ratio = med["tidefs"] / med["juicefs"] if med.get("juicefs") and "tidefs" in med else float("nan")
         fmt = lambda x: f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
-        cell = lambda w: f"{fmt(med[w])} [{fmt(min(v[w]))}-{fmt(max(v[w]))}]"
+        cell = lambda w: f"{fmt(med[w])} [{fmt(min(v[w]))}-{fmt(max(v[w]))}]" if w in med else "-"
         extra = "".join(f" {fmt(med[r])} |" if r in med else " - |" for r in refs)
         lines.append(f"| {row} | {cell('tidefs')} | {cell('juicefs')} | {ratio:.2f} |{extra}")
         result["rows"][row] = {**{w: v[w] for w in v}, "ratio_of_medians": ratio}

@@ -5,5 +5,6 @@
 //! [`cmd`] drives the same crates for administration.
 
 pub mod cmd;
+pub mod control;
 pub mod fuse;
 pub mod vfs;

@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 mod compress;
 pub mod error;
 mod key;
@@ -17,6 +18,7 @@ pub mod pool;
 mod s3;
 mod store;
 
+pub use cache::{Admit, CacheStats, DiskCache, DiskCacheConfig};
 pub use compress::Compression;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{block_key, block_lens};

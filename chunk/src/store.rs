@@ -1,5 +1,6 @@
 //! The block store: upload, download (coalesced and cached), delete.
 
+use crate::cache::{Admit, DiskCache};
 use crate::compress::Compression;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{block_key, block_lens};
@@ -31,6 +32,8 @@ pub struct ChunkStore {
     /// Decoded blocks by (slice id, block index). Concurrent loads of one block are coalesced by
     /// the cache's `try_get_with`, so a block is fetched once however many readers want it.
     cache: moka::future::Cache<(u64, u32), Bytes>,
+    /// The local disk cache, when configured.
+    disk: Option<Arc<DiskCache>>,
 }
 
 impl std::fmt::Debug for ChunkStore {
@@ -151,7 +154,81 @@ impl ChunkStore {
             dir,
             cfg: Arc::new(cfg),
             cache,
+            disk: None,
         }
+    }
+
+    /// This store with a local disk cache in front of the object store.
+    pub fn with_disk_cache(mut self, disk: DiskCache) -> Self {
+        self.disk = disk.enabled().then(|| Arc::new(disk));
+        self
+    }
+
+    /// The disk cache, if one is in use.
+    pub fn disk_cache(&self) -> Option<&DiskCache> {
+        self.disk.as_deref()
+    }
+
+    /// Key of a block in the disk cache: its object key without the volume-name prefix.
+    fn cache_key<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix(self.cfg.name.as_str())
+            .and_then(|k| k.strip_prefix('/'))
+            .unwrap_or(key)
+    }
+
+    /// Offer a block to the disk cache, written in the background (dropped when too many
+    /// writes are waiting).
+    fn cache_later(&self, key: &str, data: &Bytes, why: Admit) {
+        let Some(d) = &self.disk else { return };
+        if !d.admits(data.len(), why) || !d.reserve(data.len()) {
+            return;
+        }
+        let (d, key, data) = (d.clone(), self.cache_key(key).to_string(), data.clone());
+        tokio::task::spawn_blocking(move || {
+            d.put(&key, &data);
+            d.release(data.len());
+        });
+    }
+
+    /// Block `key` of `len` bytes from the disk cache, if there.
+    async fn read_disk_cache(&self, key: &str, len: u32) -> Option<Bytes> {
+        let d = self.disk.clone()?;
+        let key = self.cache_key(key).to_string();
+        tokio::task::spawn_blocking(move || d.get(&key, len as usize))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whether block `indx` of slice `id` is in the disk cache.
+    pub fn is_disk_cached(&self, id: u64, indx: u32, len: u32) -> bool {
+        let key = self.key(id, indx, len);
+        self.disk
+            .as_ref()
+            .is_some_and(|d| d.contains(self.cache_key(&key)))
+    }
+
+    /// Drop block `indx` of slice `id` from the disk cache (and memory).
+    pub async fn evict_block(&self, id: u64, indx: u32, len: u32) {
+        self.cache.invalidate(&(id, indx)).await;
+        let Some(d) = self.disk.clone() else { return };
+        let key = self.cache_key(&self.key(id, indx, len)).to_string();
+        let _ = tokio::task::spawn_blocking(move || d.remove(&key)).await;
+    }
+
+    /// Make sure block `indx` of slice `id` is in the disk cache (fetching it when not), for
+    /// `warmup`. Returns whether it had to be fetched.
+    pub async fn warm_block(&self, id: u64, indx: u32, len: u32) -> Result<bool> {
+        if self.is_disk_cached(id, indx, len) {
+            return Ok(false);
+        }
+        let key = self.key(id, indx, len);
+        let data = self.fetch_from_store(&key, len).await?;
+        if let Some(d) = self.disk.clone() {
+            let key = self.cache_key(&key).to_string();
+            let _ = tokio::task::spawn_blocking(move || d.put(&key, &data)).await;
+        }
+        Ok(true)
     }
 
     /// The layout settings.
@@ -185,19 +262,25 @@ impl ChunkStore {
         };
         self.dir.put(&key, body).await?;
         // written blocks are not kept in memory: most are not read back by this client, and
-        // keeping them would grow the mount by the cache size on every large write
-        drop(data);
+        // keeping them would grow the mount by the cache size on every large write; the disk
+        // cache takes them when it has one
+        self.cache_later(&key, &data, Admit::Written);
         Ok(())
     }
 
-    /// Whole block `indx` (uncompressed length `len`) of slice `id`, from memory when cached.
+    /// Whole block `indx` (uncompressed length `len`) of slice `id`, from memory when cached,
+    /// read as part of a sequential read.
     pub async fn read_block(&self, id: u64, indx: u32, len: u32) -> Result<Bytes> {
+        self.read_block_for(id, indx, len, Admit::Sequential).await
+    }
+
+    /// Whole block, saying why it is read (which the disk cache may weigh).
+    pub async fn read_block_for(&self, id: u64, indx: u32, len: u32, why: Admit) -> Result<Bytes> {
         let this = self.clone();
         self.cache
-            .try_get_with(
-                (id, indx),
-                async move { this.fetch_block(id, indx, len).await },
-            )
+            .try_get_with((id, indx), async move {
+                this.fetch_block(id, indx, len, why).await
+            })
             .await
             .map_err(|e: Arc<Error>| Error::new(e.kind(), e.to_string()))
     }
@@ -207,12 +290,22 @@ impl ChunkStore {
         self.cache.contains_key(&(id, indx))
     }
 
-    async fn fetch_block(&self, id: u64, indx: u32, len: u32) -> Result<Bytes> {
+    async fn fetch_block(&self, id: u64, indx: u32, len: u32, why: Admit) -> Result<Bytes> {
         let key = self.key(id, indx, len);
+        if let Some(b) = self.read_disk_cache(&key, len).await {
+            return Ok(b);
+        }
+        let data = self.fetch_from_store(&key, len).await?;
+        self.cache_later(&key, &data, why);
+        Ok(data)
+    }
+
+    /// Block `key` of `len` bytes from the object store, decoded and checked.
+    async fn fetch_from_store(&self, key: &str, len: u32) -> Result<Bytes> {
         let data = match self.cfg.compression {
             // the length is in the key: read exactly that, a shorter object is corrupt
-            Compression::None => self.dir.get_range(&key, 0, len as usize).await?,
-            c => Bytes::from(c.decompress(&self.dir.get(&key).await?, len as usize)?),
+            Compression::None => self.dir.get_range(key, 0, len as usize).await?,
+            c => Bytes::from(c.decompress(&self.dir.get(key).await?, len as usize)?),
         };
         if data.len() != len as usize {
             return Err(Error::new(
@@ -243,20 +336,47 @@ impl ChunkStore {
             return Ok(b.slice(off as usize..end as usize));
         }
         if self.cfg.compression != Compression::None {
-            let b = self.read_block(id, indx, len).await?;
+            let b = self.read_block_for(id, indx, len, Admit::Random).await?;
             return Ok(b.slice(off as usize..end as usize));
         }
         let key = self.key(id, indx, len);
-        self.dir
-            .get_range(&key, u64::from(off), (end - off) as usize)
+        if let Some(d) = self.disk.clone() {
+            let ck = self.cache_key(&key).to_string();
+            let got = tokio::task::spawn_blocking(move || {
+                d.get_range(&ck, len as usize, off as usize, (end - off) as usize)
+            })
             .await
+            .ok()
+            .flatten();
+            if let Some(b) = got {
+                return Ok(b);
+            }
+        }
+        let part = self
+            .dir
+            .get_range(&key, u64::from(off), (end - off) as usize)
+            .await?;
+        // the whole block goes to the disk cache in the background, for the next read near here
+        if let Some(d) = self.disk.clone() {
+            if d.admits(len as usize, Admit::Random)
+                && !d.contains(self.cache_key(&key))
+                && d.reserve(len as usize)
+            {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let _ = this.read_block_for(id, indx, len, Admit::Random).await;
+                    d.release(len as usize);
+                });
+            }
+        }
+        Ok(part)
     }
 
     /// Delete every block of slice `id` of `size` bytes (missing blocks are fine).
     pub async fn delete_slice(&self, id: u64, size: u32) -> Result<()> {
         for (indx, len) in block_lens(size, self.cfg.block_size) {
             let key = self.key(id, indx, len);
-            self.cache.invalidate(&(id, indx)).await;
+            self.evict_block(id, indx, len).await;
             self.dir.delete(&key).await?;
         }
         Ok(())

@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 /// The mount point holding `path` and what its mount process recorded.
-fn find_mount(path: &Path) -> Option<(PathBuf, serde_json::Value)> {
+pub(super) fn find_mount(path: &Path) -> Option<(PathBuf, serde_json::Value)> {
     let mut p = Some(path);
     while let Some(dir) = p {
         if super::mount::is_mounted(dir) {

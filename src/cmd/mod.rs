@@ -8,6 +8,7 @@ mod info;
 mod mount;
 mod status;
 mod umount;
+mod warmup;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ enum Command {
     Fsck(fsck::Args),
     /// Delete a volume: its metadata and (in a `file` bucket) its objects.
     Destroy(destroy::Args),
+    /// Fill (--check: measure, --evict: empty) the disk cache of a running mount with files.
+    Warmup(warmup::Args),
     /// Quick benchmark of any directory: big-file and small-file throughput, stat rate.
     Bench(bench::Args),
     /// Print the version.
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Umount(a) => umount::run(a),
         Command::Status(a) => block_on(status::run(a)),
         Command::Info(a) => block_on(info::run(a)),
+        Command::Warmup(a) => warmup::run(a),
         Command::Fsck(a) => block_on(fsck::run(a)),
         Command::Bench(a) => bench::run(a),
         Command::Destroy(a) => block_on(destroy::run(a)),

@@ -59,6 +59,22 @@ pub struct Args {
     /// flight).
     #[arg(long, default_value_t = 48)]
     mem_cache: u64,
+    /// Local disk cache directories, `:`-separated (default for object stores: /var/tidefsCache
+    /// as root, else ~/.tidefs/cache; the `file` store has none unless given, its blocks are
+    /// already on a local disk). Blocks go under <dir>/<volume UUID>/raw/.
+    #[arg(long)]
+    cache_dir: Option<String>,
+    /// Disk cache size over all cache directories, MiB (0 turns the disk cache off).
+    #[arg(long, default_value_t = 102_400)]
+    cache_size: u64,
+    /// Share of each cache disk kept free: caching stops (and old blocks are dropped) when the
+    /// disk is fuller than 1 - this.
+    #[arg(long, default_value_t = 0.1)]
+    free_space_ratio: f64,
+    /// Cache only small blocks and blocks read at random, not full blocks read or written in
+    /// sequence.
+    #[arg(long)]
+    cache_partial_only: bool,
     /// Threads reading and serving FUSE requests (each serves one request at a time, on the
     /// thread that read it).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -72,6 +88,27 @@ impl Args {
     pub(super) fn is_daemon_child(&self) -> bool {
         std::env::var_os(DAEMON_ENV).is_some()
     }
+}
+
+/// The disk cache asked for by the flags, if any.
+fn disk_cache_config(a: &Args, storage: &str) -> Option<tidefs_chunk::DiskCacheConfig> {
+    if a.cache_size == 0 {
+        return None;
+    }
+    let dirs: Vec<PathBuf> = match &a.cache_dir {
+        Some(d) => d.split(':').map(PathBuf::from).collect(),
+        None if storage == "file" => return None,
+        None if is_root() => vec![PathBuf::from("/var/tidefsCache")],
+        None => vec![PathBuf::from(std::env::var_os("HOME")?).join(".tidefs/cache")],
+    };
+    Some(tidefs_chunk::DiskCacheConfig {
+        dirs,
+        capacity: a.cache_size << 20,
+        free_ratio: a.free_space_ratio,
+        partial_only: a.cache_partial_only,
+        // blocks waiting to be written to the cache: 16 full blocks
+        max_pending: 64 << 20,
+    })
 }
 
 /// Default `--max-uploads` for the `file` store.
@@ -190,6 +227,21 @@ pub(super) fn run(a: Args) -> CmdResult {
     }
     if a.max_uploads == Some(0) {
         return Err("invalid --max-uploads 0: give at least 1".into());
+    }
+    if !(0.0..=0.9).contains(&a.free_space_ratio) {
+        return Err(format!(
+            "invalid --free-space-ratio {}: give a share between 0 and 0.9",
+            a.free_space_ratio
+        )
+        .into());
+    }
+    if let Some(d) = &a.cache_dir {
+        if d.split(':').any(|x| x.trim().is_empty()) {
+            return Err(format!(
+                "invalid --cache-dir {d:?}: give directories separated by ':', none empty"
+            )
+            .into());
+        }
     }
     if a.buffer_size < 8 {
         return Err(format!(
@@ -315,7 +367,13 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         .thread_name("tidefs")
         .build()?;
     let (meta, fmt) = rt.block_on(super::open_volume(&a.meta_url))?;
-    let store = super::open_store(&fmt, a.mem_cache << 20)?;
+    let mut store = super::open_store(&fmt, a.mem_cache << 20)?;
+    if let Some(cfg) = disk_cache_config(&a, &fmt.storage) {
+        let block_size = u32::try_from(fmt.block_size()).map_err(|_| "block size out of range")?;
+        let disk = tidefs_chunk::DiskCache::open(&cfg, &fmt.uuid, block_size);
+        tracing::info!(dirs = ?disk.roots(), size_mib = a.cache_size, "disk cache");
+        store = store.with_disk_cache(disk);
+    }
     meta.set_heartbeat(Duration::from_secs_f64(a.heartbeat));
     if a.read_only {
         meta.set_read_only(true);
@@ -400,7 +458,14 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
     if let Some(dir) = rtf.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let record = serde_json::json!({ "meta_url": a.meta_url, "pid": std::process::id(), "root": root, "volume": fmt.name });
+    let sock = crate::control::socket_path(&rtf);
+    {
+        let _in_runtime = rt.enter();
+        if let Err(e) = crate::control::start(sock.clone(), vfs.clone()) {
+            tracing::warn!(error = %e, socket = %sock.display(), "no control channel: `tidefs warmup` cannot reach this mount");
+        }
+    }
+    let record = serde_json::json!({ "meta_url": a.meta_url, "pid": std::process::id(), "root": root, "volume": fmt.name, "control": sock });
     if let Err(e) = write_private(&rtf, record.to_string().as_bytes()) {
         tracing::warn!(error = %e, file = %rtf.display(), "cannot record the mount for `tidefs info`");
     }
@@ -409,6 +474,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
     let flushed = rt.block_on(vfs.flush_all());
     let closed = rt.block_on(meta.close_session());
     let _ = std::fs::remove_file(&rtf);
+    let _ = std::fs::remove_file(&sock);
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     served.map_err(|e| format!("FUSE session failed: {e}"))?;
     flushed?;

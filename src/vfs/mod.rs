@@ -9,6 +9,7 @@ mod ahead;
 pub mod error;
 mod locks;
 mod reader;
+pub mod warm;
 pub mod writer;
 
 pub use error::{Error, Result};

@@ -81,7 +81,12 @@ pub(crate) async fn read(
     });
     let futs = reads.map(|(out_off, id, size, bindx, blen, boff, take)| async move {
         let data = if sequential || take * 2 >= blen || store.is_cached(id, bindx) {
-            let block = store.read_block(id, bindx, blen).await?;
+            let why = if sequential {
+                tidefs_chunk::Admit::Sequential
+            } else {
+                tidefs_chunk::Admit::Random
+            };
+            let block = store.read_block_for(id, bindx, blen, why).await?;
             if sequential {
                 for ahead in 1..=PREFETCH_BLOCKS {
                     prefetch(store, id, size, bindx + ahead, bs);

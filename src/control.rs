@@ -1,0 +1,136 @@
+//! The control channel of a mount: a Unix socket (mode 0600, next to the mount's runtime record)
+//! over which `tidefs warmup` asks the mount process to fill, check or empty its cache.
+//!
+//! Protocol: one JSON object per line. A request is
+//! `{"op": "warmup", "mode": "fill"|"check"|"evict", "inodes": [...], "threads": N}`; the mount
+//! answers with `{"progress": REPORT}` lines (at most every 200 ms) and one final
+//! `{"done": REPORT}`, or `{"error": "..."}`. REPORT is [`crate::vfs::warm::WarmReport`] as JSON.
+//! Requests on one connection run one after another.
+
+use crate::vfs::warm::{WarmMode, WarmReport};
+use crate::vfs::Vfs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Most block operations one warm-up runs at once.
+const MAX_THREADS: usize = 256;
+
+/// Socket path of the mount whose runtime record is `record`.
+pub fn socket_path(record: &Path) -> PathBuf {
+    record.with_extension("sock")
+}
+
+/// Serve the control channel on `path` until the process ends.
+pub fn start(path: PathBuf, vfs: Arc<Vfs>) -> std::io::Result<()> {
+    // a socket left by a process that died holds the name
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((conn, _)) => {
+                    let vfs = vfs.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_conn(conn, vfs).await {
+                            tracing::debug!(error = %e, "control connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control channel accept failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn send(
+    w: &mut tokio::net::unix::OwnedWriteHalf,
+    v: serde_json::Value,
+) -> std::io::Result<()> {
+    let mut line = v.to_string();
+    line.push('\n');
+    w.write_all(line.as_bytes()).await
+}
+
+async fn serve_conn(conn: UnixStream, vfs: Arc<Vfs>) -> std::io::Result<()> {
+    let (r, mut w) = conn.into_split();
+    let mut lines = BufReader::new(r).lines();
+    while let Some(line) = lines.next_line().await? {
+        let req: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                send(
+                    &mut w,
+                    serde_json::json!({ "error": format!("bad request: {e}") }),
+                )
+                .await?;
+                continue;
+            }
+        };
+        match parse_warmup(&req) {
+            Ok((mode, inodes, threads)) => {
+                if !vfs.has_disk_cache() && mode != WarmMode::Evict {
+                    let msg = "this mount has no disk cache (mount with --cache-dir, and a --cache-size above 0)";
+                    send(&mut w, serde_json::json!({ "error": msg })).await?;
+                    continue;
+                }
+                let report = Arc::new(WarmReport::default());
+                let job = {
+                    let (vfs, report) = (vfs.clone(), report.clone());
+                    tokio::spawn(async move { vfs.warm(&inodes, mode, threads, &report).await })
+                };
+                let mut tick = tokio::time::interval(Duration::from_millis(200));
+                tokio::pin!(job);
+                loop {
+                    tokio::select! {
+                        res = &mut job => {
+                            let msg = match res {
+                                Ok(()) => serde_json::json!({ "done": report.to_json() }),
+                                Err(e) => serde_json::json!({ "error": format!("warmup failed: {e}") }),
+                            };
+                            send(&mut w, msg).await?;
+                            break;
+                        }
+                        _ = tick.tick() => {
+                            send(&mut w, serde_json::json!({ "progress": report.to_json() })).await?;
+                        }
+                    }
+                }
+            }
+            Err(e) => send(&mut w, serde_json::json!({ "error": e })).await?,
+        }
+    }
+    Ok(())
+}
+
+fn parse_warmup(req: &serde_json::Value) -> Result<(WarmMode, Vec<u64>, usize), String> {
+    if req.get("op").and_then(|v| v.as_str()) != Some("warmup") {
+        return Err("unknown op (this mount knows: warmup)".into());
+    }
+    let mode = req
+        .get("mode")
+        .and_then(|v| v.as_str())
+        .and_then(WarmMode::parse)
+        .ok_or("warmup needs mode fill, check or evict")?;
+    let inodes = req
+        .get("inodes")
+        .and_then(|v| v.as_array())
+        .ok_or("warmup needs inodes")?
+        .iter()
+        .map(|v| v.as_u64().ok_or("inodes must be numbers"))
+        .collect::<Result<Vec<u64>, _>>()?;
+    let threads = req
+        .get("threads")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(50)
+        .clamp(1, MAX_THREADS as u64) as usize;
+    Ok((mode, inodes, threads))
+}
