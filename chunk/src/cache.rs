@@ -712,7 +712,11 @@ mod tests {
             "{on_disk} bytes on disk over a 1 MiB bound"
         );
         // a leftover temporary file and a file of the wrong length go at the next start
-        std::fs::write(t.path().join("u/raw/chunks/0/0/99_0_100.tmp.4000000000.1"), b"x").expect("tmp");
+        std::fs::write(
+            t.path().join("u/raw/chunks/0/0/99_0_100.tmp.4000000000.1"),
+            b"x",
+        )
+        .expect("tmp");
         std::fs::write(t.path().join("u/raw/chunks/0/0/98_0_100"), b"short").expect("bad");
         drop(c);
         let again = DiskCache::open(&cfg(t.path(), 1 << 20), "u", 1 << 20);
@@ -721,7 +725,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(again.used_bytes(), on_disk, "index rebuilt from disk");
-        assert!(!t.path().join("u/raw/chunks/0/0/99_0_100.tmp.4000000000.1").exists());
+        assert!(!t
+            .path()
+            .join("u/raw/chunks/0/0/99_0_100.tmp.4000000000.1")
+            .exists());
         assert!(!t.path().join("u/raw/chunks/0/0/98_0_100").exists());
     }
 

@@ -20,6 +20,21 @@ pub fn block_key(name: &str, hash_prefix: bool, id: u64, indx: u32, len: u32) ->
     }
 }
 
+/// A block object's name parsed from its key: (slice id, block index, length), and whether it
+/// is a temporary file a `file` store writes before renaming (`<name>.tmp.<pid>.<seq>`).
+pub fn parse_block_key(key: &str) -> Option<(u64, u32, u32, bool)> {
+    let base = key.rsplit('/').next()?;
+    let (name, temporary) = match base.split_once(".tmp.") {
+        Some((n, _)) => (n, true),
+        None => (base, false),
+    };
+    let mut it = name.splitn(3, '_');
+    let id = it.next()?.parse().ok()?;
+    let indx = it.next()?.parse().ok()?;
+    let len = it.next()?.parse().ok()?;
+    Some((id, indx, len, temporary))
+}
+
 /// Lengths of the blocks of a slice of `size` bytes cut in `block_size` blocks.
 pub fn block_lens(size: u32, block_size: u32) -> impl Iterator<Item = (u32, u32)> {
     let n = size.div_ceil(block_size.max(1));
@@ -49,6 +64,21 @@ mod tests {
             block_key("v", true, 12_345_678, 2, 10),
             "v/chunks/4E/12/12345678_2_10"
         );
+    }
+
+    #[test]
+    fn block_keys_parse_back() {
+        for hp in [false, true] {
+            let k = block_key("v", hp, 1_234_567, 3, 4096);
+            assert_eq!(parse_block_key(&k), Some((1_234_567, 3, 4096, false)));
+        }
+        assert_eq!(
+            parse_block_key("v/chunks/0/0/7_0_10.tmp.55.2"),
+            Some((7, 0, 10, true))
+        );
+        assert_eq!(parse_block_key("v/chunks/0/0/junk"), None);
+        assert_eq!(parse_block_key("v/chunks/0/0/7_0"), None);
+        assert_eq!(parse_block_key("v/chunks/0/0/7_0_x"), None);
     }
 
     #[test]

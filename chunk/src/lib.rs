@@ -21,7 +21,9 @@ mod store;
 pub use cache::{Admit, CacheStats, DiskCache, DiskCacheConfig};
 pub use compress::Compression;
 pub use error::{Error, ErrorKind, Result};
-pub use key::{block_key, block_lens};
+pub use key::{block_key, block_lens, parse_block_key};
 pub use local::{allow_inline_io, LocalDir};
 pub use s3::{parse_bucket_url, BucketUrl, S3Bucket, S3Config};
-pub use store::{open_bucket, open_bucket_with, Bucket, ChunkStore, Credentials, StoreConfig};
+pub use store::{
+    open_bucket, open_bucket_with, Bucket, ChunkStore, Credentials, ObjectInfo, StoreConfig,
+};

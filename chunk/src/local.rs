@@ -195,6 +195,50 @@ impl LocalDir {
         .await
     }
 
+    /// Every file under `prefix` (a key prefix ending in `/`), sent to `tx` as it is found;
+    /// stops early when the receiver goes away.
+    pub fn list(&self, prefix: &str, tx: tokio::sync::mpsc::Sender<Result<crate::ObjectInfo>>) {
+        let root = self.root.clone();
+        let start = self.path(prefix);
+        tokio::task::spawn_blocking(move || {
+            let mut stack = vec![start];
+            while let Some(dir) = stack.pop() {
+                let rd = match std::fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == Io::NotFound => continue,
+                    Err(e) => {
+                        let key = dir
+                            .strip_prefix(&*root)
+                            .unwrap_or(&dir)
+                            .to_string_lossy()
+                            .into_owned();
+                        let _ = tx.blocking_send(Err(io_err("list", &key, e)));
+                        return;
+                    }
+                };
+                for e in rd.flatten() {
+                    let Ok(md) = e.metadata() else { continue };
+                    let p = e.path();
+                    if md.is_dir() {
+                        stack.push(p);
+                        continue;
+                    }
+                    let Ok(rel) = p.strip_prefix(&*root) else {
+                        continue;
+                    };
+                    let info = crate::ObjectInfo {
+                        key: rel.to_string_lossy().into_owned(),
+                        size: md.len(),
+                        modified: md.modified().ok(),
+                    };
+                    if tx.blocking_send(Ok(info)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     /// Make every object written so far durable: one `syncfs` of the bucket's filesystem.
     pub async fn sync(&self) -> Result<()> {
         let root = self.root.clone();

@@ -365,6 +365,45 @@ impl S3Bucket {
         }
     }
 
+    /// Every object under `prefix` (a key prefix ending in `/`), sent to `tx` page by page as
+    /// the store lists them; stops early when the receiver goes away.
+    pub fn list(&self, prefix: &str, tx: tokio::sync::mpsc::Sender<Result<crate::ObjectInfo>>) {
+        use futures::TryStreamExt;
+        let (op, prefix) = (self.op.clone(), prefix.to_string());
+        tokio::spawn(async move {
+            let mut lister = match op.lister_with(&prefix).recursive(true).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(s3_err("list", &prefix, e))).await;
+                    return;
+                }
+            };
+            loop {
+                match lister.try_next().await {
+                    Ok(Some(entry)) => {
+                        let md = entry.metadata();
+                        if md.is_dir() {
+                            continue;
+                        }
+                        let info = crate::ObjectInfo {
+                            key: entry.path().to_string(),
+                            size: md.content_length(),
+                            modified: md.last_modified().map(std::time::SystemTime::from),
+                        };
+                        if tx.send(Ok(info)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(s3_err("list", &prefix, e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     /// Size of `key`, or None when missing.
     pub async fn size(&self, key: &str) -> Result<Option<u64>> {
         match self.op.stat(key).await {

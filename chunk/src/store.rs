@@ -53,6 +53,17 @@ pub enum Bucket {
     S3(S3Bucket),
 }
 
+/// An object as a listing of the store shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Key from the bucket root.
+    pub key: String,
+    /// Stored size in bytes.
+    pub size: u64,
+    /// Last modification, when the store reports it.
+    pub modified: Option<std::time::SystemTime>,
+}
+
 /// Credentials of an object store (empty for `file`).
 #[derive(Clone, Default)]
 pub struct Credentials {
@@ -132,6 +143,16 @@ impl Bucket {
             Bucket::Local(d) => d.size(key).await,
             Bucket::S3(b) => b.size(key).await,
         }
+    }
+
+    /// Every object under `prefix`, streamed: at most 1 024 wait in the channel.
+    pub fn list(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<Result<ObjectInfo>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        match self {
+            Bucket::Local(d) => d.list(prefix, tx),
+            Bucket::S3(b) => b.list(prefix, tx),
+        }
+        rx
     }
 
     async fn sync(&self) -> Result<()> {
@@ -380,6 +401,24 @@ impl ChunkStore {
             self.dir.delete(&key).await?;
         }
         Ok(())
+    }
+
+    /// Every object under the volume's `chunks/` prefix, streamed.
+    pub fn list_objects(&self) -> tokio::sync::mpsc::Receiver<Result<ObjectInfo>> {
+        self.dir.list(&format!("{}/chunks/", self.cfg.name))
+    }
+
+    /// Delete one object by key (gc), and drop it from the caches when it is a block.
+    pub async fn delete_object(&self, key: &str) -> Result<()> {
+        if let Some((id, indx, len, false)) = crate::key::parse_block_key(key) {
+            self.evict_block(id, indx, len).await;
+        }
+        self.dir.delete(key).await
+    }
+
+    /// Block size of the volume.
+    pub fn block_size(&self) -> u32 {
+        self.cfg.block_size
     }
 
     /// Stored size of the object at `key`, or None when missing.

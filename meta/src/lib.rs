@@ -193,6 +193,16 @@ pub trait Meta: Send + Sync {
 
     /// Every chunk of every file (for fsck).
     async fn list_chunks(&self) -> Result<Vec<ChunkSlices>>;
+    /// Slices and files whose objects are still held outside the files of the volume (for gc).
+    async fn leftovers(&self) -> Result<Leftovers> {
+        Ok(Leftovers::default())
+    }
+    /// Release the delayed slices (compacted away while the trash keeps old versions) that were
+    /// set aside before `before` (seconds since the epoch), and reference rows left at zero;
+    /// objects are deleted where that was the last reference. Returns how many records went.
+    async fn purge_held_slices(&self, _before: i64) -> Result<u64> {
+        Ok(0)
+    }
     /// Check the namespace (dangling entries, link counts, orphans); fix what is safe when `repair`.
     async fn check(&self, repair: bool) -> Result<Vec<Problem>>;
     /// Purge trash older than the retention and files of dead sessions; returns what was removed.

@@ -366,3 +366,16 @@ pub struct SessionInfo {
     #[serde(rename = "ProcessID")]
     pub process_id: u32,
 }
+
+/// What holds objects besides the chunks of files, as `gc` accounts for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Slices set aside by compaction while the trash may still need them (`jfs_delslices`):
+    /// (id, size, seconds since the epoch when set aside).
+    pub delayed: Vec<(u64, u32, i64)>,
+    /// Slice references at zero whose objects were not deleted yet (JuiceFS keeps such rows
+    /// until its deleter is done): (id, size).
+    pub unreferenced: Vec<(u64, u32)>,
+    /// Files removed whose data is still to be freed (`jfs_delfile`).
+    pub pending_files: u64,
+}

@@ -4,6 +4,7 @@ mod bench;
 mod destroy;
 mod format;
 mod fsck;
+mod gc;
 mod info;
 mod mount;
 mod status;
@@ -44,6 +45,9 @@ enum Command {
     Fsck(fsck::Args),
     /// Delete a volume: its metadata and (in a `file` bucket) its objects.
     Destroy(destroy::Args),
+    /// Find objects no file references (leaked), and with --delete remove them and finish
+    /// pending deletions.
+    Gc(gc::Args),
     /// Fill (--check: measure, --evict: empty) the disk cache of a running mount with files.
     Warmup(warmup::Args),
     /// Quick benchmark of any directory: big-file and small-file throughput, stat rate.
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Info(a) => block_on(info::run(a)),
         Command::Warmup(a) => warmup::run(a),
         Command::Fsck(a) => block_on(fsck::run(a)),
+        Command::Gc(a) => block_on(gc::run(a)),
         Command::Bench(a) => bench::run(a),
         Command::Destroy(a) => block_on(destroy::run(a)),
         Command::Version => {
@@ -110,6 +115,22 @@ fn init_tracing(verbose: u8, file: Option<&std::path::Path>) -> CmdResult<()> {
         None => builder.with_writer(std::io::stderr).try_init(),
     };
     res.map_err(|e| format!("cannot set up logging: {e}").into())
+}
+
+/// Bytes for people: `512 B`, `1.50 MiB`.
+fn human(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
 }
 
 /// Open the engine of `url` and load its volume.

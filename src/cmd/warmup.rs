@@ -2,7 +2,7 @@
 //! cache of a running mount with the blocks of the given files and directories. The paths are
 //! walked here; the mount process does the block work, asked over its control channel.
 
-use super::CmdResult;
+use super::{human, CmdResult};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
@@ -38,21 +38,6 @@ pub struct Args {
 struct Job {
     socket: PathBuf,
     files: Vec<(u64, u64)>,
-}
-
-fn human(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
 }
 
 /// Add the regular files at and under `path` to the job of its mount.

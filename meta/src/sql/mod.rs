@@ -845,6 +845,26 @@ async fn unref_slices(
     Ok(())
 }
 
+/// The slices of a `jfs_delslices` record: big-endian (id u64, size u32) pairs.
+fn decode_delayed(buf: &[u8]) -> Result<Vec<(u64, u32)>> {
+    if !buf.len().is_multiple_of(12) {
+        return Err(Error::corrupt(format!(
+            "delayed slice record of {} bytes is not a multiple of 12",
+            buf.len()
+        )));
+    }
+    Ok(buf
+        .chunks_exact(12)
+        .map(|b| {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&b[..8]);
+            let mut size = [0u8; 4];
+            size.copy_from_slice(&b[8..]);
+            (u64::from_be_bytes(id), u32::from_be_bytes(size))
+        })
+        .collect())
+}
+
 fn zero_records(start: u64, end: u64) -> Vec<(u32, Slice)> {
     let mut out = Vec::new();
     let mut off = start;
@@ -2839,6 +2859,111 @@ impl Inner {
             .collect()
     }
 
+    async fn leftovers(&self) -> Result<Leftovers> {
+        let mut c = self.conn().await?;
+        let mut out = Leftovers::default();
+        for r in q("SELECT deleted, slices FROM jfs_delslices")
+            .fetch_all(&mut c)
+            .await
+            .map_err(db("list delayed slices"))?
+        {
+            let deleted: i64 = r.try_get(0).map_err(db("list delayed slices"))?;
+            let buf: Vec<u8> = r.try_get(1).map_err(db("list delayed slices"))?;
+            out.delayed.extend(
+                decode_delayed(&buf)?
+                    .into_iter()
+                    .map(|(id, size)| (id, size, deleted)),
+            );
+        }
+        for r in q("SELECT chunkid, size FROM jfs_chunk_ref WHERE refs <= 0")
+            .fetch_all(&mut c)
+            .await
+            .map_err(db("list unreferenced slices"))?
+        {
+            let id: i64 = r.try_get(0).map_err(db("list unreferenced slices"))?;
+            let size: i64 = r.try_get(1).map_err(db("list unreferenced slices"))?;
+            out.unreferenced.push((id as u64, size as u32));
+        }
+        out.pending_files = q("SELECT inode FROM jfs_delfile")
+            .fetch_all(&mut c)
+            .await
+            .map_err(db("count pending deletions"))?
+            .len() as u64;
+        Ok(out)
+    }
+
+    async fn purge_held_slices(&self, before: i64) -> Result<u64> {
+        self.writable()?;
+        let ids: Vec<i64> = {
+            let mut c = self.conn().await?;
+            q("SELECT chunkid FROM jfs_delslices WHERE deleted < ?")
+                .bind(before)
+                .fetch_all(&mut c)
+                .await
+                .map_err(db("list delayed slices"))?
+                .iter()
+                .filter_map(|r| r.try_get::<i64>(0).ok())
+                .collect()
+        };
+        let mut purged = 0u64;
+        for id in ids {
+            let freed = txn!(self, "purge delayed slices", |tx| {
+                let mut freed = Vec::new();
+                let row = q(locked!(
+                    tx,
+                    "SELECT slices FROM jfs_delslices WHERE chunkid = ?"
+                ))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("purge delayed slices"))?;
+                if let Some(row) = row {
+                    let buf: Vec<u8> = row.try_get(0).map_err(db("purge delayed slices"))?;
+                    let records: Vec<Slice> = decode_delayed(&buf)?
+                        .into_iter()
+                        .map(|(id, size)| Slice {
+                            id,
+                            size,
+                            ..Slice::default()
+                        })
+                        .collect();
+                    unref_slices(tx, &records, &mut freed).await?;
+                    q("DELETE FROM jfs_delslices WHERE chunkid = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("purge delayed slices"))?;
+                }
+                freed
+            })?;
+            purged += 1;
+            self.delete_objects(freed).await;
+        }
+        // reference rows at zero (left by JuiceFS's deleter): the objects go, then the row
+        let zero: Vec<(i64, i64)> = {
+            let mut c = self.conn().await?;
+            q("SELECT chunkid, size FROM jfs_chunk_ref WHERE refs <= 0")
+                .fetch_all(&mut c)
+                .await
+                .map_err(db("list unreferenced slices"))?
+                .iter()
+                .filter_map(|r| Some((r.try_get::<i64>(0).ok()?, r.try_get::<i64>(1).ok()?)))
+                .collect()
+        };
+        for (id, size) in zero {
+            self.delete_objects(vec![(id as u64, size as u32)]).await;
+            txn!(self, "purge unreferenced slice", |tx| {
+                q("DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 0")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("purge unreferenced slice"))?;
+            })?;
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
     async fn check(self: &Arc<Self>, repair: bool) -> Result<Vec<Problem>> {
         if repair {
             self.writable()?;
@@ -3169,6 +3294,12 @@ impl Meta for SqlMeta {
     }
     async fn list_chunks(&self) -> Result<Vec<ChunkSlices>> {
         again("list chunks", || self.inner.list_chunks()).await
+    }
+    async fn leftovers(&self) -> Result<Leftovers> {
+        again("list leftovers", || self.inner.leftovers()).await
+    }
+    async fn purge_held_slices(&self, before: i64) -> Result<u64> {
+        self.inner.purge_held_slices(before).await
     }
     async fn check(&self, repair: bool) -> Result<Vec<Problem>> {
         self.inner.check(repair).await
