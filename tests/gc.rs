@@ -53,7 +53,8 @@ fn gc_deletes_leaked_objects_and_nothing_else() {
         }
     }
     let real = objects(&v);
-    assert_eq!(real.len(), 4, "2 + 1 + 1 blocks: {real:?}");
+    // 2 + 1 + 1 blocks, or more when a writer had to commit part of a block early
+    assert!(real.len() >= 4, "{real:?}");
     let small = real
         .iter()
         .find(|p| p.to_string_lossy().ends_with("_1000"))
@@ -82,7 +83,10 @@ fn gc_deletes_leaked_objects_and_nothing_else() {
     // report only: nothing changes
     let out = ok(tidefs(), &["gc", &v.url]);
     let line = field(&out, "objects:");
-    assert!(line.contains("4 (8.00 MiB) in use"), "{out}");
+    assert!(
+        line.contains(&format!("{} (8.00 MiB) in use", real.len())),
+        "{out}"
+    );
     assert!(line.contains("3 (2.93 KiB) leaked"), "{out}");
     assert!(line.contains("1 (1000 B) younger than 3600 s"), "{out}");
     assert!(line.contains("1 (11 B) not block objects"), "{out}");
@@ -90,7 +94,7 @@ fn gc_deletes_leaked_objects_and_nothing_else() {
         out.contains("run again with --delete to remove the 3 leaked objects"),
         "{out}"
     );
-    assert_eq!(objects(&v).len(), 9);
+    assert_eq!(objects(&v).len(), real.len() + 5);
 
     // --delete: the three old leaks go, the young one, the foreign file and every block in use stay
     let out = ok(tidefs(), &["gc", &v.url, "--delete", "-p", "3"]);
@@ -139,7 +143,7 @@ fn gc_frees_files_whose_deletion_was_left_pending() {
          INSERT INTO jfs_delfile (inode, length, expire) VALUES ({ino}, {}, 0)",
         6 << 20
     ));
-    assert_eq!(objects(&v).len(), 3);
+    assert!(objects(&v).len() >= 3);
     let out = ok(tidefs(), &["gc", &v.url]);
     assert!(out.contains("1 file(s) pending deletion"), "{out}");
     let out = ok(tidefs(), &["gc", &v.url, "--delete"]);

@@ -193,6 +193,18 @@ pub trait Meta: Send + Sync {
 
     /// Every chunk of every file (for fsck).
     async fn list_chunks(&self) -> Result<Vec<ChunkSlices>>;
+    /// Replace the records `old`, which must still open the slice list of chunk `indx` of
+    /// `ino`, with `new` (records showing the same bytes, written by compaction); records
+    /// appended meanwhile stay after them. The replaced slices lose a reference each (set aside
+    /// in `jfs_delslices` instead while the trash is on). Returns false, changing nothing, when
+    /// the chunk no longer starts with `old` (a truncate or another compaction came first).
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        indx: u32,
+        old: &[Slice],
+        new: &[Slice],
+    ) -> Result<bool>;
     /// Slices and files whose objects are still held outside the files of the volume (for gc).
     async fn leftovers(&self) -> Result<Leftovers> {
         Ok(Leftovers::default())

@@ -26,7 +26,8 @@ macro_rules! conformance_suite {
             symlink_readlink, xattrs, write_read_chunk_and_length, truncate_appends_zeros,
             fallocate_modes, readdir_pages_with_cursor, unlinked_open_file_lives_until_close,
             setgid_directory, sticky_directory, permission_checks, read_only_refuses_writes,
-            setattr_times_and_owner, check_clean_after_operations, statfs_counts, slice_ids_unique);
+            setattr_times_and_owner, check_clean_after_operations, statfs_counts, slice_ids_unique,
+            compact_chunk_swaps_its_prefix);
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
         $(
@@ -1069,4 +1070,68 @@ pub async fn slice_ids_unique(m: Arc<dyn Meta>) {
         assert!(ids.insert(m.new_slice_id().await.expect("id")));
     }
     assert!(!ids.contains(&0), "id 0 means zeros");
+}
+
+/// compaction swaps the records it read for new ones, keeps records appended meanwhile, frees
+/// the replaced slices, and refuses a chunk that changed under it.
+pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    let freed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = freed.clone();
+    m.set_slice_deleter(Arc::new(move |id, size| {
+        if let Ok(mut v) = seen.lock() {
+            v.push((id, size));
+        }
+        Box::pin(async { Ok(()) })
+    }));
+    let t = Timestamp::now();
+    let mut recs = Vec::new();
+    for (pos, len) in [(0u32, 100u32), (50, 100), (400, 10)] {
+        let s = Slice {
+            pos,
+            id: m.new_slice_id().await.expect("id"),
+            size: len,
+            off: 0,
+            len,
+        };
+        m.write_slice(f.ino, 0, s, t).await.expect("write");
+        recs.push(s);
+    }
+    let old = m.read_chunk(f.ino, 0).await.expect("read");
+    // a write lands after compaction read the chunk
+    let late = Slice {
+        pos: 20,
+        id: m.new_slice_id().await.expect("id"),
+        size: 5,
+        off: 0,
+        len: 5,
+    };
+    m.write_slice(f.ino, 0, late, t).await.expect("late write");
+    let new = Slice {
+        pos: 0,
+        id: m.new_slice_id().await.expect("id"),
+        size: 410,
+        off: 0,
+        len: 410,
+    };
+    assert!(m
+        .compact_chunk(f.ino, 0, &old, &[new])
+        .await
+        .expect("compact"));
+    assert_eq!(m.read_chunk(f.ino, 0).await.expect("read"), vec![new, late]);
+    let mut got = freed.lock().map(|v| v.clone()).unwrap_or_default();
+    got.sort_unstable();
+    let mut want: Vec<(u64, u32)> = recs.iter().map(|s| (s.id, s.size)).collect();
+    want.sort_unstable();
+    assert_eq!(got, want, "the replaced slices are freed");
+    // the same swap again: the chunk no longer starts with those records
+    assert!(!m
+        .compact_chunk(f.ino, 0, &old, &[new])
+        .await
+        .expect("stale compact"));
+    assert_eq!(m.read_chunk(f.ino, 0).await.expect("read"), vec![new, late]);
+    assert!(m.check(false).await.expect("check").is_empty());
+    let left = m.leftovers().await.expect("leftovers");
+    assert!(left.delayed.is_empty() && left.unreferenced.is_empty());
 }

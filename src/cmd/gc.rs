@@ -23,7 +23,11 @@ pub struct Args {
     /// whose trash time is over (without it gc only reports).
     #[arg(long)]
     delete: bool,
-    /// Object deletions in flight at once.
+    /// First compact every chunk of more than one slice record (rewriting what overwrites
+    /// left fragmented, and freeing the objects only old records held).
+    #[arg(long)]
+    compact: bool,
+    /// Object deletions (and with --compact, chunk compactions) in flight at once.
     #[arg(short = 'p', long = "threads", default_value_t = 10,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
     threads: u16,
@@ -58,7 +62,6 @@ pub(super) async fn run(a: Args) -> CmdResult {
     let started = Instant::now();
     if a.delete {
         super::install_slice_deleter(&*meta, &store);
-        let freed = meta.cleanup().await?;
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -66,9 +69,31 @@ pub(super) async fn run(a: Args) -> CmdResult {
         let released = meta
             .purge_held_slices(now - i64::from(fmt.trash_days) * 86_400)
             .await?;
+        let freed = meta.cleanup().await?;
         println!(
             "freed {freed} file(s) (pending deletions, files of dead sessions, expired trash); released {released} delayed or unreferenced slice record(s)"
         );
+    }
+    if a.compact {
+        super::install_slice_deleter(&*meta, &store);
+        let chunks: Vec<(tidefs_meta::Ino, u32)> = meta
+            .list_chunks()
+            .await?
+            .into_iter()
+            .filter(|c| c.slices.len() > 1)
+            .map(|c| (c.ino, c.indx))
+            .collect();
+        let bar = indicatif::ProgressBar::new(chunks.len() as u64);
+        let t = super::compact::compact_all(
+            meta.clone(),
+            store.clone(),
+            chunks,
+            usize::from(a.threads),
+            &bar,
+        )
+        .await;
+        bar.finish_and_clear();
+        println!("compaction: {}", t.summary());
     }
     // every slice something still refers to, with its size
     let mut held: HashMap<u64, u32> = HashMap::new();

@@ -1,6 +1,7 @@
 //! The `tidefs` command line: one module per subcommand.
 
 mod bench;
+mod compact;
 mod destroy;
 mod format;
 mod fsck;
@@ -45,6 +46,8 @@ enum Command {
     Fsck(fsck::Args),
     /// Delete a volume: its metadata and (in a `file` bucket) its objects.
     Destroy(destroy::Args),
+    /// Rewrite files' fragmented chunks (many slice records) as few slices.
+    Compact(compact::Args),
     /// Find objects no file references (leaked), and with --delete remove them and finish
     /// pending deletions.
     Gc(gc::Args),
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Warmup(a) => warmup::run(a),
         Command::Fsck(a) => block_on(fsck::run(a)),
         Command::Gc(a) => block_on(gc::run(a)),
+        Command::Compact(a) => block_on(compact::run(a)),
         Command::Bench(a) => bench::run(a),
         Command::Destroy(a) => block_on(destroy::run(a)),
         Command::Version => {

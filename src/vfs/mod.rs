@@ -6,6 +6,7 @@
 //! and an open drops what this client cached about the file.
 
 mod ahead;
+pub mod compact;
 pub mod error;
 mod locks;
 mod reader;
@@ -238,6 +239,8 @@ pub struct Vfs {
     /// shortest kernel cache TTL, at least one second (with no kernel caching the kernel keeps
     /// nothing stale, and a listing is a snapshot anyway).
     page_life: Duration,
+    /// Chunks of many records, queued for compaction.
+    compactor: Arc<compact::Compactor>,
 }
 
 /// Stored entries read by the first directory query of a handle; later ones read 4x more each,
@@ -256,7 +259,13 @@ impl Vfs {
     pub fn new(meta: Arc<dyn Meta>, store: ChunkStore, format: Format, cfg: VfsConfig) -> Self {
         let budget = BufferBudget::new(cfg.buffer_size, cfg.max_uploads);
         let ahead_ttl = cfg.attr_ttl.min(cfg.entry_ttl).min(cfg.dir_entry_ttl);
+        let compactor = Arc::new(compact::Compactor::new(
+            meta.clone(),
+            store.clone(),
+            !cfg.read_only,
+        ));
         Self {
+            compactor,
             meta,
             store,
             format,
@@ -319,6 +328,7 @@ impl Vfs {
                     self.store.clone(),
                     self.budget.clone(),
                     generation,
+                    self.compactor.clone(),
                 ))
             })
             .clone()
@@ -373,7 +383,9 @@ impl Vfs {
                 None => u64::MAX,
             }
         };
-        let segs = Arc::new(resolve(&self.meta.read_chunk(ino, indx).await?));
+        let records = self.meta.read_chunk(ino, indx).await?;
+        self.compactor.saw_records(ino, indx, records.len());
+        let segs = Arc::new(resolve(&records));
         if let Some(f) = self.files.lock().get_mut(&ino) {
             if f.generation.load(Ordering::Relaxed) == generation {
                 let c = f.cache.valid_for(generation);

@@ -108,6 +108,8 @@ pub struct FileWriter {
     state: tokio::sync::Mutex<State>,
     /// The open file's generation, bumped after each commit so readers drop cached slice lists.
     generation: Arc<AtomicU64>,
+    /// Told of each commit (chunks that get many are compacted).
+    compactor: Arc<super::compact::Compactor>,
 }
 
 impl FileWriter {
@@ -118,6 +120,7 @@ impl FileWriter {
         store: ChunkStore,
         budget: Arc<BufferBudget>,
         generation: Arc<AtomicU64>,
+        compactor: Arc<super::compact::Compactor>,
     ) -> Self {
         let block_size = store.config().block_size;
         Self {
@@ -128,6 +131,7 @@ impl FileWriter {
             block_size,
             state: tokio::sync::Mutex::new(State::default()),
             generation,
+            compactor,
         }
     }
 
@@ -306,9 +310,12 @@ impl FileWriter {
                 len: size,
             };
             let mtime = st.mtime.unwrap_or_else(Timestamp::now);
-            if let Err(e) = self.meta.write_slice(self.ino, s.indx, rec, mtime).await {
-                first_err.get_or_insert(e.into());
-                self.discard(s.id, size);
+            match self.meta.write_slice(self.ino, s.indx, rec, mtime).await {
+                Ok(()) => self.compactor.committed(self.ino, s.indx),
+                Err(e) => {
+                    first_err.get_or_insert(e.into());
+                    self.discard(s.id, size);
+                }
             }
         }
         st.length = 0;

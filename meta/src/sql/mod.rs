@@ -1448,6 +1448,9 @@ impl Inner {
             }
             done += self.purge_trash_dir(dir as u64, &name).await?;
         }
+        // slices compaction set aside, once the trash time is over
+        self.purge_delayed(now.sec - i64::from(days) * 86400)
+            .await?;
         Ok(done)
     }
 
@@ -2859,6 +2862,78 @@ impl Inner {
             .collect()
     }
 
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        indx: u32,
+        old: &[Slice],
+        new: &[Slice],
+    ) -> Result<bool> {
+        self.writable()?;
+        let delay = self.trash_days() > 0;
+        let old_buf = slice::encode_all(old);
+        let (done, freed) = txn!(self, "compact chunk", |tx| {
+            let mut freed = Vec::new();
+            let row = q(locked!(
+                tx,
+                "SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?"
+            ))
+            .bind(ino as i64)
+            .bind(i64::from(indx))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("compact chunk"))?;
+            let cur: Vec<u8> = match row {
+                Some(r) => r.try_get(0).map_err(db("compact chunk"))?,
+                None => Vec::new(),
+            };
+            if old.is_empty() || !cur.starts_with(&old_buf) {
+                (false, freed)
+            } else {
+                let mut buf = slice::encode_all(new);
+                buf.extend_from_slice(&cur[old_buf.len()..]);
+                q("UPDATE jfs_chunk SET slices = ? WHERE inode = ? AND indx = ?")
+                    .bind(buf)
+                    .bind(ino as i64)
+                    .bind(i64::from(indx))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("compact chunk"))?;
+                for n in new.iter().filter(|n| n.id != 0) {
+                    q(dialect::ref_slice(tx.dialect()))
+                        .bind(n.id as i64)
+                        .bind(i64::from(n.size))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("compact chunk"))?;
+                }
+                let data: Vec<&Slice> = old.iter().filter(|s| s.id != 0).collect();
+                match (delay, new.iter().find(|n| n.id != 0)) {
+                    (true, Some(first)) if !data.is_empty() => {
+                        // kept for the trash time, as JuiceFS does: `gc --delete` and the
+                        // mounts' cleanup release them afterwards
+                        let mut pairs = Vec::with_capacity(12 * data.len());
+                        for s in &data {
+                            pairs.extend_from_slice(&s.id.to_be_bytes());
+                            pairs.extend_from_slice(&s.size.to_be_bytes());
+                        }
+                        q("INSERT INTO jfs_delslices (chunkid, deleted, slices) VALUES (?,?,?)")
+                            .bind(first.id as i64)
+                            .bind(Timestamp::now().sec)
+                            .bind(pairs)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db("compact chunk"))?;
+                    }
+                    _ => unref_slices(tx, old, &mut freed).await?,
+                }
+                (true, freed)
+            }
+        })?;
+        self.delete_objects(freed).await;
+        Ok(done)
+    }
+
     async fn leftovers(&self) -> Result<Leftovers> {
         let mut c = self.conn().await?;
         let mut out = Leftovers::default();
@@ -2894,6 +2969,34 @@ impl Inner {
 
     async fn purge_held_slices(&self, before: i64) -> Result<u64> {
         self.writable()?;
+        let mut purged = self.purge_delayed(before).await?;
+        // reference rows at zero (left by JuiceFS's deleter): the objects go, then the row
+        let zero: Vec<(i64, i64)> = {
+            let mut c = self.conn().await?;
+            q("SELECT chunkid, size FROM jfs_chunk_ref WHERE refs <= 0")
+                .fetch_all(&mut c)
+                .await
+                .map_err(db("list unreferenced slices"))?
+                .iter()
+                .filter_map(|r| Some((r.try_get::<i64>(0).ok()?, r.try_get::<i64>(1).ok()?)))
+                .collect()
+        };
+        for (id, size) in zero {
+            self.delete_objects(vec![(id as u64, size as u32)]).await;
+            txn!(self, "purge unreferenced slice", |tx| {
+                q("DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 0")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("purge unreferenced slice"))?;
+            })?;
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
+    /// Release delayed-slice records set aside before `before`.
+    async fn purge_delayed(&self, before: i64) -> Result<u64> {
         let ids: Vec<i64> = {
             let mut c = self.conn().await?;
             q("SELECT chunkid FROM jfs_delslices WHERE deleted < ?")
@@ -2938,28 +3041,6 @@ impl Inner {
             })?;
             purged += 1;
             self.delete_objects(freed).await;
-        }
-        // reference rows at zero (left by JuiceFS's deleter): the objects go, then the row
-        let zero: Vec<(i64, i64)> = {
-            let mut c = self.conn().await?;
-            q("SELECT chunkid, size FROM jfs_chunk_ref WHERE refs <= 0")
-                .fetch_all(&mut c)
-                .await
-                .map_err(db("list unreferenced slices"))?
-                .iter()
-                .filter_map(|r| Some((r.try_get::<i64>(0).ok()?, r.try_get::<i64>(1).ok()?)))
-                .collect()
-        };
-        for (id, size) in zero {
-            self.delete_objects(vec![(id as u64, size as u32)]).await;
-            txn!(self, "purge unreferenced slice", |tx| {
-                q("DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 0")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("purge unreferenced slice"))?;
-            })?;
-            purged += 1;
         }
         Ok(purged)
     }
@@ -3269,6 +3350,15 @@ impl Meta for SqlMeta {
     }
     async fn new_slice_id(&self) -> Result<u64> {
         self.inner.next_slice().await
+    }
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        indx: u32,
+        old: &[Slice],
+        new: &[Slice],
+    ) -> Result<bool> {
+        self.inner.compact_chunk(ino, indx, old, new).await
     }
     async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
         self.inner.write_slice(ino, indx, slice, mtime).await
