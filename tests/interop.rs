@@ -222,6 +222,14 @@ fn tables_match_what_juicefs_creates(e: Engine) {
         ],
     );
     let (a, b) = (schema_of(&ours), schema_of(&theirs));
+    // tidefs's own table (block checksums), which JuiceFS ignores, is the only difference
+    assert!(a.contains("jfs_tidefs_sum"), "{a}");
+    let a: String = a
+        .lines()
+        .filter(|l| !l.contains("jfs_tidefs_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let b: String = b.lines().map(|l| format!("{l}\n")).collect();
     assert!(a.lines().count() > 100, "{a}");
     assert_eq!(a, b, "tidefs DDL differs from juicefs DDL on {e:?}");
 }

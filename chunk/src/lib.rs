@@ -17,6 +17,7 @@ mod local;
 pub mod pool;
 mod s3;
 mod store;
+pub mod sums;
 
 pub use cache::{Admit, CacheStats, DiskCache, DiskCacheConfig};
 pub use compress::Compression;

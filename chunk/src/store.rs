@@ -6,6 +6,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::{block_key, block_lens};
 use crate::local::LocalDir;
 use crate::s3::{S3Bucket, S3Config};
+use crate::sums::{block_sums, first_bad_segment, SumSource, SUM_SEGMENT};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct ChunkStore {
     cache: moka::future::Cache<(u64, u32), Bytes>,
     /// The local disk cache, when configured.
     disk: Option<Arc<DiskCache>>,
+    /// Block checksums to verify objects read from the store against.
+    sums: Option<Arc<dyn SumSource>>,
 }
 
 impl std::fmt::Debug for ChunkStore {
@@ -176,6 +179,47 @@ impl ChunkStore {
             cfg: Arc::new(cfg),
             cache,
             disk: None,
+            sums: None,
+        }
+    }
+
+    /// This store verifying every object it reads against the checksums `src` gives.
+    pub fn with_sums(mut self, src: Arc<dyn SumSource>) -> Self {
+        self.sums = Some(src);
+        self
+    }
+
+    async fn lookup_sums(&self, id: u64) -> Option<Arc<Vec<u8>>> {
+        match &self.sums {
+            Some(src) => src.sums(id).await,
+            None => None,
+        }
+    }
+
+    /// Check bytes `[off, off + data.len())` of block `indx` of slice `id` (object `key`)
+    /// against the slice's checksums, when it has them.
+    fn verify(
+        &self,
+        sums: Option<&[u8]>,
+        key: &str,
+        indx: u32,
+        off: usize,
+        data: &[u8],
+    ) -> Result<()> {
+        let Some(sums) = sums else { return Ok(()) };
+        match first_bad_segment(sums, self.cfg.block_size, indx, off, data) {
+            None => Ok(()),
+            Some(bad) => {
+                tracing::error!(
+                    object = key,
+                    offset = bad,
+                    "object failed its checksum: the object store returned corrupted data"
+                );
+                Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!("object {key} failed its checksum at byte {bad}: the object store returned corrupted or truncated data"),
+                ))
+            }
         }
     }
 
@@ -244,7 +288,7 @@ impl ChunkStore {
             return Ok(false);
         }
         let key = self.key(id, indx, len);
-        let data = self.fetch_from_store(&key, len).await?;
+        let data = self.fetch_from_store(id, indx, &key, len).await?;
         if let Some(d) = self.disk.clone() {
             let key = self.cache_key(&key).to_string();
             let _ = tokio::task::spawn_blocking(move || d.put(&key, &data)).await;
@@ -272,11 +316,12 @@ impl ChunkStore {
         self.dir.put(key, Bytes::from(data)).await
     }
 
-    /// Store block `indx` of slice `id`.
-    pub async fn put_block(&self, id: u64, indx: u32, data: Bytes) -> Result<()> {
+    /// Store block `indx` of slice `id`; returns the block's checksums (see [`crate::sums`]).
+    pub async fn put_block(&self, id: u64, indx: u32, data: Bytes) -> Result<Vec<u8>> {
         let len = u32::try_from(data.len())
             .map_err(|_| Error::new(ErrorKind::Config, "block larger than 4 GiB"))?;
         let key = self.key(id, indx, len);
+        let sums = block_sums(&data);
         let body = match self.cfg.compression {
             Compression::None => data.clone(),
             c => Bytes::from(c.compress(&data)?),
@@ -286,7 +331,7 @@ impl ChunkStore {
         // keeping them would grow the mount by the cache size on every large write; the disk
         // cache takes them when it has one
         self.cache_later(&key, &data, Admit::Written);
-        Ok(())
+        Ok(sums)
     }
 
     /// Whole block `indx` (uncompressed length `len`) of slice `id`, from memory when cached,
@@ -316,24 +361,36 @@ impl ChunkStore {
         if let Some(b) = self.read_disk_cache(&key, len).await {
             return Ok(b);
         }
-        let data = self.fetch_from_store(&key, len).await?;
+        let data = self.fetch_from_store(id, indx, &key, len).await?;
         self.cache_later(&key, &data, why);
         Ok(data)
     }
 
-    /// Block `key` of `len` bytes from the object store, decoded and checked.
-    async fn fetch_from_store(&self, key: &str, len: u32) -> Result<Bytes> {
-        let data = match self.cfg.compression {
-            // the length is in the key: read exactly that, a shorter object is corrupt
-            Compression::None => self.dir.get_range(key, 0, len as usize).await?,
-            c => Bytes::from(c.decompress(&self.dir.get(key).await?, len as usize)?),
+    /// Block `indx` of slice `id` (object `key`, `len` bytes) from the object store, decoded
+    /// and checked (length, and checksums when the slice has them, looked up during the GET).
+    async fn fetch_from_store(&self, id: u64, indx: u32, key: &str, len: u32) -> Result<Bytes> {
+        let get = async {
+            match self.cfg.compression {
+                // the length is in the key: read exactly that, a shorter object is corrupt
+                Compression::None => self.dir.get_range(key, 0, len as usize).await,
+                c => c
+                    .decompress(&self.dir.get(key).await?, len as usize)
+                    .map(Bytes::from)
+                    .map_err(|e| {
+                        tracing::error!(object = key, error = %e, "object does not decode: the object store returned corrupted data");
+                        Error::new(e.kind(), format!("object {key}: {e}"))
+                    }),
+            }
         };
+        let (data, sums) = tokio::join!(get, self.lookup_sums(id));
+        let data = data?;
         if data.len() != len as usize {
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 format!("object {key} is {} bytes, expected {len}", data.len()),
             ));
         }
+        self.verify(sums.as_deref().map(|v| v.as_slice()), key, indx, 0, &data)?;
         Ok(data)
     }
 
@@ -373,10 +430,27 @@ impl ChunkStore {
                 return Ok(b);
             }
         }
-        let part = self
-            .dir
-            .get_range(&key, u64::from(off), (end - off) as usize)
-            .await?;
+        let part = match self.lookup_sums(id).await {
+            Some(sums) => {
+                // whole checksum segments around the range, verified, then cut to it
+                let seg = SUM_SEGMENT as u32;
+                let (s0, e0) = (
+                    off / seg * seg,
+                    end.div_ceil(seg).saturating_mul(seg).min(len),
+                );
+                let got = self
+                    .dir
+                    .get_range(&key, u64::from(s0), (e0 - s0) as usize)
+                    .await?;
+                self.verify(Some(&sums), &key, indx, s0 as usize, &got)?;
+                got.slice((off - s0) as usize..(end - s0) as usize)
+            }
+            None => {
+                self.dir
+                    .get_range(&key, u64::from(off), (end - off) as usize)
+                    .await?
+            }
+        };
         // the whole block goes to the disk cache in the background, for the next read near here
         if let Some(d) = self.disk.clone() {
             if d.admits(len as usize, Admit::Random)
@@ -453,6 +527,78 @@ mod tests {
                 mem_cache_bytes: 1 << 20,
             },
         )
+    }
+
+    /// Test double of the metadata engine's checksum table: a fixed map.
+    struct FixedSums(std::collections::HashMap<u64, Arc<Vec<u8>>>);
+
+    impl SumSource for FixedSums {
+        fn sums(&self, id: u64) -> futures::future::BoxFuture<'static, Option<Arc<Vec<u8>>>> {
+            let got = self.0.get(&id).cloned();
+            Box::pin(async move { got })
+        }
+    }
+
+    #[tokio::test]
+    async fn objects_are_verified_against_their_checksums() {
+        for c in [Compression::None, Compression::Lz4] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let cfg = |c| StoreConfig {
+                name: "vol".into(),
+                block_size: 4 * SUM_SEGMENT as u32,
+                compression: c,
+                hash_prefix: false,
+                mem_cache_bytes: 1 << 20,
+            };
+            let bucket = || open_bucket("file", &format!("{}/", dir.path().display())).expect("b");
+            let w = ChunkStore::new(bucket(), cfg(c));
+            let len = 4 * SUM_SEGMENT;
+            let data: Vec<u8> = (0..len as u32).map(|i| (i * 13 % 251) as u8).collect();
+            let sums = w
+                .put_block(5, 0, Bytes::from(data.clone()))
+                .await
+                .expect("put");
+            assert_eq!(sums.len(), 16);
+            let src = Arc::new(FixedSums([(5u64, Arc::new(sums))].into_iter().collect()));
+            let reader = || ChunkStore::new(bucket(), cfg(c)).with_sums(src.clone());
+            assert_eq!(
+                &reader().read_block(5, 0, len as u32).await.expect("good")[..],
+                &data[..]
+            );
+            // the store flips one byte in the third segment, size unchanged
+            let path = dir.path().join(format!("vol/chunks/0/0/5_0_{len}"));
+            let mut raw = std::fs::read(&path).expect("object");
+            let at = if c == Compression::None {
+                2 * SUM_SEGMENT + 9
+            } else {
+                raw.len() / 2
+            };
+            raw[at] ^= 0x20;
+            std::fs::write(&path, &raw).expect("corrupt");
+            let err = reader()
+                .read_block(5, 0, len as u32)
+                .await
+                .expect_err("corrupt block");
+            assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+            assert!(err.to_string().contains("5_0_"), "names the object: {err}");
+            if c == Compression::None {
+                // ranged reads check the segments they touch: the first is fine, the third not
+                let r = reader();
+                let part = r
+                    .read_block_range(5, 0, len as u32, 100, 4096)
+                    .await
+                    .expect("seg 0");
+                assert_eq!(&part[..], &data[100..4196]);
+                let err = r
+                    .read_block_range(5, 0, len as u32, (2 * SUM_SEGMENT + 1) as u32, 10)
+                    .await
+                    .expect_err("seg 2");
+                assert_eq!(err.kind(), ErrorKind::Corrupt);
+                // a slice without checksums (written by JuiceFS) is read as it is
+                let plain = ChunkStore::new(bucket(), cfg(c));
+                assert!(plain.read_block(5, 0, len as u32).await.is_ok());
+            }
+        }
     }
 
     #[tokio::test]

@@ -174,6 +174,24 @@ pub trait Meta: Send + Sync {
     async fn new_slice_id(&self) -> Result<u64>;
     /// Append a record for a stored slice and extend the file length if it grows.
     async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()>;
+    /// [`Meta::write_slice`], keeping the slice's block checksums (see `tidefs_chunk::sums`)
+    /// in the same transaction. Engines without a place for them ignore `sums`.
+    async fn write_slice_summed(
+        &self,
+        ino: Ino,
+        indx: u32,
+        slice: Slice,
+        mtime: Timestamp,
+        sums: &[u8],
+    ) -> Result<()> {
+        let _ = sums;
+        self.write_slice(ino, indx, slice, mtime).await
+    }
+    /// Block checksums of slice `id`, when it has them.
+    async fn slice_sums(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        let _ = id;
+        Ok(None)
+    }
 
     /// Value of an extended attribute.
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>>;
@@ -198,12 +216,14 @@ pub trait Meta: Send + Sync {
     /// appended meanwhile stay after them. The replaced slices lose a reference each (set aside
     /// in `jfs_delslices` instead while the trash is on). Returns false, changing nothing, when
     /// the chunk no longer starts with `old` (a truncate or another compaction came first).
+    /// `sums[i]` are the block checksums of `new[i]` (empty: none).
     async fn compact_chunk(
         &self,
         ino: Ino,
         indx: u32,
         old: &[Slice],
         new: &[Slice],
+        sums: &[Vec<u8>],
     ) -> Result<bool>;
     /// Slices and files whose objects are still held outside the files of the volume (for gc).
     async fn leftovers(&self) -> Result<Leftovers> {

@@ -27,7 +27,7 @@ macro_rules! conformance_suite {
             fallocate_modes, readdir_pages_with_cursor, unlinked_open_file_lives_until_close,
             setgid_directory, sticky_directory, permission_checks, read_only_refuses_writes,
             setattr_times_and_owner, check_clean_after_operations, statfs_counts, slice_ids_unique,
-            compact_chunk_swaps_its_prefix);
+            compact_chunk_swaps_its_prefix, slice_checksums_kept_with_slices);
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
         $(
@@ -1116,7 +1116,7 @@ pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
         len: 410,
     };
     assert!(m
-        .compact_chunk(f.ino, 0, &old, &[new])
+        .compact_chunk(f.ino, 0, &old, &[new], &[])
         .await
         .expect("compact"));
     assert_eq!(m.read_chunk(f.ino, 0).await.expect("read"), vec![new, late]);
@@ -1127,11 +1127,53 @@ pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
     assert_eq!(got, want, "the replaced slices are freed");
     // the same swap again: the chunk no longer starts with those records
     assert!(!m
-        .compact_chunk(f.ino, 0, &old, &[new])
+        .compact_chunk(f.ino, 0, &old, &[new], &[])
         .await
         .expect("stale compact"));
     assert_eq!(m.read_chunk(f.ino, 0).await.expect("read"), vec![new, late]);
     assert!(m.check(false).await.expect("check").is_empty());
     let left = m.leftovers().await.expect("leftovers");
     assert!(left.delayed.is_empty() && left.unreferenced.is_empty());
+}
+
+/// block checksums are stored with the slice they belong to (also by compaction), read back,
+/// and dropped with the slice's objects.
+pub async fn slice_checksums_kept_with_slices(m: Arc<dyn Meta>) {
+    let ctx = root();
+    m.set_slice_deleter(Arc::new(|_, _| Box::pin(async { Ok(()) })));
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    let s = Slice {
+        pos: 0,
+        id: m.new_slice_id().await.expect("id"),
+        size: 1000,
+        off: 0,
+        len: 1000,
+    };
+    let sums = vec![1u8, 2, 3, 4];
+    m.write_slice_summed(f.ino, 0, s, Timestamp::now(), &sums)
+        .await
+        .expect("write");
+    assert_eq!(m.slice_sums(s.id).await.expect("sums"), Some(sums));
+    let n = Slice {
+        id: m.new_slice_id().await.expect("id"),
+        ..s
+    };
+    assert!(m
+        .compact_chunk(f.ino, 0, &[s], &[n], &[vec![9, 9, 9, 9]])
+        .await
+        .expect("compact"));
+    assert_eq!(
+        m.slice_sums(n.id).await.expect("sums"),
+        Some(vec![9, 9, 9, 9])
+    );
+    assert_eq!(m.slice_sums(s.id).await.expect("sums"), None, "freed");
+    m.unlink(&ctx, ROOT_INODE, b"f").await.expect("unlink");
+    // the data of a removed file is freed in the background
+    for _ in 0..100 {
+        if m.slice_sums(n.id).await.expect("sums").is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("checksums of a removed file's slice are still there");
 }

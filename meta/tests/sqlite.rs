@@ -17,11 +17,21 @@ async fn fixture() -> (Arc<dyn Meta>, tempfile::TempDir) {
 #[tokio::test]
 async fn ddl_matches_the_juicefs_snapshot() {
     // What `sqlite3 meta.db .schema` printed for a volume the juicefs 1.4.2 binary formatted,
-    // minus sqlite's own `sqlite_sequence` table.
+    // minus sqlite's own `sqlite_sequence` table; tidefs's own tables (`jfs_tidefs_*`, which
+    // JuiceFS ignores) follow them.
     let (_m, dir) = fixture().await;
+    let own = std::process::Command::new("sqlite3")
+        .arg(dir.path().join("meta.db"))
+        .arg("SELECT name FROM sqlite_master WHERE name LIKE 'jfs_tidefs_%' ORDER BY rowid")
+        .output()
+        .expect("sqlite3");
+    assert_eq!(
+        String::from_utf8_lossy(&own.stdout).trim(),
+        "jfs_tidefs_sum"
+    );
     let out = std::process::Command::new("sqlite3")
         .arg(dir.path().join("meta.db"))
-        .arg("SELECT sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY rowid")
+        .arg("SELECT sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND name NOT LIKE 'jfs_tidefs_%' ORDER BY rowid")
         .output();
     let Ok(out) = out else {
         panic!("the sqlite3 command-line tool is needed for this test (apt-get install sqlite3)");

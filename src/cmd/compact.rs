@@ -136,7 +136,8 @@ pub(super) async fn run(a: Args) -> CmdResult {
         files.sort_unstable();
         files.dedup();
         let (meta, fmt) = super::open_volume(&url).await?;
-        let store = super::open_store(&fmt, 64 << 20)?;
+        let store = super::open_store(&fmt, 64 << 20)?
+            .with_sums(crate::vfs::sums::MetaSums::new(meta.clone()));
         super::install_slice_deleter(&*meta, &store);
         let chunks: Vec<(Ino, u32)> = files
             .iter()

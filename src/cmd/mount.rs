@@ -367,7 +367,8 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         .thread_name("tidefs")
         .build()?;
     let (meta, fmt) = rt.block_on(super::open_volume(&a.meta_url))?;
-    let mut store = super::open_store(&fmt, a.mem_cache << 20)?;
+    let mut store = super::open_store(&fmt, a.mem_cache << 20)?
+        .with_sums(crate::vfs::sums::MetaSums::new(meta.clone()));
     if let Some(cfg) = disk_cache_config(&a, &fmt.storage) {
         let block_size = u32::try_from(fmt.block_size()).map_err(|_| "block size out of range")?;
         let disk = tidefs_chunk::DiskCache::open(&cfg, &fmt.uuid, block_size);

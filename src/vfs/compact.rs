@@ -15,7 +15,9 @@
 use super::error::Result;
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tidefs_chunk::ChunkStore;
 use tidefs_meta::slice::{resolve, Segment};
 use tidefs_meta::{Ino, Meta, Slice};
@@ -53,14 +55,18 @@ pub async fn compact_chunk(
     }
     let segs = resolve(&old);
     let mut new: Vec<Slice> = Vec::new();
+    let mut sums: Vec<Vec<u8>> = Vec::new();
     let mut written = 0u64;
     for (start, end) in runs(&segs) {
         let id = meta.new_slice_id().await?;
         let size = (end - start) as u32;
-        if let Err(e) = write_run(store, &segs, id, start, end).await {
-            drop_slices(store, &new).await;
-            let _ = store.delete_slice(id, size).await;
-            return Err(e);
+        match write_run(store, &segs, id, start, end).await {
+            Ok(s) => sums.push(s),
+            Err(e) => {
+                drop_slices(store, &new).await;
+                let _ = store.delete_slice(id, size).await;
+                return Err(e);
+            }
         }
         written += u64::from(size);
         new.push(Slice {
@@ -71,7 +77,7 @@ pub async fn compact_chunk(
             len: size,
         });
     }
-    match meta.compact_chunk(ino, indx, &old, &new).await {
+    match meta.compact_chunk(ino, indx, &old, &new, &sums).await {
         Ok(true) => {
             let after = meta
                 .read_chunk(ino, indx)
@@ -127,14 +133,15 @@ fn runs(segs: &[Segment]) -> Vec<(u64, u64)> {
 }
 
 /// Write bytes `[start, end)` of the chunk as resolved by `segs` into slice `id`, block by block
-/// (one block in memory at a time).
+/// (one block in memory at a time); returns the slice's block checksums.
 async fn write_run(
     store: &ChunkStore,
     segs: &[Segment],
     id: u64,
     start: u64,
     end: u64,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
+    let mut sums = Vec::new();
     let bs = u64::from(store.config().block_size);
     let mut indx = 0u32;
     let mut at = start;
@@ -156,11 +163,11 @@ async fn write_run(
             )
             .await?;
         }
-        store.put_block(id, indx, Bytes::from(buf)).await?;
+        sums.extend(store.put_block(id, indx, Bytes::from(buf)).await?);
         indx += 1;
         at = stop;
     }
-    Ok(())
+    Ok(sums)
 }
 
 /// Fill `out` with the bytes of slice `id` (of `size` bytes) from offset `soff`.
@@ -190,6 +197,11 @@ pub struct Compactor {
     state: parking_lot::Mutex<State>,
     /// Compactions running at once.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Compactions queued or running; `idle` is notified when one ends.
+    running: AtomicUsize,
+    idle: tokio::sync::Notify,
+    /// Set at unmount: nothing new starts.
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -211,6 +223,29 @@ impl Compactor {
             enabled,
             state: parking_lot::Mutex::new(State::default()),
             slots: Arc::new(tokio::sync::Semaphore::new(2)),
+            running: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Stop queueing, and wait (at most `limit`) for compactions under way, so none is cut
+    /// between its swap and the deletion of what it replaced.
+    pub async fn close(&self, limit: Duration) {
+        self.closed.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let idle = self.idle.notified();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                tracing::warn!(
+                    running = self.running.load(Ordering::SeqCst),
+                    "compactions still running at unmount; what they replaced is left for gc"
+                );
+                return;
+            }
         }
     }
 
@@ -238,7 +273,7 @@ impl Compactor {
     }
 
     fn queue(self: &Arc<Self>, ino: Ino, indx: u32) {
-        if !self.enabled {
+        if !self.enabled || self.closed.load(Ordering::SeqCst) {
             return;
         }
         {
@@ -248,18 +283,21 @@ impl Compactor {
             }
             st.commits.remove(&(ino, indx));
         }
+        self.running.fetch_add(1, Ordering::SeqCst);
         let this = self.clone();
         tokio::spawn(async move {
             let res = match this.slots.clone().acquire_owned().await {
-                Ok(_slot) => {
+                Ok(_slot) if !this.closed.load(Ordering::SeqCst) => {
                     compact_chunk(&*this.meta, &this.store, ino, indx, COMPACT_AT / 2).await
                 }
-                Err(_) => Ok(None),
+                _ => Ok(None),
             };
             if let Err(e) = res {
                 tracing::warn!(ino, indx, error = %e, "background compaction failed; the chunk stays as it was");
             }
             this.state.lock().queued.remove(&(ino, indx));
+            this.running.fetch_sub(1, Ordering::SeqCst);
+            this.idle.notify_waiters();
         });
     }
 }

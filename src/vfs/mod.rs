@@ -10,6 +10,7 @@ pub mod compact;
 pub mod error;
 mod locks;
 mod reader;
+pub mod sums;
 pub mod warm;
 pub mod writer;
 
@@ -1072,6 +1073,8 @@ impl Vfs {
                 res = Err(e);
             }
         }
+        // compactions under way finish (their replaced objects deleted); no new ones start
+        self.compactor.close(Duration::from_secs(60)).await;
         res
     }
 }

@@ -81,7 +81,7 @@ struct SliceBuf {
     id: u64,
     base: u32,
     data: Vec<u8>,
-    uploads: Vec<JoinHandle<tidefs_chunk::Result<()>>>,
+    uploads: Vec<JoinHandle<tidefs_chunk::Result<Vec<u8>>>>,
 }
 
 impl SliceBuf {
@@ -271,19 +271,25 @@ impl FileWriter {
         let mut first_err: Option<Error> = None;
         for mut s in slices {
             let size = s.len();
+            // checksums of the slice's blocks, in block order: the full ones, then the tail
+            let mut sums = Vec::new();
+            let mut tail_sums = Vec::new();
             if !s.data.is_empty() {
                 let tail = std::mem::take(&mut s.data);
                 let n = tail.len();
                 let bindx = s.base / self.block_size;
                 let r = self.store.put_block(s.id, bindx, Bytes::from(tail)).await;
                 self.budget.sub(n);
-                if let Err(e) = r {
-                    first_err.get_or_insert(e.into());
+                match r {
+                    Ok(t) => tail_sums = t,
+                    Err(e) => {
+                        first_err.get_or_insert(e.into());
+                    }
                 }
             }
             for h in s.uploads.drain(..) {
                 match h.await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(block)) => sums.extend(block),
                     Ok(Err(e)) => {
                         first_err.get_or_insert(e.into());
                     }
@@ -310,7 +316,12 @@ impl FileWriter {
                 len: size,
             };
             let mtime = st.mtime.unwrap_or_else(Timestamp::now);
-            match self.meta.write_slice(self.ino, s.indx, rec, mtime).await {
+            sums.extend(tail_sums);
+            match self
+                .meta
+                .write_slice_summed(self.ino, s.indx, rec, mtime, &sums)
+                .await
+            {
                 Ok(()) => self.compactor.committed(self.ino, s.indx),
                 Err(e) => {
                     first_err.get_or_insert(e.into());

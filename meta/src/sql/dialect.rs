@@ -12,6 +12,19 @@ pub(crate) fn ddl(d: Dialect) -> &'static [&'static str] {
     }
 }
 
+/// The table of tidefs's block checksums (JuiceFS ignores tables it does not know): one row
+/// per slice, its blocks' CRC32Cs (see `tidefs_chunk::sums`).
+pub(crate) fn sums_ddl(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "CREATE TABLE IF NOT EXISTS jfs_tidefs_sum (id INTEGER PRIMARY KEY NOT NULL, sums BLOB NOT NULL)",
+        Dialect::Mysql => "CREATE TABLE IF NOT EXISTS jfs_tidefs_sum (id BIGINT NOT NULL, sums BLOB NOT NULL, PRIMARY KEY (id)) ENGINE=InnoDB",
+        Dialect::Postgres => "CREATE TABLE IF NOT EXISTS jfs_tidefs_sum (id BIGINT NOT NULL PRIMARY KEY, sums BYTEA NOT NULL)",
+    }
+}
+
+/// Tables tidefs adds to a volume's (dropped with it).
+pub(crate) const TIDEFS_TABLES: &[&str] = &["jfs_tidefs_sum"];
+
 /// `SELECT 1` when the volume's setting table exists.
 pub(crate) fn has_setting_table(d: Dialect) -> &'static str {
     match d {

@@ -208,6 +208,8 @@ pub struct SqlMeta {
 
 struct Inner {
     pool: Pool,
+    /// Whether the volume has the checksum table (`jfs_tidefs_sum`).
+    sums_ok: AtomicBool,
     /// `table_prefix` from the URL (several volumes in one database): table `jfs_node` is
     /// `jfs_<prefix>_node`, as JuiceFS names it.
     prefix: String,
@@ -910,6 +912,7 @@ impl SqlMeta {
                 open_files: Mutex::new(HashMap::new()),
                 sustained: Mutex::new(HashSet::new()),
                 deleter: RwLock::new(None),
+                sums_ok: AtomicBool::new(false),
                 jobs: Mutex::new(Vec::new()),
                 deletions: Mutex::new(tokio::task::JoinSet::new()),
                 cursor_names: Mutex::new(CursorNames::default()),
@@ -956,6 +959,35 @@ impl Inner {
             .ok()
             .and_then(|f| f.as_ref().map(|f| f.trash_days))
             .unwrap_or(0)
+    }
+
+    /// Make sure the checksum table exists (volumes formatted by JuiceFS or an older tidefs
+    /// lack it); checksums are kept and used only when it does.
+    async fn ensure_sums_table(&self) {
+        let d = self.pool.dialect();
+        if !self.read_only.load(Ordering::Relaxed) {
+            let made: Result<()> = read!(self, "checksum table", |c| {
+                q(dialect::sums_ddl(d))
+                    .execute(c)
+                    .await
+                    .map_err(db("checksum table"))?;
+            });
+            if let Err(e) = made {
+                tracing::debug!(error = %e, "cannot create the checksum table");
+            }
+        }
+        let there: Result<()> = read!(self, "checksum table", |c| {
+            q("SELECT id FROM jfs_tidefs_sum WHERE id = 0")
+                .fetch_optional(c)
+                .await
+                .map_err(db("checksum table"))?;
+        });
+        if there.is_err() {
+            tracing::info!(
+                "this volume has no checksum table: blocks written now are not checksummed"
+            );
+        }
+        self.sums_ok.store(there.is_ok(), Ordering::Relaxed);
     }
 
     fn writable(&self) -> Result<()> {
@@ -1265,9 +1297,23 @@ impl Inner {
             }
             return;
         };
+        let sums_ok = self.sums_ok.load(Ordering::Relaxed);
         for (id, size) in freed {
             if let Err(e) = deleter(id, size).await {
                 tracing::warn!(slice = id, error = %e, "deleting objects of a freed slice failed; left for gc");
+                continue;
+            }
+            if sums_ok {
+                let gone: Result<()> = read!(self, "drop checksums", |c| {
+                    q("DELETE FROM jfs_tidefs_sum WHERE id = ?")
+                        .bind(id as i64)
+                        .execute(c)
+                        .await
+                        .map_err(db("drop checksums"))?;
+                });
+                if let Err(e) = gone {
+                    tracing::debug!(slice = id, error = %e, "dropping checksums of a freed slice failed; gc --delete drops them");
+                }
             }
         }
     }
@@ -2371,8 +2417,20 @@ impl Inner {
         Ok(())
     }
 
-    async fn write_slice(&self, ino: Ino, indx: u32, s: Slice, mtime: Timestamp) -> Result<()> {
+    async fn write_slice(
+        &self,
+        ino: Ino,
+        indx: u32,
+        s: Slice,
+        mtime: Timestamp,
+        sums: &[u8],
+    ) -> Result<()> {
         self.writable()?;
+        let sums = if self.sums_ok.load(Ordering::Relaxed) && !sums.is_empty() {
+            Some(sums)
+        } else {
+            None
+        };
         let end = u64::from(indx) * CHUNK_SIZE + s.end();
         if s.end() > CHUNK_SIZE || end > MAX_FILE_LEN {
             return Err(Error::new(
@@ -2385,12 +2443,21 @@ impl Inner {
             // reference. Nothing changes when the inode is missing or not a regular file; the
             // transaction below then gives the error.
             let done = autocommit!(self, "write", |tx| {
-                let sql = "WITH u AS (UPDATE jfs_node n SET length = GREATEST(n.length, ?), mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
+                let sql = if sums.is_some() {
+                    "WITH u AS (UPDATE jfs_node n SET length = GREATEST(n.length, ?), mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
+                    FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length), \
+                    c AS (INSERT INTO jfs_chunk (inode, indx, slices) SELECT ?, ?, ? FROM u ON CONFLICT (inode, indx) DO UPDATE SET slices = jfs_chunk.slices || excluded.slices), \
+                    r AS (INSERT INTO jfs_chunk_ref (chunkid, size, refs) SELECT ?, ?, 1 FROM u ON CONFLICT (chunkid) DO UPDATE SET refs = jfs_chunk_ref.refs + 1), \
+                    s AS (INSERT INTO jfs_tidefs_sum (id, sums) SELECT ?, ? FROM u ON CONFLICT (id) DO NOTHING) \
+                    SELECT length FROM u"
+                } else {
+                    "WITH u AS (UPDATE jfs_node n SET length = GREATEST(n.length, ?), mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
                     FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length), \
                     c AS (INSERT INTO jfs_chunk (inode, indx, slices) SELECT ?, ?, ? FROM u ON CONFLICT (inode, indx) DO UPDATE SET slices = jfs_chunk.slices || excluded.slices), \
                     r AS (INSERT INTO jfs_chunk_ref (chunkid, size, refs) SELECT ?, ?, 1 FROM u ON CONFLICT (chunkid) DO UPDATE SET refs = jfs_chunk_ref.refs + 1) \
-                    SELECT length FROM u";
-                let row = q(sql)
+                    SELECT length FROM u"
+                };
+                let mut stmt = q(sql)
                     .bind(end as i64)
                     .bind(mtime.to_micros())
                     .bind(mtime.to_micros())
@@ -2401,10 +2468,11 @@ impl Inner {
                     .bind(i64::from(indx))
                     .bind(slice::encode_all(&[s]))
                     .bind(s.id as i64)
-                    .bind(i64::from(s.size))
-                    .fetch_optional(tx)
-                    .await
-                    .map_err(db("write"))?;
+                    .bind(i64::from(s.size));
+                if let Some(sums) = sums {
+                    stmt = stmt.bind(s.id as i64).bind(sums.to_vec());
+                }
+                let row = stmt.fetch_optional(tx).await.map_err(db("write"))?;
                 match row {
                     Some(r) => {
                         let old: i64 = r.try_get(0).map_err(db("write"))?;
@@ -2439,6 +2507,14 @@ impl Inner {
                 .execute(tx)
                 .await
                 .map_err(db("write"))?;
+            if let Some(sums) = sums {
+                q("INSERT INTO jfs_tidefs_sum (id, sums) VALUES (?, ?)")
+                    .bind(s.id as i64)
+                    .bind(sums.to_vec())
+                    .execute(tx)
+                    .await
+                    .map_err(db("write"))?;
+            }
             if end > a.length {
                 a.length = end;
                 tx.space_delta += delta;
@@ -2657,7 +2733,12 @@ impl Inner {
                     q(ddl).execute(c).await.map_err(db("format"))?;
                 }
             }
+            q(dialect::sums_ddl(d))
+                .execute(c)
+                .await
+                .map_err(db("format"))?;
         })?;
+        self.sums_ok.store(true, Ordering::Relaxed);
         let now = Timestamp::now();
         let json = format.to_json()?;
         txn!(self, "format", |tx| {
@@ -2733,6 +2814,8 @@ impl Inner {
         let text: String = row.try_get(0).map_err(db("load"))?;
         let fmt = Format::from_json(&text)?;
         fmt.check_supported()?;
+        drop(c);
+        self.ensure_sums_table().await;
         *self.format.write().map_err(|_| lock_poisoned())? = Some(fmt.clone());
         Ok(fmt)
     }
@@ -2868,8 +2951,10 @@ impl Inner {
         indx: u32,
         old: &[Slice],
         new: &[Slice],
+        sums: &[Vec<u8>],
     ) -> Result<bool> {
         self.writable()?;
+        let keep_sums = self.sums_ok.load(Ordering::Relaxed);
         let delay = self.trash_days() > 0;
         let old_buf = slice::encode_all(old);
         let (done, freed) = txn!(self, "compact chunk", |tx| {
@@ -2899,13 +2984,24 @@ impl Inner {
                     .execute(&mut *tx)
                     .await
                     .map_err(db("compact chunk"))?;
-                for n in new.iter().filter(|n| n.id != 0) {
+                for (i, n) in new.iter().enumerate().filter(|(_, n)| n.id != 0) {
                     q(dialect::ref_slice(tx.dialect()))
                         .bind(n.id as i64)
                         .bind(i64::from(n.size))
                         .execute(&mut *tx)
                         .await
                         .map_err(db("compact chunk"))?;
+                    match sums.get(i) {
+                        Some(sum) if keep_sums && !sum.is_empty() => {
+                            q("INSERT INTO jfs_tidefs_sum (id, sums) VALUES (?, ?)")
+                                .bind(n.id as i64)
+                                .bind(sum.clone())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(db("compact chunk"))?;
+                        }
+                        _ => {}
+                    }
                 }
                 let data: Vec<&Slice> = old.iter().filter(|s| s.id != 0).collect();
                 match (delay, new.iter().find(|n| n.id != 0)) {
@@ -2970,6 +3066,16 @@ impl Inner {
     async fn purge_held_slices(&self, before: i64) -> Result<u64> {
         self.writable()?;
         let mut purged = self.purge_delayed(before).await?;
+        if self.sums_ok.load(Ordering::Relaxed) {
+            // checksums of slices nothing references any more
+            let dropped: Result<()> = read!(self, "drop stale checksums", |c| {
+                q("DELETE FROM jfs_tidefs_sum WHERE id NOT IN (SELECT chunkid FROM jfs_chunk_ref)")
+                    .execute(c)
+                    .await
+                    .map_err(db("drop stale checksums"))?;
+            });
+            dropped?;
+        }
         // reference rows at zero (left by JuiceFS's deleter): the objects go, then the row
         let zero: Vec<(i64, i64)> = {
             let mut c = self.conn().await?;
@@ -3357,11 +3463,40 @@ impl Meta for SqlMeta {
         indx: u32,
         old: &[Slice],
         new: &[Slice],
+        sums: &[Vec<u8>],
     ) -> Result<bool> {
-        self.inner.compact_chunk(ino, indx, old, new).await
+        self.inner.compact_chunk(ino, indx, old, new, sums).await
     }
     async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
-        self.inner.write_slice(ino, indx, slice, mtime).await
+        self.inner.write_slice(ino, indx, slice, mtime, &[]).await
+    }
+    async fn write_slice_summed(
+        &self,
+        ino: Ino,
+        indx: u32,
+        slice: Slice,
+        mtime: Timestamp,
+        sums: &[u8],
+    ) -> Result<()> {
+        self.inner.write_slice(ino, indx, slice, mtime, sums).await
+    }
+    async fn slice_sums(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        if !self.inner.sums_ok.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        again("read checksums", || async {
+            let mut c = self.inner.conn().await?;
+            let row = q("SELECT sums FROM jfs_tidefs_sum WHERE id = ?")
+                .bind(id as i64)
+                .fetch_optional(&mut c)
+                .await
+                .map_err(db("read checksums"))?;
+            match row {
+                Some(r) => Ok(Some(r.try_get(0).map_err(db("read checksums"))?)),
+                None => Ok(None),
+            }
+        })
+        .await
     }
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         again("getxattr", || self.inner.getxattr(ino, name)).await
@@ -3410,7 +3545,10 @@ impl Meta for SqlMeta {
         let d = self.inner.pool.dialect();
         let inner = &self.inner;
         read!(inner, "destroy", |c| {
-            for t in dialect::tables(d) {
+            for t in dialect::tables(d)
+                .into_iter()
+                .chain(dialect::TIDEFS_TABLES.iter().copied())
+            {
                 q_owned(format!("DROP TABLE IF EXISTS {t}"))
                     .execute(c)
                     .await

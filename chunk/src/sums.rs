@@ -1,0 +1,89 @@
+//! End-to-end checksums of blocks: one CRC32C per 64 KiB segment of a block's (uncompressed)
+//! bytes, computed when the block is uploaded and kept in the metadata next to the slice (a
+//! tidefs table JuiceFS ignores). Every object read from the store is checked against them, so
+//! an object the store corrupted or cut short is an error, never data.
+//!
+//! A slice's sums are its blocks' sums in block order: block `i` starts at sum
+//! `i * segments(block_size)`.
+
+use futures::future::BoxFuture;
+use std::sync::Arc;
+
+/// Bytes covered by one checksum.
+pub const SUM_SEGMENT: usize = 64 << 10;
+
+/// Checksums of a block: CRC32C (little endian) per [`SUM_SEGMENT`].
+pub fn block_sums(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 * data.len().div_ceil(SUM_SEGMENT));
+    for seg in data.chunks(SUM_SEGMENT) {
+        out.extend_from_slice(&crc32c::crc32c(seg).to_le_bytes());
+    }
+    out
+}
+
+/// Where the checksums of a slice come from (the metadata engine, in a mount).
+pub trait SumSource: Send + Sync {
+    /// Sums of slice `id`, or None when it has none (written by JuiceFS, or before tidefs kept
+    /// them) or they cannot be read now.
+    fn sums(&self, id: u64) -> BoxFuture<'static, Option<Arc<Vec<u8>>>>;
+}
+
+/// Check `data`, bytes `[off, off + data.len())` of block `indx` of a slice (blocks of
+/// `block_size`), against the slice's `sums`. `off` must be segment aligned, and `data` must end
+/// at a segment boundary or at the end of the block. Returns the first bad segment (its offset
+/// in the block), or None when all match. Sums too short to cover the data check nothing.
+pub fn first_bad_segment(
+    sums: &[u8],
+    block_size: u32,
+    indx: u32,
+    off: usize,
+    data: &[u8],
+) -> Option<usize> {
+    let per_block = (block_size as usize).div_ceil(SUM_SEGMENT);
+    let first = indx as usize * per_block + off / SUM_SEGMENT;
+    for (i, seg) in data.chunks(SUM_SEGMENT).enumerate() {
+        let at = 4 * (first + i);
+        // sums too short to cover this segment check nothing more
+        let want = sums.get(at..at + 4)?;
+        if crc32c::crc32c(seg).to_le_bytes() != want {
+            return Some(off + i * SUM_SEGMENT);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_find_the_bad_segment_of_any_block() {
+        let bs = 4 * SUM_SEGMENT as u32;
+        let blocks: Vec<Vec<u8>> = (0..3u8)
+            .map(|b| {
+                let n = if b == 2 { 100_000 } else { bs as usize };
+                (0..n).map(|i| (i as u8).wrapping_mul(7) ^ b).collect()
+            })
+            .collect();
+        let sums: Vec<u8> = blocks.iter().flat_map(|b| block_sums(b)).collect();
+        assert_eq!(sums.len(), 4 * (4 + 4 + 2));
+        for (i, b) in blocks.iter().enumerate() {
+            assert_eq!(first_bad_segment(&sums, bs, i as u32, 0, b), None);
+        }
+        // a range of the last block, segment aligned
+        let tail = &blocks[2][SUM_SEGMENT..];
+        assert_eq!(first_bad_segment(&sums, bs, 2, SUM_SEGMENT, tail), None);
+        let mut bad = blocks[1].clone();
+        bad[3 * SUM_SEGMENT + 5] ^= 1;
+        assert_eq!(
+            first_bad_segment(&sums, bs, 1, 0, &bad),
+            Some(3 * SUM_SEGMENT)
+        );
+        // a short block (cut) fails on its last segment
+        let cut = &blocks[1][..bs as usize - 10];
+        assert_eq!(
+            first_bad_segment(&sums, bs, 1, 0, cut),
+            Some(3 * SUM_SEGMENT)
+        );
+    }
+}
