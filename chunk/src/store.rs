@@ -37,7 +37,14 @@ pub struct ChunkStore {
     disk: Option<Arc<DiskCache>>,
     /// Block checksums to verify objects read from the store against.
     sums: Option<Arc<dyn SumSource>>,
+    /// How long an object read or write keeps being tried while the store is unavailable
+    /// (each try is the S3 client's own bounded retries).
+    patience: std::time::Duration,
 }
+
+/// Default of [`ChunkStore::with_patience`]: an object store restart or a network outage of up
+/// to two minutes delays reads and writes instead of failing them.
+pub const DEFAULT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl std::fmt::Debug for ChunkStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,6 +187,38 @@ impl ChunkStore {
             cache,
             disk: None,
             sums: None,
+            patience: DEFAULT_PATIENCE,
+        }
+    }
+
+    /// This store trying object reads and writes for `patience` while the store is
+    /// unavailable (zero: one try, which the S3 client already retries a few times).
+    pub fn with_patience(mut self, patience: std::time::Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// Run `op` on object `key` again while it fails as unavailable, for up to the patience,
+    /// with pauses growing from 1 s to 10 s.
+    async fn patiently<T, F, Fut>(&self, what: &str, key: &str, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.patience;
+        let mut pause = std::time::Duration::from_secs(1);
+        loop {
+            match op().await {
+                Err(e)
+                    if e.kind() == ErrorKind::Unavailable
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::warn!(object = key, error = %e, retry_in_s = pause.as_secs(), "object {what} failed; trying again while the store is unavailable");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(10));
+                }
+                other => return other,
+            }
         }
     }
 
@@ -326,7 +365,8 @@ impl ChunkStore {
             Compression::None => data.clone(),
             c => Bytes::from(c.compress(&data)?),
         };
-        self.dir.put(&key, body).await?;
+        self.patiently("upload", &key, || self.dir.put(&key, body.clone()))
+            .await?;
         // written blocks are not kept in memory: most are not read back by this client, and
         // keeping them would grow the mount by the cache size on every large write; the disk
         // cache takes them when it has one
@@ -372,9 +412,15 @@ impl ChunkStore {
         let get = async {
             match self.cfg.compression {
                 // the length is in the key: read exactly that, a shorter object is corrupt
-                Compression::None => self.dir.get_range(key, 0, len as usize).await,
+                Compression::None => {
+                    self.patiently("read", key, || self.dir.get_range(key, 0, len as usize))
+                        .await
+                }
                 c => c
-                    .decompress(&self.dir.get(key).await?, len as usize)
+                    .decompress(
+                        &self.patiently("read", key, || self.dir.get(key)).await?,
+                        len as usize,
+                    )
                     .map(Bytes::from)
                     .map_err(|e| {
                         tracing::error!(object = key, error = %e, "object does not decode: the object store returned corrupted data");
@@ -439,16 +485,19 @@ impl ChunkStore {
                     end.div_ceil(seg).saturating_mul(seg).min(len),
                 );
                 let got = self
-                    .dir
-                    .get_range(&key, u64::from(s0), (e0 - s0) as usize)
+                    .patiently("read", &key, || {
+                        self.dir.get_range(&key, u64::from(s0), (e0 - s0) as usize)
+                    })
                     .await?;
                 self.verify(Some(&sums), &key, indx, s0 as usize, &got)?;
                 got.slice((off - s0) as usize..(end - s0) as usize)
             }
             None => {
-                self.dir
-                    .get_range(&key, u64::from(off), (end - off) as usize)
-                    .await?
+                self.patiently("read", &key, || {
+                    self.dir
+                        .get_range(&key, u64::from(off), (end - off) as usize)
+                })
+                .await?
             }
         };
         // the whole block goes to the disk cache in the background, for the next read near here

@@ -52,6 +52,10 @@ pub struct Args {
     /// `file` store, where more parallel writes to one disk only hold more memory).
     #[arg(long)]
     max_uploads: Option<usize>,
+    /// How long object reads and writes keep being retried while the object store is
+    /// unavailable (a restart, a network outage), seconds; after that they fail with EIO.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    io_retry_secs: u64,
     /// Kernel readahead for this mount, MiB (FUSE mounts start at 128 KiB; needs root to change).
     #[arg(long, default_value_t = 4)]
     read_ahead: u32,
@@ -368,7 +372,8 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         .build()?;
     let (meta, fmt) = rt.block_on(super::open_volume(&a.meta_url))?;
     let mut store = super::open_store(&fmt, a.mem_cache << 20)?
-        .with_sums(crate::vfs::sums::MetaSums::new(meta.clone()));
+        .with_sums(crate::vfs::sums::MetaSums::new(meta.clone()))
+        .with_patience(Duration::from_secs(a.io_retry_secs));
     if let Some(cfg) = disk_cache_config(&a, &fmt.storage) {
         let block_size = u32::try_from(fmt.block_size()).map_err(|_| "block size out of range")?;
         let disk = tidefs_chunk::DiskCache::open(&cfg, &fmt.uuid, block_size);
