@@ -71,7 +71,7 @@ fn cached_blocks_serve_reads_after_a_restart_and_are_laid_out_as_juicefs_does() 
     let v = Volume::format("e2e-cache", &["--trash-days", "0"]);
     let cache = v.dir.path().join("cache");
     let cache_s = cache.to_string_lossy().into_owned();
-    let m = v.mount("a", &["--cache-dir", &cache_s]);
+    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
     let big = bytes(11, (9 << 20) + 4321);
     let small = bytes(12, 5000);
     fs::write(m.p("big"), &big).expect("write big");
@@ -98,7 +98,7 @@ fn cached_blocks_serve_reads_after_a_restart_and_are_laid_out_as_juicefs_does() 
     drop_page_cache();
     // the store loses every object: a new mount reads it all from the cache it finds on disk
     let hidden = Hidden::hide(&v);
-    let m = v.mount("a", &["--cache-dir", &cache_s]);
+    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
     assert_eq!(fs::read(m.p("big")).expect("read big from cache"), big);
     assert_eq!(
         fs::read(m.p("small")).expect("read small from cache"),
@@ -119,7 +119,7 @@ fn corrupt_or_truncated_cache_files_are_dropped_and_refetched() {
     let v = Volume::format("e2e-cache-bad", &["--trash-days", "0"]);
     let cache = v.dir.path().join("cache");
     let cache_s = cache.to_string_lossy().into_owned();
-    let m = v.mount("a", &["--cache-dir", &cache_s]);
+    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
     let data = bytes(13, (6 << 20) + 77);
     fs::write(m.p("f"), &data).expect("write");
     wait_all_cached(&v, &cache);
@@ -132,7 +132,7 @@ fn corrupt_or_truncated_cache_files_are_dropped_and_refetched() {
     let raw = fs::read(&files[1]).expect("read cache file");
     fs::write(&files[1], &raw[..raw.len() / 2]).expect("truncate");
     drop_page_cache();
-    let m = v.mount("a", &["--cache-dir", &cache_s]);
+    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
     assert_eq!(fs::read(m.p("f")).expect("read"), data, "never wrong bytes");
     let log = fs::read_to_string(&m.log).expect("log");
     assert!(
@@ -143,7 +143,7 @@ fn corrupt_or_truncated_cache_files_are_dropped_and_refetched() {
     m.unmount();
     drop_page_cache();
     let _hidden = Hidden::hide(&v);
-    let m = v.mount("a", &["--cache-dir", &cache_s]);
+    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
     wait_for("re-cached blocks readable", 20, || {
         drop_page_cache();
         fs::read(m.p("f")).ok().as_deref() == Some(&data[..])
@@ -167,7 +167,7 @@ fn warmup_fills_checks_and_evicts_the_cache_of_a_running_mount() {
     m.unmount();
     let cache = v.dir.path().join("cache");
     let cache_s = cache.to_string_lossy().into_owned();
-    let m = v.mount("a", &["--cache-dir", &cache_s]);
+    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
     let dir = m.p("models").to_string_lossy().into_owned();
     let total: usize = files.iter().map(|f| f.1.len()).sum();
     let check = ok(tidefs(), &["warmup", "--check", &dir]);

@@ -43,6 +43,11 @@ pub struct DiskCacheConfig {
     /// Cache only blocks read at random and blocks shorter than a full block (small files,
     /// tails), not full blocks read or written in sequence.
     pub partial_only: bool,
+    /// Cache full blocks this client writes too (JuiceFS's `--cache-large-write`). Off by
+    /// default: a large sequential write is seldom read back by its writer, and caching it
+    /// writes every byte twice to local disks, which slows the upload to a store that shares
+    /// them. Partial blocks (small files, tails) are always cached.
+    pub large_writes: bool,
     /// Most bytes of blocks waiting to be written to the cache; blocks past that are not cached.
     pub max_pending: u64,
 }
@@ -83,6 +88,7 @@ pub struct DiskCache {
     dirs: Vec<Arc<CacheDir>>,
     block_size: u32,
     partial_only: bool,
+    large_writes: bool,
     pending: AtomicU64,
     max_pending: u64,
     stats: Arc<CacheStats>,
@@ -212,11 +218,16 @@ impl CacheDir {
 
     /// The whole block, verified.
     fn read(&self, key: &str, len: usize) -> Option<Bytes> {
-        let mut f = self.open(key, len)?;
-        let mut buf = crate::pool::take_filled(file_len(len) as usize);
-        if f.read_exact(&mut buf).is_err() {
-            crate::pool::give(buf);
-            return None;
+        let f = self.open(key, len)?;
+        let want = file_len(len) as usize;
+        // read into the buffer's spare room: no zero fill of memory about to be overwritten
+        let mut buf = crate::pool::take(want);
+        match f.take(want as u64).read_to_end(&mut buf) {
+            Ok(n) if n == want => {}
+            _ => {
+                crate::pool::give(buf);
+                return None;
+            }
         }
         if !verify(&buf[..len], &buf[len..]) {
             crate::pool::give(buf);
@@ -225,7 +236,8 @@ impl CacheDir {
         }
         buf.truncate(len);
         self.touch(key, file_len(len));
-        Some(Bytes::from(buf))
+        // back to the pool when the last user drops it
+        Some(crate::pool::into_bytes(buf))
     }
 
     /// Bytes `[off, off + n)` of the block, verifying only the segments they fall in.
@@ -464,6 +476,7 @@ impl DiskCache {
             dirs,
             block_size,
             partial_only: cfg.partial_only,
+            large_writes: cfg.large_writes,
             pending: AtomicU64::new(0),
             max_pending: cfg.max_pending,
             stats,
@@ -540,6 +553,9 @@ impl DiskCache {
             return false;
         }
         let full = len >= self.block_size as usize;
+        if full && why == Admit::Written && !self.large_writes {
+            return false;
+        }
         !(self.partial_only && full && matches!(why, Admit::Sequential | Admit::Written))
     }
 
@@ -625,6 +641,7 @@ mod tests {
             capacity,
             free_ratio: 0.0,
             partial_only: false,
+            large_writes: true,
             max_pending: 64 << 20,
         }
     }
@@ -759,6 +776,12 @@ mod tests {
         assert!(c.admits(1000, Admit::Random));
         assert!(c.admits(999, Admit::Sequential));
         assert!(c.admits(1000, Admit::Warmup));
+        conf.partial_only = false;
+        conf.large_writes = false;
+        let c = DiskCache::open(&conf, "u", 1000);
+        assert!(!c.admits(1000, Admit::Written), "full written blocks: not by default");
+        assert!(c.admits(999, Admit::Written), "tails and small files: always");
+        assert!(c.admits(1000, Admit::Sequential));
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub struct Args {
     /// sequence.
     #[arg(long)]
     cache_partial_only: bool,
+    /// Also cache full blocks this mount writes (by default only partial ones: small files and
+    /// tails), for workloads that read back what they just wrote.
+    #[arg(long)]
+    cache_large_write: bool,
     /// Threads reading and serving FUSE requests (each serves one request at a time, on the
     /// thread that read it).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -110,6 +114,7 @@ fn disk_cache_config(a: &Args, storage: &str) -> Option<tidefs_chunk::DiskCacheC
         capacity: a.cache_size << 20,
         free_ratio: a.free_space_ratio,
         partial_only: a.cache_partial_only,
+        large_writes: a.cache_large_write,
         // blocks waiting to be written to the cache: 16 full blocks
         max_pending: 64 << 20,
     })
