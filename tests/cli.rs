@@ -115,6 +115,14 @@ fn mount_rejects_bad_input() {
         &["mount", &v.url, &mp, "--attr-cache=-1"],
         "invalid --attr-cache",
     );
+    fails(
+        &["mount", &v.url, &mp, "--max-downloads", "0"],
+        "0 is not in 1..=10000",
+    );
+    fails(
+        &["mount", &v.url, &mp, "--io-retry-secs", "soon"],
+        "invalid value 'soon'",
+    );
     let m = v.mount("m", &[]);
     fails(&["mount", &v.url, &mp], "already a mount point");
     drop(m);

@@ -779,8 +779,14 @@ mod tests {
         conf.partial_only = false;
         conf.large_writes = false;
         let c = DiskCache::open(&conf, "u", 1000);
-        assert!(!c.admits(1000, Admit::Written), "full written blocks: not by default");
-        assert!(c.admits(999, Admit::Written), "tails and small files: always");
+        assert!(
+            !c.admits(1000, Admit::Written),
+            "full written blocks: not by default"
+        );
+        assert!(
+            c.admits(999, Admit::Written),
+            "tails and small files: always"
+        );
         assert!(c.admits(1000, Admit::Sequential));
     }
 

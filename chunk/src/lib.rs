@@ -27,5 +27,5 @@ pub use local::{allow_inline_io, LocalDir};
 pub use s3::{parse_bucket_url, BucketUrl, S3Bucket, S3Config};
 pub use store::{
     open_bucket, open_bucket_with, Bucket, ChunkStore, Credentials, ObjectInfo, StoreConfig,
-    DEFAULT_PATIENCE,
+    DEFAULT_MAX_DOWNLOADS, DEFAULT_PATIENCE,
 };

@@ -40,7 +40,12 @@ pub struct ChunkStore {
     /// How long an object read or write keeps being tried while the store is unavailable
     /// (each try is the S3 client's own bounded retries).
     patience: std::time::Duration,
+    /// Object GETs in flight at once (`--max-downloads`).
+    downloads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Default of [`ChunkStore::with_max_downloads`] (JuiceFS's default too).
+pub const DEFAULT_MAX_DOWNLOADS: usize = 200;
 
 /// Default of [`ChunkStore::with_patience`]: an object store restart or a network outage of up
 /// to two minutes delays reads and writes instead of failing them.
@@ -188,7 +193,14 @@ impl ChunkStore {
             disk: None,
             sums: None,
             patience: DEFAULT_PATIENCE,
+            downloads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_DOWNLOADS)),
         }
+    }
+
+    /// This store with at most `n` object GETs in flight (at least 1).
+    pub fn with_max_downloads(mut self, n: usize) -> Self {
+        self.downloads = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
     }
 
     /// This store trying object reads and writes for `patience` while the store is
@@ -208,7 +220,16 @@ impl ChunkStore {
         let deadline = tokio::time::Instant::now() + self.patience;
         let mut pause = std::time::Duration::from_secs(1);
         loop {
-            match op().await {
+            let attempt = async {
+                if what == "read" {
+                    // a download slot for the GET (never closed, so acquiring cannot fail)
+                    let _slot = self.downloads.acquire().await.ok();
+                    op().await
+                } else {
+                    op().await
+                }
+            };
+            match attempt.await {
                 Err(e)
                     if e.kind() == ErrorKind::Unavailable
                         && tokio::time::Instant::now() + pause < deadline =>

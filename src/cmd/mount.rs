@@ -52,6 +52,10 @@ pub struct Args {
     /// `file` store, where more parallel writes to one disk only hold more memory).
     #[arg(long)]
     max_uploads: Option<usize>,
+    /// Object downloads (GETs) in flight at once.
+    #[arg(long, default_value_t = tidefs_chunk::DEFAULT_MAX_DOWNLOADS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_downloads: u32,
     /// How long object reads and writes keep being retried while the object store is
     /// unavailable (a restart, a network outage), seconds; after that they fail with EIO.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
@@ -378,7 +382,8 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
     let (meta, fmt) = rt.block_on(super::open_volume(&a.meta_url))?;
     let mut store = super::open_store(&fmt, a.mem_cache << 20)?
         .with_sums(crate::vfs::sums::MetaSums::new(meta.clone()))
-        .with_patience(Duration::from_secs(a.io_retry_secs));
+        .with_patience(Duration::from_secs(a.io_retry_secs))
+        .with_max_downloads(a.max_downloads as usize);
     if let Some(cfg) = disk_cache_config(&a, &fmt.storage) {
         let block_size = u32::try_from(fmt.block_size()).map_err(|_| "block size out of range")?;
         let disk = tidefs_chunk::DiskCache::open(&cfg, &fmt.uuid, block_size);
