@@ -964,8 +964,14 @@ impl Inner {
     /// Make sure the checksum table exists (volumes formatted by JuiceFS or an older tidefs
     /// lack it); checksums are kept and used only when it does.
     async fn ensure_sums_table(&self) {
-        let d = self.pool.dialect();
+        // look first: `CREATE TABLE IF NOT EXISTS` on an existing table makes PostgreSQL send a
+        // notice, which would show in every command's output
+        if self.has_sums_table().await {
+            self.sums_ok.store(true, Ordering::Relaxed);
+            return;
+        }
         if !self.read_only.load(Ordering::Relaxed) {
+            let d = self.pool.dialect();
             let made: Result<()> = read!(self, "checksum table", |c| {
                 q(dialect::sums_ddl(d))
                     .execute(c)
@@ -976,18 +982,23 @@ impl Inner {
                 tracing::debug!(error = %e, "cannot create the checksum table");
             }
         }
-        let there: Result<()> = read!(self, "checksum table", |c| {
+        let there = self.has_sums_table().await;
+        if !there {
+            tracing::info!(
+                "this volume has no checksum table: blocks written now are not checksummed"
+            );
+        }
+        self.sums_ok.store(there, Ordering::Relaxed);
+    }
+
+    async fn has_sums_table(&self) -> bool {
+        let r: Result<()> = read!(self, "checksum table", |c| {
             q("SELECT id FROM jfs_tidefs_sum WHERE id = 0")
                 .fetch_optional(c)
                 .await
                 .map_err(db("checksum table"))?;
         });
-        if there.is_err() {
-            tracing::info!(
-                "this volume has no checksum table: blocks written now are not checksummed"
-            );
-        }
-        self.sums_ok.store(there.is_ok(), Ordering::Relaxed);
+        r.is_ok()
     }
 
     fn writable(&self) -> Result<()> {
