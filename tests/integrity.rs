@@ -28,29 +28,34 @@ fn sums_rows(v: &Volume) -> u64 {
 fn corrupted_or_truncated_objects_read_as_eio_and_are_named_in_the_log() {
     let v = Volume::format("e2e-integrity", &["--trash-days", "0"]);
     let big = bytes(71, (4 << 20) + 300_000);
+    let cut = bytes(73, 300_000);
     let other = bytes(72, 200_000);
-    {
+    let keys_of = |m: &Mount, name: &str| -> Vec<PathBuf> {
+        let info = ok(tidefs(), &["info", &m.p(name).to_string_lossy()]);
+        info.lines()
+            .filter_map(|l| l.trim().strip_prefix("object "))
+            .map(|k| v.bucket.join(k))
+            .collect()
+    };
+    let (big_objs, cut_objs) = {
         let m = v.mount("w", &[]);
         fs::write(m.p("big"), &big).expect("write");
+        fs::write(m.p("cut"), &cut).expect("write");
         fs::write(m.p("other"), &other).expect("write");
-    }
-    assert!(sums_rows(&v) >= 2, "every slice has its checksums");
-    let objs = objects(&v);
-    let first = objs
+        (keys_of(&m, "big"), keys_of(&m, "cut"))
+    };
+    assert!(sums_rows(&v) >= 3, "every slice has its checksums");
+    // the store flips one byte 1 MiB into big's largest object (same size), and loses the end
+    // of cut's
+    let first = big_objs
         .iter()
-        .find(|p| p.to_string_lossy().ends_with("_0_4194304"))
-        .expect("big's first block")
+        .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("big's objects")
         .clone();
-    let tail = objs
-        .iter()
-        .find(|p| p.to_string_lossy().ends_with("_1_300000"))
-        .expect("big's second block")
-        .clone();
-    // the store flips one byte 1 MiB into the first block (same size), and loses the end of
-    // the second
     let mut raw = fs::read(&first).expect("object");
     raw[(1 << 20) + 17] ^= 0x01;
     fs::write(&first, &raw).expect("corrupt");
+    let tail = cut_objs.first().expect("cut's object").clone();
     let raw = fs::read(&tail).expect("object");
     fs::write(&tail, &raw[..raw.len() - 1000]).expect("truncate");
     sh("echo 3 > /proc/sys/vm/drop_caches");
@@ -58,10 +63,10 @@ fn corrupted_or_truncated_objects_read_as_eio_and_are_named_in_the_log() {
     let m = v.mount("r", &["--cache-size", "0"]);
     let err = fs::read(m.p("big")).expect_err("a corrupted file must not read");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    let mut f = fs::File::open(m.p("big")).expect("open");
+    let mut f = fs::File::open(m.p("cut")).expect("open");
     let mut buf = vec![0u8; 4096];
-    f.seek(SeekFrom::Start((4 << 20) + 10)).expect("seek");
-    let err = f.read_exact(&mut buf).expect_err("the cut block");
+    f.seek(SeekFrom::Start(200_000)).expect("seek");
+    let err = f.read_exact(&mut buf).expect_err("the cut object");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     assert_eq!(fs::read(m.p("other")).expect("other file"), other);
     let log = fs::read_to_string(&m.log).expect("log");
@@ -81,6 +86,7 @@ fn corrupted_or_truncated_objects_read_as_eio_and_are_named_in_the_log() {
     let m = v.mount("d", &[]);
     fs::remove_file(m.p("big")).expect("rm");
     fs::remove_file(m.p("other")).expect("rm");
+    fs::remove_file(m.p("cut")).expect("rm");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while sums_rows(&v) > 0 {
         assert!(
