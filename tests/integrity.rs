@@ -8,15 +8,6 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-/// The objects of the volume, sorted by key.
-fn objects(v: &Volume) -> Vec<PathBuf> {
-    let out = sh(&format!(
-        "find {} -type f | sort",
-        v.bucket.join(&v.name).join("chunks").display()
-    ));
-    out.lines().map(PathBuf::from).collect()
-}
-
 fn sums_rows(v: &Volume) -> u64 {
     v.sql("SELECT COUNT(*) FROM jfs_tidefs_sum")
         .trim()
