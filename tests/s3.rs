@@ -15,49 +15,12 @@ fn bucket() -> String {
 }
 
 fn keys() -> (String, String) {
-    (
-        std::env::var("TIDEFS_TEST_S3_ACCESS_KEY").expect("TIDEFS_TEST_S3_ACCESS_KEY"),
-        std::env::var("TIDEFS_TEST_S3_SECRET_KEY").expect("TIDEFS_TEST_S3_SECRET_KEY"),
-    )
+    s3_keys()
 }
 
-/// A volume name of its own in the shared bucket.
-fn unique_name(v: &Volume, what: &str) -> String {
-    let mut n = format!("{what}-{}", v.prefix);
-    n.truncate(63);
-    n
-}
-
-/// A volume on S3 formatted by tidefs (keys passed in the environment, as users should).
+/// A volume on S3 formatted by tidefs.
 fn s3_volume(what: &str, extra: &[&str]) -> Volume {
-    let mut v = Volume::new_unformatted(what);
-    v.name = unique_name(&v, what);
-    let (ak, sk) = keys();
-    let b = bucket();
-    let mut args = vec![
-        "format",
-        &v.url,
-        &v.name,
-        "--storage",
-        "s3",
-        "--bucket",
-        &b,
-        "--trash-days",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    let out = Command::new(tidefs())
-        .args(&args)
-        .env("ACCESS_KEY", &ak)
-        .env("SECRET_KEY", &sk)
-        .output()
-        .expect("run tidefs format");
-    assert!(
-        out.status.success(),
-        "format on S3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    v
+    s3_volume_at(what, &bucket(), extra)
 }
 
 #[test]
@@ -108,7 +71,7 @@ fn files_round_trip_through_s3_and_juicefs_reads_them() {
 #[test]
 fn tidefs_mounts_a_volume_juicefs_formatted_on_s3() {
     let mut v = Volume::new_unformatted("s3jf");
-    v.name = unique_name(&v, "s3jf");
+    v.name = unique_volume_name(&v, "s3jf");
     let (ak, sk) = keys();
     ok(
         &juicefs(),

@@ -212,43 +212,11 @@ fn serve(
 fn volume_behind(proxy: &Proxy, what: &str) -> Volume {
     let real = std::env::var("TIDEFS_TEST_S3").expect("TIDEFS_TEST_S3");
     let bucket = real.rsplit('/').next().expect("bucket name").to_string();
-    volume_at(what, &format!("http://127.0.0.1:{}/{bucket}", proxy.port))
-}
-
-/// A volume formatted by tidefs in the S3 bucket at `url` (keys from the environment).
-fn volume_at(what: &str, url: &str) -> Volume {
-    let mut v = Volume::new_unformatted(what);
-    let mut name = format!("{what}-{}", v.prefix);
-    name.truncate(63);
-    v.name = name;
-    let out = Command::new(tidefs())
-        .args([
-            "format",
-            &v.url,
-            &v.name,
-            "--storage",
-            "s3",
-            "--bucket",
-            url,
-            "--trash-days",
-            "0",
-        ])
-        .env(
-            "ACCESS_KEY",
-            std::env::var("TIDEFS_TEST_S3_ACCESS_KEY").expect("key"),
-        )
-        .env(
-            "SECRET_KEY",
-            std::env::var("TIDEFS_TEST_S3_SECRET_KEY").expect("key"),
-        )
-        .output()
-        .expect("format");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    v
+    s3_volume_at(
+        what,
+        &format!("http://127.0.0.1:{}/{bucket}", proxy.port),
+        &[],
+    )
 }
 
 fn upstream() -> String {
@@ -445,8 +413,9 @@ fn the_s3_server_restarted_under_a_workload_loses_nothing() {
 
 /// A volume on the S3 server itself (no proxy).
 fn s3_direct_volume(what: &str) -> Volume {
-    volume_at(
+    s3_volume_at(
         what,
         &std::env::var("TIDEFS_TEST_S3").expect("TIDEFS_TEST_S3"),
+        &[],
     )
 }

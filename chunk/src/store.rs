@@ -211,8 +211,15 @@ impl ChunkStore {
     }
 
     /// Run `op` on object `key` again while it fails as unavailable, for up to the patience,
-    /// with pauses growing from 1 s to 10 s.
-    async fn patiently<T, F, Fut>(&self, what: &str, key: &str, mut op: F) -> Result<T>
+    /// with pauses growing from 1 s to 10 s; each try holds one of `slots` when given (the
+    /// `--max-downloads` slots for GETs).
+    async fn patiently<T, F, Fut>(
+        &self,
+        what: &str,
+        key: &str,
+        slots: Option<&tokio::sync::Semaphore>,
+        mut op: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -220,16 +227,14 @@ impl ChunkStore {
         let deadline = tokio::time::Instant::now() + self.patience;
         let mut pause = std::time::Duration::from_secs(1);
         loop {
-            let attempt = async {
-                if what == "read" {
-                    // a download slot for the GET (never closed, so acquiring cannot fail)
-                    let _slot = self.downloads.acquire().await.ok();
-                    op().await
-                } else {
-                    op().await
-                }
+            // a download slot per try when asked (the semaphore is never closed)
+            let slot = match slots {
+                Some(sem) => sem.acquire().await.ok(),
+                None => None,
             };
-            match attempt.await {
+            let res = op().await;
+            drop(slot);
+            match res {
                 Err(e)
                     if e.kind() == ErrorKind::Unavailable
                         && tokio::time::Instant::now() + pause < deadline =>
@@ -386,7 +391,7 @@ impl ChunkStore {
             Compression::None => data.clone(),
             c => Bytes::from(c.compress(&data)?),
         };
-        self.patiently("upload", &key, || self.dir.put(&key, body.clone()))
+        self.patiently("upload", &key, None, || self.dir.put(&key, body.clone()))
             .await?;
         // written blocks are not kept in memory: most are not read back by this client, and
         // keeping them would grow the mount by the cache size on every large write; the disk
@@ -434,12 +439,12 @@ impl ChunkStore {
             match self.cfg.compression {
                 // the length is in the key: read exactly that, a shorter object is corrupt
                 Compression::None => {
-                    self.patiently("read", key, || self.dir.get_range(key, 0, len as usize))
+                    self.patiently("read", key, Some(&self.downloads), || self.dir.get_range(key, 0, len as usize))
                         .await
                 }
                 c => c
                     .decompress(
-                        &self.patiently("read", key, || self.dir.get(key)).await?,
+                        &self.patiently("read", key, Some(&self.downloads), || self.dir.get(key)).await?,
                         len as usize,
                     )
                     .map(Bytes::from)
@@ -506,7 +511,7 @@ impl ChunkStore {
                     end.div_ceil(seg).saturating_mul(seg).min(len),
                 );
                 let got = self
-                    .patiently("read", &key, || {
+                    .patiently("read", &key, Some(&self.downloads), || {
                         self.dir.get_range(&key, u64::from(s0), (e0 - s0) as usize)
                     })
                     .await?;
@@ -514,7 +519,7 @@ impl ChunkStore {
                 got.slice((off - s0) as usize..(end - s0) as usize)
             }
             None => {
-                self.patiently("read", &key, || {
+                self.patiently("read", &key, Some(&self.downloads), || {
                     self.dir
                         .get_range(&key, u64::from(off), (end - off) as usize)
                 })

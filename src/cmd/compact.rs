@@ -123,11 +123,7 @@ pub(super) async fn run(a: Args) -> CmdResult {
                 path.display()
             )
         })?;
-        let url = rec
-            .get("meta_url")
-            .and_then(|v| v.as_str())
-            .ok_or("the mount record has no meta URL")?
-            .to_string();
+        let url = super::info::record_meta_url(&rec)?;
         walk(&path, by_url.entry(url).or_default())?;
     }
     let started = Instant::now();

@@ -29,17 +29,22 @@ pub(super) fn find_mount(path: &Path) -> Option<(PathBuf, serde_json::Value)> {
     None
 }
 
+/// The metadata URL a mount recorded.
+pub(super) fn record_meta_url(rec: &serde_json::Value) -> CmdResult<String> {
+    Ok(rec
+        .get("meta_url")
+        .and_then(|v| v.as_str())
+        .ok_or("the mount record has no meta URL")?
+        .to_string())
+}
+
 pub(super) async fn run(a: Args) -> CmdResult {
     let path = std::fs::canonicalize(&a.path).map_err(|e| format!("{}: {e}", a.path.display()))?;
     let md = std::fs::symlink_metadata(&path)?;
     let rec = find_mount(&path);
     let url = match (&a.meta_url, &rec) {
         (Some(u), _) => u.clone(),
-        (None, Some((_, r))) => r
-            .get("meta_url")
-            .and_then(|v| v.as_str())
-            .ok_or("mount record has no meta URL")?
-            .to_string(),
+        (None, Some((_, r))) => record_meta_url(r)?,
         (None, None) => {
             return Err(format!(
                 "{} is not inside a tidefs mount: pass --meta-url",

@@ -438,3 +438,50 @@ pub fn as_nobody(script: &str) -> Output {
         ],
     )
 }
+
+/// A volume name of its own in a bucket other tests share.
+pub fn unique_volume_name(v: &Volume, what: &str) -> String {
+    let mut n = format!("{what}-{}", v.prefix);
+    n.truncate(63);
+    n
+}
+
+/// The S3 keys of the test server (`scripts/services.sh env`).
+pub fn s3_keys() -> (String, String) {
+    (
+        std::env::var("TIDEFS_TEST_S3_ACCESS_KEY").expect("TIDEFS_TEST_S3_ACCESS_KEY"),
+        std::env::var("TIDEFS_TEST_S3_SECRET_KEY").expect("TIDEFS_TEST_S3_SECRET_KEY"),
+    )
+}
+
+/// A volume formatted by tidefs in the S3 bucket at `url` under a name of its own (the keys
+/// passed in the environment, as users should), with extra format flags.
+pub fn s3_volume_at(what: &str, url: &str, extra: &[&str]) -> Volume {
+    let mut v = Volume::new_unformatted(what);
+    v.name = unique_volume_name(&v, what);
+    let (ak, sk) = s3_keys();
+    let mut args = vec![
+        "format",
+        &v.url,
+        &v.name,
+        "--storage",
+        "s3",
+        "--bucket",
+        url,
+        "--trash-days",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let out = Command::new(tidefs())
+        .args(&args)
+        .env("ACCESS_KEY", &ak)
+        .env("SECRET_KEY", &sk)
+        .output()
+        .expect("run tidefs format");
+    assert!(
+        out.status.success(),
+        "format on S3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
+}

@@ -3066,11 +3066,14 @@ impl Inner {
             let size: i64 = r.try_get(1).map_err(db("list unreferenced slices"))?;
             out.unreferenced.push((id as u64, size as u32));
         }
-        out.pending_files = q("SELECT inode FROM jfs_delfile")
-            .fetch_all(&mut c)
+        let counted = q("SELECT COUNT(*) FROM jfs_delfile")
+            .fetch_optional(&mut c)
             .await
-            .map_err(db("count pending deletions"))?
-            .len() as u64;
+            .map_err(db("count pending deletions"))?;
+        if let Some(r) = counted {
+            let n: i64 = r.try_get(0).map_err(db("count pending deletions"))?;
+            out.pending_files = n as u64;
+        }
         Ok(out)
     }
 
