@@ -5,6 +5,13 @@
 //! `{"op": "warmup", "mode": "fill"|"check"|"evict", "inodes": [...], "threads": N}`; the mount
 //! answers with `{"progress": REPORT}` lines (at most every 200 ms) and one final
 //! `{"done": REPORT}`, or `{"error": "..."}`. REPORT is [`crate::vfs::warm::WarmReport`] as JSON.
+//!
+//! `{"op": "flush"}` (from `tidefs umount --flush`) makes the mount wait, when it ends, until
+//! every block staged by `--writeback` is uploaded, and answers with `{"progress": STATE}` lines
+//! until nothing is staged, then `{"done": STATE}`; `{"op": "writeback"}` answers one
+//! `{"done": STATE}`. STATE is `{"writeback": bool, "staged_blocks", "staged_bytes",
+//! "uploaded", "failed_tries", "last_error"}`.
+//!
 //! Requests on one connection run one after another.
 
 use crate::vfs::warm::{WarmMode, WarmReport};
@@ -75,6 +82,26 @@ async fn serve_conn(conn: UnixStream, vfs: Arc<Vfs>) -> std::io::Result<()> {
                 continue;
             }
         };
+        match req.get("op").and_then(|v| v.as_str()) {
+            Some("flush") => {
+                vfs.drain_at_exit();
+                loop {
+                    let st = writeback_json(&vfs);
+                    if st["staged_blocks"].as_u64().unwrap_or(0) == 0 {
+                        send(&mut w, serde_json::json!({ "done": st })).await?;
+                        break;
+                    }
+                    send(&mut w, serde_json::json!({ "progress": st })).await?;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                continue;
+            }
+            Some("writeback") => {
+                send(&mut w, serde_json::json!({ "done": writeback_json(&vfs) })).await?;
+                continue;
+            }
+            _ => {}
+        }
         match parse_warmup(&req) {
             Ok((mode, inodes, threads)) => {
                 if !vfs.has_disk_cache() && mode != WarmMode::Evict {
@@ -111,9 +138,24 @@ async fn serve_conn(conn: UnixStream, vfs: Arc<Vfs>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The state of `--writeback` uploads as the protocol gives it.
+fn writeback_json(vfs: &Vfs) -> serde_json::Value {
+    match vfs.writeback_stats() {
+        Some(st) => serde_json::json!({
+            "writeback": true,
+            "staged_blocks": st.staged_blocks,
+            "staged_bytes": st.staged_bytes,
+            "uploaded": st.uploaded,
+            "failed_tries": st.failed_tries,
+            "last_error": st.last_error,
+        }),
+        None => serde_json::json!({ "writeback": false, "staged_blocks": 0, "staged_bytes": 0 }),
+    }
+}
+
 fn parse_warmup(req: &serde_json::Value) -> Result<(WarmMode, Vec<u64>, usize), String> {
     if req.get("op").and_then(|v| v.as_str()) != Some("warmup") {
-        return Err("unknown op (this mount knows: warmup)".into());
+        return Err("unknown op (this mount knows: warmup, flush, writeback)".into());
     }
     let mode = req
         .get("mode")

@@ -360,6 +360,77 @@ fn a_short_outage_is_ridden_out_and_a_long_one_fails_the_write_loudly() {
 }
 
 #[test]
+fn writeback_rides_out_a_dead_store_and_uploads_when_it_returns() {
+    let _one = serial();
+    let proxy = Proxy::start(upstream());
+    let v = volume_behind(&proxy, "s3wb");
+    let cache = v.dir.path().join("cache");
+    let cache_s = cache.to_string_lossy().into_owned();
+    let m = v.mount(
+        "a",
+        &[
+            "--writeback",
+            "--cache-dir",
+            &cache_s,
+            "--io-retry-secs",
+            "3",
+        ],
+    );
+    // the store goes away: writes are staged and acknowledged all the same
+    proxy.set(DOWN);
+    let files: Vec<(String, Vec<u8>)> = [(9usize << 20) + 5, 70_000, 1]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("f{i}"), bytes(200 + i as u64, *n)))
+        .collect();
+    for (name, d) in &files {
+        let mut f = fs::File::create(m.p(name)).expect("create");
+        f.write_all(d).expect("write to a staged mount");
+        f.sync_all().expect("fsync to a staged mount");
+    }
+    for (name, d) in &files {
+        assert_eq!(&fs::read(m.p(name)).expect("read staged"), d, "{name}");
+    }
+    // the flush waits while uploads fail, and ends once the store is back
+    let mp = m.path.to_string_lossy().into_owned();
+    let flusher = std::thread::spawn(move || {
+        Command::new(tidefs())
+            .args(["umount", "--flush", &mp])
+            .output()
+            .expect("umount --flush")
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        !flusher.is_finished(),
+        "the flush ended with the store down"
+    );
+    let staged = sh(&format!(
+        "find {} -path '*rawstaging*' -type f | wc -l",
+        cache.display()
+    ));
+    assert!(
+        staged.trim() != "0",
+        "nothing staged while the store is down"
+    );
+    proxy.set(PASS);
+    let out = flusher.join().expect("flusher");
+    assert!(
+        out.status.success(),
+        "umount --flush: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = fs::read_to_string(&m.log).expect("log");
+    assert!(log.contains("upload of a staged block failed"), "{log}");
+    drop(m);
+    let j = v.mount_juicefs("j");
+    for (name, d) in &files {
+        assert_eq!(&fs::read(j.p(name)).expect("juicefs read"), d, "{name}");
+    }
+    drop(j);
+    assert!(v.fsck().contains(" 0 problem(s)"));
+}
+
+#[test]
 fn the_s3_server_restarted_under_a_workload_loses_nothing() {
     let _one = serial();
     // no proxy: the real server goes down and comes back (scripts/services.sh restart s3)

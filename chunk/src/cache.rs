@@ -130,7 +130,7 @@ struct Space {
 }
 
 /// Length of the cache file of a block of `len` bytes.
-fn file_len(len: usize) -> u64 {
+pub(crate) fn file_len(len: usize) -> u64 {
     (len + 4 * len.div_ceil(SEGMENT)) as u64
 }
 
@@ -153,7 +153,7 @@ fn verify(data: &[u8], crcs: &[u8]) -> bool {
 }
 
 /// Expected block length from a cache file name `<id>_<indx>_<len>`.
-fn len_from_name(name: &str) -> Option<usize> {
+pub(crate) fn len_from_name(name: &str) -> Option<usize> {
     let mut it = name.rsplitn(2, '_');
     let len = it.next()?.parse().ok()?;
     let rest = it.next()?;
@@ -164,7 +164,7 @@ fn len_from_name(name: &str) -> Option<usize> {
 }
 
 /// (available, total) bytes of the file system holding `p`.
-fn disk_space(p: &Path) -> Option<(u64, u64)> {
+pub(crate) fn disk_space(p: &Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
     // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs for the call.
@@ -328,43 +328,12 @@ impl CacheDir {
 
     /// Write a block (under a temporary name, then renamed).
     fn write(&self, key: &str, data: &[u8]) -> std::io::Result<()> {
-        let path = self.path(key);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = path.with_file_name(format!(
-            "{name}.tmp.{}.{}",
-            std::process::id(),
-            self.tmp_seq.fetch_add(1, Ordering::Relaxed)
-        ));
-        let create = || {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-        };
-        let mut f = match create() {
-            Err(e) if e.kind() == IoKind::NotFound => {
-                if let Some(parent) = tmp.parent() {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(parent)?;
-                }
-                create()?
-            }
-            other => other?,
-        };
-        let res = f
-            .write_all(data)
-            .and_then(|_| f.write_all(&trailer(data)))
-            .and_then(|_| std::fs::rename(&tmp, &path));
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        res
+        write_block_file(
+            &self.path(key),
+            data,
+            self.tmp_seq.fetch_add(1, Ordering::Relaxed),
+            false,
+        )
     }
 
     /// Index what is on disk (run once at start, in the background): complete cache files of
@@ -409,8 +378,80 @@ impl CacheDir {
     }
 }
 
+/// Write `data` and its CRC32C trailer as the file `path`: under a temporary name
+/// `<name>.tmp.<pid>.<seq>` (mode 0600, parent directories made 0700), then renamed into place.
+/// When `durable`, the file and then its directory are fsynced, so the block survives a crash
+/// once this returns.
+pub(crate) fn write_block_file(
+    path: &Path,
+    data: &[u8],
+    seq: u64,
+    durable: bool,
+) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!("{name}.tmp.{}.{seq}", std::process::id()));
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+    };
+    let mut f = match create() {
+        Err(e) if e.kind() == IoKind::NotFound => {
+            if let Some(parent) = tmp.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)?;
+            }
+            create()?
+        }
+        other => other?,
+    };
+    let mut res = f.write_all(data).and_then(|_| f.write_all(&trailer(data)));
+    if durable {
+        res = res.and_then(|_| f.sync_data());
+    }
+    res = res.and_then(|_| std::fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return res;
+    }
+    if durable {
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+/// Read the whole file of a block of `len` bytes written by [`write_block_file`] and check it:
+/// None when it is missing, of the wrong length, or fails a checksum.
+pub(crate) fn read_block_file(path: &Path, len: usize) -> Option<Bytes> {
+    let f = std::fs::File::open(path).ok()?;
+    let want = file_len(len) as usize;
+    if f.metadata().ok()?.len() != want as u64 {
+        return None;
+    }
+    let mut buf = crate::pool::take(want);
+    match f.take(want as u64).read_to_end(&mut buf) {
+        Ok(n) if n == want && verify(&buf[..len], &buf[len..]) => {
+            buf.truncate(len);
+            Some(crate::pool::into_bytes(buf))
+        }
+        _ => {
+            crate::pool::give(buf);
+            None
+        }
+    }
+}
+
 /// The pid in a temporary file's name (`<key>.tmp.<pid>.<seq>`).
-fn tmp_writer(name: &str) -> Option<u32> {
+pub(crate) fn tmp_writer(name: &str) -> Option<u32> {
     let (_, rest) = name.split_once(".tmp.")?;
     rest.split('.').next()?.parse().ok()
 }
@@ -617,6 +658,31 @@ impl DiskCache {
                 }
             }
         }
+    }
+
+    /// Take the block file `from` (in the format of this cache, e.g. a staged block just
+    /// uploaded) into the cache as block `key` of `len` bytes by renaming it. False, with the
+    /// file left where it was, when the cache has it already or the rename fails (another
+    /// file system).
+    pub fn adopt(&self, key: &str, from: &Path, len: usize) -> bool {
+        let Some(d) = self.dir(key) else { return false };
+        if d.index.contains_key(key) {
+            return false;
+        }
+        let to = d.path(key);
+        if let Some(parent) = to.parent() {
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent);
+        }
+        if std::fs::rename(from, &to).is_err() {
+            return false;
+        }
+        d.index.insert(key.to_string(), file_len(len));
+        d.index.run_pending_tasks();
+        self.stats.stored.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Drop block `key` from the cache (its file too).

@@ -16,6 +16,7 @@ mod key;
 mod local;
 pub mod pool;
 mod s3;
+pub mod staging;
 mod store;
 pub mod sums;
 
@@ -25,7 +26,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use key::{block_key, block_lens, parse_block_key};
 pub use local::{allow_inline_io, LocalDir};
 pub use s3::{parse_bucket_url, BucketUrl, S3Bucket, S3Config};
+pub use staging::Staging;
 pub use store::{
     open_bucket, open_bucket_with, Bucket, ChunkStore, Credentials, ObjectInfo, StoreConfig,
-    DEFAULT_MAX_DOWNLOADS, DEFAULT_PATIENCE,
+    WritebackStats, DEFAULT_MAX_DOWNLOADS, DEFAULT_PATIENCE,
 };

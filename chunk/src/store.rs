@@ -6,6 +6,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::key::{block_key, block_lens};
 use crate::local::LocalDir;
 use crate::s3::{S3Bucket, S3Config};
+use crate::staging::{Finished, Staging};
 use crate::sums::{block_sums, first_bad_segment, SumSource, SUM_SEGMENT};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -42,6 +43,49 @@ pub struct ChunkStore {
     patience: std::time::Duration,
     /// Object GETs in flight at once (`--max-downloads`).
     downloads: Arc<tokio::sync::Semaphore>,
+    /// Staging and background upload of written blocks (`--writeback`).
+    writeback: Option<Arc<Writeback>>,
+}
+
+/// Blocks written to staging and uploaded in the background (`--writeback`).
+struct Writeback {
+    staging: Arc<Staging>,
+    queue: tokio::sync::mpsc::UnboundedSender<Queued>,
+    /// How long a staged block waits before its upload (`--upload-delay`).
+    delay: std::time::Duration,
+    uploaded: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
+    /// Staging refusals (full disk, write errors) since mount: those blocks went up at once.
+    refused: std::sync::atomic::AtomicU64,
+    /// Set by a flush: blocks are uploaded without waiting for their delay.
+    hurry: std::sync::atomic::AtomicBool,
+    hurried: tokio::sync::Notify,
+}
+
+/// A staged block waiting for its upload.
+struct Queued {
+    /// Object key.
+    key: String,
+    ready: tokio::time::Instant,
+}
+
+/// Pause before a failed upload of a staged block is tried again.
+const STAGED_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// State of the `--writeback` uploads of a mount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WritebackStats {
+    /// Blocks staged and not yet stored.
+    pub staged_blocks: u64,
+    /// Their bytes.
+    pub staged_bytes: u64,
+    /// Staged blocks uploaded since mount.
+    pub uploaded: u64,
+    /// Upload tries that failed since mount (each is tried again).
+    pub failed_tries: u64,
+    /// The last upload error, if the last try failed.
+    pub last_error: Option<String>,
 }
 
 /// Default of [`ChunkStore::with_max_downloads`] (JuiceFS's default too).
@@ -194,7 +238,229 @@ impl ChunkStore {
             sums: None,
             patience: DEFAULT_PATIENCE,
             downloads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_DOWNLOADS)),
+            writeback: None,
         }
+    }
+
+    /// This store writing blocks to `staging` and uploading them in the background, each
+    /// after `delay`, at most `max_uploads` at once; blocks a previous mount left staged are
+    /// found and queued. Call from inside the runtime, after [`ChunkStore::with_disk_cache`]
+    /// (uploaded blocks stay in the disk cache).
+    pub fn with_writeback(
+        mut self,
+        staging: Staging,
+        delay: std::time::Duration,
+        max_uploads: usize,
+    ) -> Self {
+        let staging = Arc::new(staging);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let wb = Arc::new(Writeback {
+            staging: staging.clone(),
+            queue: tx.clone(),
+            delay,
+            uploaded: Default::default(),
+            failed: Default::default(),
+            last_error: Default::default(),
+            refused: Default::default(),
+            hurry: Default::default(),
+            hurried: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(self.clone().run_uploads(wb.clone(), rx, max_uploads.max(1)));
+        let name = self.cfg.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let found = staging.scan();
+            if found.is_empty() {
+                return;
+            }
+            let bytes: usize = found.iter().map(|(_, l)| l).sum();
+            tracing::info!(
+                blocks = found.len(),
+                mib = bytes >> 20,
+                "uploading blocks an earlier mount left staged"
+            );
+            let now = tokio::time::Instant::now();
+            for (k, _) in found {
+                let _ = tx.send(Queued {
+                    key: format!("{name}/{k}"),
+                    ready: now,
+                });
+            }
+        });
+        self.writeback = Some(wb);
+        self
+    }
+
+    /// Upload staged blocks from now on without waiting for `--upload-delay` (a flush).
+    pub fn hurry_uploads(&self) {
+        if let Some(wb) = &self.writeback {
+            wb.hurry.store(true, std::sync::atomic::Ordering::Relaxed);
+            wb.hurried.notify_waiters();
+        }
+    }
+
+    /// State of the `--writeback` uploads, when on.
+    pub fn writeback_stats(&self) -> Option<WritebackStats> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let wb = self.writeback.as_ref()?;
+        let (staged_blocks, staged_bytes) = wb.staging.pending();
+        Some(WritebackStats {
+            staged_blocks,
+            staged_bytes,
+            uploaded: wb.uploaded.load(Relaxed),
+            failed_tries: wb.failed.load(Relaxed),
+            last_error: wb.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+    }
+
+    /// The uploader of staged blocks: takes them in queue order once their delay is over.
+    async fn run_uploads(
+        self,
+        wb: Arc<Writeback>,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+        max_uploads: usize,
+    ) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(max_uploads));
+        use std::sync::atomic::Ordering::Relaxed;
+        while let Some(q) = rx.recv().await {
+            if !wb.hurry.load(Relaxed) {
+                let hurried = wb.hurried.notified();
+                tokio::pin!(hurried);
+                hurried.as_mut().enable();
+                if !wb.hurry.load(Relaxed) {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(q.ready) => {}
+                        _ = hurried => {}
+                    }
+                }
+            }
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (this, wb) = (self.clone(), wb.clone());
+            tokio::spawn(async move {
+                this.upload_staged(&wb, q).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Upload one staged block; on failure it is queued again after a pause.
+    async fn upload_staged(&self, wb: &Arc<Writeback>, q: Queued) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ck = self.cache_key(&q.key).to_string();
+        let Some((path, len)) = wb.staging.begin(&ck) else {
+            return; // deleted, or uploaded already
+        };
+        let p = path.clone();
+        let data = tokio::task::spawn_blocking(move || crate::cache::read_block_file(&p, len))
+            .await
+            .ok()
+            .flatten();
+        let Some(data) = data else {
+            if wb.staging.forget(&ck) {
+                tracing::error!(file = %path.display(), object = %q.key, "a staged block cannot be read back (removed or corrupted on the cache disk): its data is lost; fsck will report the object missing");
+            }
+            return;
+        };
+        let body = match self.cfg.compression {
+            Compression::None => Ok(data.clone()),
+            c => c.compress(&data).map(Bytes::from),
+        };
+        let put = match body {
+            Ok(body) => {
+                self.patiently("upload", &q.key, None, || {
+                    self.dir.put(&q.key, body.clone())
+                })
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        drop(data);
+        match put {
+            Ok(()) => {
+                wb.uploaded.fetch_add(1, Relaxed);
+                if let Ok(mut last) = wb.last_error.lock() {
+                    *last = None;
+                }
+                match wb.staging.finish(&ck) {
+                    Some(Finished::Deleted(p)) => {
+                        let _ = tokio::fs::remove_file(&p).await;
+                        if let Err(e) = self.dir.delete(&q.key).await {
+                            tracing::warn!(object = %q.key, error = %e, "could not delete the object of a block deleted during its upload; gc will");
+                        }
+                    }
+                    Some(Finished::Done(p)) => {
+                        let disk = self.disk.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            let kept = disk.is_some_and(|d| d.adopt(&ck, &p, len));
+                            if !kept {
+                                let _ = std::fs::remove_file(&p);
+                            }
+                        })
+                        .await;
+                    }
+                    None => {}
+                }
+            }
+            Err(e) => {
+                wb.failed.fetch_add(1, Relaxed);
+                tracing::warn!(object = %q.key, error = %e, retry_in_s = STAGED_RETRY.as_secs(), "upload of a staged block failed; it stays staged and is tried again");
+                if let Ok(mut last) = wb.last_error.lock() {
+                    *last = Some(e.to_string());
+                }
+                if wb.staging.retry_later(&ck) {
+                    let queue = wb.queue.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(STAGED_RETRY).await;
+                        let _ = queue.send(Queued {
+                            ready: tokio::time::Instant::now(),
+                            ..q
+                        });
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stage block `key` for a background upload; false when staging refused it (the caller
+    /// uploads it now).
+    async fn stage(&self, wb: &Arc<Writeback>, key: &str, data: &Bytes) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (st, ck, d) = (
+            wb.staging.clone(),
+            self.cache_key(key).to_string(),
+            data.clone(),
+        );
+        match tokio::task::spawn_blocking(move || st.stage(&ck, &d)).await {
+            Ok(Ok(())) => {
+                let _ = wb.queue.send(Queued {
+                    key: key.to_string(),
+                    ready: tokio::time::Instant::now() + wb.delay,
+                });
+                true
+            }
+            Ok(Err(e)) => {
+                let n = wb.refused.fetch_add(1, Relaxed);
+                if n.is_power_of_two() || n == 0 {
+                    tracing::warn!(error = %e, refused = n + 1, "cannot stage a written block (cache disk full or failing?); uploading it now instead");
+                }
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A staged block, read from the staging area.
+    async fn read_staged(&self, key: &str, len: u32) -> Option<Bytes> {
+        let st = self.writeback.as_ref()?.staging.clone();
+        let ck = self.cache_key(key).to_string();
+        if !st.contains(&ck) {
+            return None;
+        }
+        tokio::task::spawn_blocking(move || st.read(&ck, len as usize))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// This store with at most `n` object GETs in flight (at least 1).
@@ -333,9 +599,12 @@ impl ChunkStore {
     /// Whether block `indx` of slice `id` is in the disk cache.
     pub fn is_disk_cached(&self, id: u64, indx: u32, len: u32) -> bool {
         let key = self.key(id, indx, len);
-        self.disk
-            .as_ref()
-            .is_some_and(|d| d.contains(self.cache_key(&key)))
+        let ck = self.cache_key(&key);
+        self.disk.as_ref().is_some_and(|d| d.contains(ck))
+            || self
+                .writeback
+                .as_ref()
+                .is_some_and(|w| w.staging.contains(ck))
     }
 
     /// Drop block `indx` of slice `id` from the disk cache (and memory).
@@ -387,6 +656,11 @@ impl ChunkStore {
             .map_err(|_| Error::new(ErrorKind::Config, "block larger than 4 GiB"))?;
         let key = self.key(id, indx, len);
         let sums = block_sums(&data);
+        if let Some(wb) = &self.writeback {
+            if self.stage(wb, &key, &data).await {
+                return Ok(sums);
+            }
+        }
         let body = match self.cfg.compression {
             Compression::None => data.clone(),
             c => Bytes::from(c.compress(&data)?),
@@ -425,6 +699,10 @@ impl ChunkStore {
     async fn fetch_block(&self, id: u64, indx: u32, len: u32, why: Admit) -> Result<Bytes> {
         let key = self.key(id, indx, len);
         if let Some(b) = self.read_disk_cache(&key, len).await {
+            return Ok(b);
+        }
+        // staged (--writeback) and not uploaded yet: its file becomes a cache file after upload
+        if let Some(b) = self.read_staged(&key, len).await {
             return Ok(b);
         }
         let data = self.fetch_from_store(id, indx, &key, len).await?;
@@ -502,6 +780,9 @@ impl ChunkStore {
                 return Ok(b);
             }
         }
+        if let Some(b) = self.read_staged(&key, len).await {
+            return Ok(b.slice(off as usize..end as usize));
+        }
         let part = match self.lookup_sums(id).await {
             Some(sums) => {
                 // whole checksum segments around the range, verified, then cut to it
@@ -547,6 +828,10 @@ impl ChunkStore {
         for (indx, len) in block_lens(size, self.cfg.block_size) {
             let key = self.key(id, indx, len);
             self.evict_block(id, indx, len).await;
+            if let Some(wb) = &self.writeback {
+                let (st, ck) = (wb.staging.clone(), self.cache_key(&key).to_string());
+                let _ = tokio::task::spawn_blocking(move || st.discard(&ck)).await;
+            }
             self.dir.delete(&key).await?;
         }
         Ok(())

@@ -87,6 +87,17 @@ pub struct Args {
     /// tails), for workloads that read back what they just wrote.
     #[arg(long)]
     cache_large_write: bool,
+    /// Write back: written blocks are stored durably in the cache directory
+    /// (<dir>/<volume UUID>/rawstaging), their slices committed at once, and uploaded in the
+    /// background. Blocks still staged at unmount or after a crash are uploaded by the next
+    /// mount with the same cache directory; `tidefs umount --flush` waits for them instead.
+    /// Until then other clients cannot read them.
+    #[arg(long)]
+    writeback: bool,
+    /// With --writeback, how long a staged block waits before its upload (e.g. 30, 30s, 5m,
+    /// 1h): files deleted sooner are never uploaded. `tidefs umount --flush` does not wait it.
+    #[arg(long, default_value = "0", value_parser = parse_delay, value_name = "DURATION")]
+    upload_delay: Duration,
     /// Threads reading and serving FUSE requests (each serves one request at a time, on the
     /// thread that read it).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -102,17 +113,53 @@ impl Args {
     }
 }
 
+/// A duration of `--upload-delay`: seconds, or a number with `s`, `m`, `h` or `d`.
+fn parse_delay(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let (num, unit) = match v.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let mult = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?}: use s, m, h or d (e.g. 30s, 5m)"
+            ))
+        }
+    };
+    match num.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 && n * mult < 1e9 => {
+            Ok(Duration::from_secs_f64(n * mult))
+        }
+        _ => Err(format!(
+            "{v:?} is not a duration: give e.g. 30, 30s, 5m or 1h"
+        )),
+    }
+}
+
+/// The cache directories of the flags (default for object stores: /var/tidefsCache as root,
+/// else ~/.tidefs/cache; none for the `file` store unless given).
+fn cache_dirs(a: &Args, storage: &str) -> Option<Vec<PathBuf>> {
+    match &a.cache_dir {
+        Some(d) => Some(d.split(':').map(PathBuf::from).collect()),
+        None if storage == "file" => None,
+        None if is_root() => Some(vec![PathBuf::from("/var/tidefsCache")]),
+        None => Some(vec![
+            PathBuf::from(std::env::var_os("HOME")?).join(".tidefs/cache")
+        ]),
+    }
+}
+
 /// The disk cache asked for by the flags, if any.
 fn disk_cache_config(a: &Args, storage: &str) -> Option<tidefs_chunk::DiskCacheConfig> {
     if a.cache_size == 0 {
         return None;
     }
-    let dirs: Vec<PathBuf> = match &a.cache_dir {
-        Some(d) => d.split(':').map(PathBuf::from).collect(),
-        None if storage == "file" => return None,
-        None if is_root() => vec![PathBuf::from("/var/tidefsCache")],
-        None => vec![PathBuf::from(std::env::var_os("HOME")?).join(".tidefs/cache")],
-    };
+    let dirs = cache_dirs(a, storage)?;
     Some(tidefs_chunk::DiskCacheConfig {
         dirs,
         capacity: a.cache_size << 20,
@@ -390,6 +437,27 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         tracing::info!(dirs = ?disk.roots(), size_mib = a.cache_size, "disk cache");
         store = store.with_disk_cache(disk);
     }
+    if a.writeback && !a.read_only {
+        let dirs = cache_dirs(&a, &fmt.storage)
+            .ok_or("--writeback stages blocks in a cache directory: give --cache-dir")?;
+        let staging = tidefs_chunk::Staging::open(&dirs, &fmt.uuid, a.free_space_ratio);
+        if !staging.enabled() {
+            return Err(format!(
+                "--writeback: no usable staging directory under {} (see the warnings above)",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            )
+            .into());
+        }
+        tracing::info!(dirs = ?staging.roots(), delay_s = a.upload_delay.as_secs_f64(), "writeback: blocks are staged, then uploaded");
+        let uploads = a
+            .max_uploads
+            .unwrap_or(crate::vfs::writer::DEFAULT_MAX_UPLOADS);
+        let _in_runtime = rt.enter();
+        store = store.with_writeback(staging, a.upload_delay, uploads);
+    }
     meta.set_heartbeat(Duration::from_secs_f64(a.heartbeat));
     if a.read_only {
         meta.set_read_only(true);
@@ -488,6 +556,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
     tracing::info!(volume = %fmt.name, mountpoint = %mountpoint.display(), "mounted");
     let served = session.run();
     let flushed = rt.block_on(vfs.flush_all());
+    rt.block_on(vfs.drain_staging());
     let closed = rt.block_on(meta.close_session());
     let _ = std::fs::remove_file(&rtf);
     let _ = std::fs::remove_file(&sock);

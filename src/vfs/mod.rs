@@ -232,6 +232,8 @@ pub struct Vfs {
     seen: parking_lot::Mutex<HashMap<Ino, (tidefs_meta::Timestamp, u64)>>,
     /// Signalled whenever a lock is released through this mount (wakes local waiters).
     lock_released: tokio::sync::Notify,
+    /// Wait for staged uploads when the mount ends (`umount --flush` asked).
+    drain_at_exit: std::sync::atomic::AtomicBool,
     /// Lock requests waiting, by (inode, owner); set to give up.
     lock_waiters: parking_lot::Mutex<HashMap<(Ino, u64), Arc<std::sync::atomic::AtomicBool>>>,
     /// Entries read ahead for programs that look up many names of one directory.
@@ -277,6 +279,7 @@ impl Vfs {
             files: parking_lot::Mutex::new(HashMap::new()),
             seen: parking_lot::Mutex::new(HashMap::new()),
             lock_released: tokio::sync::Notify::new(),
+            drain_at_exit: std::sync::atomic::AtomicBool::new(false),
             lock_waiters: parking_lot::Mutex::new(HashMap::new()),
             ahead: ahead::Lookahead::new(ahead_ttl),
             page_life: ahead_ttl.max(Duration::from_secs(1)),
@@ -1057,6 +1060,41 @@ impl Vfs {
         let res = self.meta.removexattr(ctx, ino, name).await;
         self.ahead.forget_ino(ino);
         Ok(res?)
+    }
+
+    /// State of the `--writeback` uploads, when on.
+    pub fn writeback_stats(&self) -> Option<tidefs_chunk::WritebackStats> {
+        self.store.writeback_stats()
+    }
+
+    /// Ask that this mount, when it ends, waits until every staged block is uploaded
+    /// (`tidefs umount --flush`).
+    pub fn drain_at_exit(&self) {
+        self.drain_at_exit
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.store.hurry_uploads();
+    }
+
+    /// Wait, at the end of the mount, until staged blocks are uploaded if that was asked for.
+    /// Logs progress every 10 s.
+    pub async fn drain_staging(&self) {
+        if !self
+            .drain_at_exit
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let mut last_log = std::time::Instant::now();
+        while let Some(st) = self.store.writeback_stats() {
+            if st.staged_blocks == 0 {
+                break;
+            }
+            if last_log.elapsed() >= Duration::from_secs(10) {
+                tracing::info!(blocks = st.staged_blocks, mib = st.staged_bytes >> 20, last_error = ?st.last_error, "waiting for staged blocks to upload before exit");
+                last_log = std::time::Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Commit every buffered write (at unmount).
