@@ -9,7 +9,8 @@
 //! `{"op": "flush"}` (from `tidefs umount --flush`) makes the mount wait, when it ends, until
 //! every block staged by `--writeback` is uploaded, and answers with `{"progress": STATE}` lines
 //! until nothing is staged, then `{"done": STATE}`; `{"op": "writeback"}` answers one
-//! `{"done": STATE}`. STATE is `{"writeback": bool, "staged_blocks", "staged_bytes",
+//! `{"done": STATE}`; `{"op": "stats"}` answers the mount's buffer, readahead, disk-cache and
+//! writeback counters in one `{"done": {...}}`. STATE is `{"writeback": bool, "staged_blocks", "staged_bytes",
 //! "uploaded", "failed_tries", "last_error"}`.
 //!
 //! Requests on one connection run one after another.
@@ -96,6 +97,12 @@ async fn serve_conn(conn: UnixStream, vfs: Arc<Vfs>) -> std::io::Result<()> {
                 }
                 continue;
             }
+            Some("stats") => {
+                let mut st = vfs.read_stats();
+                st["writeback"] = writeback_json(&vfs);
+                send(&mut w, serde_json::json!({ "done": st })).await?;
+                continue;
+            }
             Some("writeback") => {
                 send(&mut w, serde_json::json!({ "done": writeback_json(&vfs) })).await?;
                 continue;
@@ -155,7 +162,7 @@ fn writeback_json(vfs: &Vfs) -> serde_json::Value {
 
 fn parse_warmup(req: &serde_json::Value) -> Result<(WarmMode, Vec<u64>, usize), String> {
     if req.get("op").and_then(|v| v.as_str()) != Some("warmup") {
-        return Err("unknown op (this mount knows: warmup, flush, writeback)".into());
+        return Err("unknown op (this mount knows: warmup, flush, writeback, stats)".into());
     }
     let mode = req
         .get("mode")

@@ -9,6 +9,7 @@ mod ahead;
 pub mod compact;
 pub mod error;
 mod locks;
+mod readahead;
 mod reader;
 pub mod sums;
 pub mod warm;
@@ -104,14 +105,10 @@ impl ReadCache {
     }
 }
 
-/// Distance from the read frontier within which a read counts as sequential (the kernel's
-/// readahead window is 4 MiB by default).
-const SEQ_WINDOW: u64 = 8 << 20;
-
 struct Handle {
     ino: Ino,
-    /// Furthest end of any read so far, to tell sequential from random reads.
-    read_frontier: AtomicU64,
+    /// Readahead window of this handle.
+    ahead: readahead::Window,
     /// A directory handle's last page of stored entries: the kernel asks for a few dozen
     /// entries per request, the engine answers a page of hundreds or thousands in one query,
     /// and the rest of the page serves the requests that follow.
@@ -223,6 +220,8 @@ pub struct Vfs {
     format: Format,
     cfg: VfsConfig,
     budget: Arc<BufferBudget>,
+    /// Readahead of sequential readers, within the budget.
+    readahead: Arc<readahead::ReadAhead>,
     next_fh: AtomicU64,
     handles: parking_lot::Mutex<HashMap<u64, Arc<Handle>>>,
     /// Open files of this mount.
@@ -261,6 +260,11 @@ impl Vfs {
     /// A filesystem over an opened, loaded volume.
     pub fn new(meta: Arc<dyn Meta>, store: ChunkStore, format: Format, cfg: VfsConfig) -> Self {
         let budget = BufferBudget::new(cfg.buffer_size, cfg.max_uploads);
+        let readahead = readahead::ReadAhead::new(
+            budget.clone(),
+            store.config().mem_cache_bytes,
+            store.block_size(),
+        );
         let ahead_ttl = cfg.attr_ttl.min(cfg.entry_ttl).min(cfg.dir_entry_ttl);
         let compactor = Arc::new(compact::Compactor::new(
             meta.clone(),
@@ -273,6 +277,7 @@ impl Vfs {
             store,
             format,
             cfg,
+            readahead,
             budget,
             next_fh: AtomicU64::new(1),
             handles: parking_lot::Mutex::new(HashMap::new()),
@@ -299,6 +304,34 @@ impl Vfs {
     /// The metadata engine.
     pub fn meta(&self) -> &Arc<dyn Meta> {
         &self.meta
+    }
+
+    /// Readahead and buffer counters, as JSON (for the control channel's `stats`).
+    pub fn read_stats(&self) -> serde_json::Value {
+        let ra = &self.readahead;
+        let disk = self.store.disk_cache().map(|d| {
+            let s = d.stats();
+            serde_json::json!({
+                "hits": s.hits.load(Ordering::Relaxed),
+                "misses": s.misses.load(Ordering::Relaxed),
+                "stored": s.stored.load(Ordering::Relaxed),
+                "corrupt": s.corrupt.load(Ordering::Relaxed),
+                "failed_writes": s.failed_writes.load(Ordering::Relaxed),
+                "skipped": s.skipped.load(Ordering::Relaxed),
+                "used_bytes": d.used_bytes(),
+            })
+        });
+        serde_json::json!({
+            "buffer_used_bytes": self.budget.used(),
+            "buffer_limit_bytes": self.cfg.buffer_size,
+            "readahead": {
+                "max_window_blocks": ra.max_window(),
+                "inflight_bytes": ra.inflight_bytes(),
+                "started": ra.stats.started.load(Ordering::Relaxed),
+                "refused": ra.stats.refused.load(Ordering::Relaxed),
+            },
+            "disk_cache": disk,
+        })
     }
 
     /// Bytes in write buffers now.
@@ -443,7 +476,7 @@ impl Vfs {
             fh,
             Arc::new(Handle {
                 ino,
-                read_frontier: AtomicU64::new(0),
+                ahead: readahead::Window::default(),
                 dir_page: parking_lot::Mutex::new(DirPage::default()),
             }),
         );
@@ -898,13 +931,18 @@ impl Vfs {
             return Ok(bytes::Bytes::new());
         }
         let n = u64::from(size).min(length - off);
-        // The kernel's readahead sends several reads at once and FUSE threads serve them in any
-        // order, so "starts where the last one ended" misses most sequential reads: a read near
-        // the furthest point read so far counts as sequential.
-        let frontier = h.read_frontier.fetch_max(off + n, Ordering::Relaxed);
-        let sequential =
-            off == 0 || (off <= frontier + SEQ_WINDOW && off + n + SEQ_WINDOW >= frontier);
-        match reader::read(self, &self.store, h.ino, off, n as usize, sequential).await {
+        // Sequential: the read continues one of the handle's recent runs (near its end, in
+        // any order, as the kernel's readahead sends them) that started at offset 0 or has
+        // read 512 KiB; see `readahead`.
+        let sequential = h.ahead.is_sequential(off, n);
+        let ahead = if sequential {
+            let bs = u64::from(self.store.block_size().max(1));
+            Some((&h.ahead, self.readahead.sequential(&h.ahead, off / bs)))
+        } else {
+            self.readahead.random(&h.ahead);
+            None
+        };
+        match reader::read(self, &self.store, h.ino, off, n as usize, ahead).await {
             // A truncate or overwrite (here or on another client) can free the slices this read
             // resolved while it runs: read once more with fresh metadata. An object still
             // missing then is missing data, and stays an error.
@@ -916,7 +954,7 @@ impl Vfs {
                     return Ok(bytes::Bytes::new());
                 }
                 let n = u64::from(size).min(length - off);
-                reader::read(self, &self.store, h.ino, off, n as usize, false).await
+                reader::read(self, &self.store, h.ino, off, n as usize, None).await
             }
             other => other,
         }

@@ -1,17 +1,14 @@
 //! Reads: file range -> chunks -> resolved slice runs -> block windows.
 //!
-//! Sequential reads fetch whole blocks (kept in the block cache) and prefetch the next block of
-//! the slice; small random reads of uncompressed blocks use ranged reads and leave the cache alone.
+//! Sequential reads fetch whole blocks (kept in the block cache) and prefetch the blocks after
+//! them within the reader's window (see `readahead`); small random reads of uncompressed blocks
+//! use ranged reads and leave the cache alone.
 
 use super::error::Result;
 use bytes::Bytes;
 use futures::future::try_join_all;
 use tidefs_chunk::ChunkStore;
 use tidefs_meta::{Ino, CHUNK_SIZE};
-
-/// Blocks loaded ahead of a sequential reader (6 x 4 MiB by default: enough to keep the store
-/// busy while the kernel consumes one block, well inside the memory cache).
-const PREFETCH_BLOCKS: u32 = 6;
 
 /// A piece of the output filled from one slice: `len` bytes at `out_off` from slice offset `soff`.
 struct Piece {
@@ -22,15 +19,18 @@ struct Piece {
     len: usize,
 }
 
-/// Read `n` bytes of `ino` at `off` (the caller has clipped the range to the file length).
+/// Read `n` bytes of `ino` at `off` (the caller has clipped the range to the file length);
+/// `ahead` is the reader's readahead window and its size in blocks when the read is part of a
+/// sequential run.
 pub(crate) async fn read(
     vfs: &super::Vfs,
     store: &ChunkStore,
     ino: Ino,
     off: u64,
     n: usize,
-    sequential: bool,
+    ahead: Option<(&super::readahead::Window, u32)>,
 ) -> Result<Bytes> {
+    let sequential = ahead.is_some();
     let mut pieces = Vec::new();
     let mut at = off;
     let end = off + n as u64;
@@ -87,10 +87,9 @@ pub(crate) async fn read(
                 tidefs_chunk::Admit::Random
             };
             let block = store.read_block_for(id, bindx, blen, why).await?;
-            if sequential {
-                for ahead in 1..=PREFETCH_BLOCKS {
-                    prefetch(store, id, size, bindx + ahead, bs);
-                }
+            if let Some((w, blocks)) = ahead {
+                vfs.readahead
+                    .prefetch(w, store, id, size, bindx + 1, blocks);
             }
             block.slice(boff as usize..(boff + take) as usize)
         } else {
@@ -108,19 +107,4 @@ pub(crate) async fn read(
         out[o..o + data.len()].copy_from_slice(&data);
     }
     Ok(Bytes::from(out))
-}
-
-/// Start loading block `bindx` of slice `id` into the cache if the slice has one.
-fn prefetch(store: &ChunkStore, id: u64, size: u32, bindx: u32, bs: u64) {
-    let start = u64::from(bindx) * bs;
-    if start >= u64::from(size) || store.is_cached(id, bindx) {
-        return;
-    }
-    let blen = (u64::from(size) - start).min(bs) as u32;
-    let store = store.clone();
-    tokio::spawn(async move {
-        if let Err(e) = store.read_block(id, bindx, blen).await {
-            tracing::debug!(slice = id, block = bindx, error = %e, "prefetch failed");
-        }
-    });
 }

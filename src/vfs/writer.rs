@@ -66,6 +66,22 @@ impl BufferBudget {
     fn over(&self) -> bool {
         self.used.load(Ordering::Relaxed) > self.limit
     }
+    /// Take `n` bytes for a read buffer if the budget stays within `1/div` of its limit.
+    pub(crate) fn try_take(&self, n: usize, div: u64) -> bool {
+        let cap = self.limit / div.max(1);
+        let before = self.used.fetch_add(n as u64, Ordering::Relaxed);
+        if before + n as u64 <= cap {
+            return true;
+        }
+        self.sub(n);
+        false
+    }
+
+    /// Give back bytes of [`BufferBudget::try_take`].
+    pub(crate) fn give_back(&self, n: usize) {
+        self.sub(n);
+    }
+
     /// Bytes in use now.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
