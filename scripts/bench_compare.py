@@ -111,7 +111,7 @@ class Target:
             return
         subprocess.run(f"{self.juicefs} destroy --yes '{self.db}' {uuid}", shell=True, capture_output=True)
 
-    def mount(self):
+    def mount(self, extra=""):
         log = f"{self.work}/mount.log"
         if self.name == "local":
             return
@@ -119,11 +119,11 @@ class Target:
             sh(f"bindfs {self.work}/backing {self.mnt}")
             return
         if self.name == "tidefs":
-            sh(f"{self.tidefs} mount -d '{self.db}' {self.mnt} --log {log} {self.cache_args()}")
+            sh(f"{self.tidefs} mount -d '{self.db}' {self.mnt} --log {log} {self.cache_args()} {extra}")
         else:
-            sh(f"{self.juicefs} mount -d --log {log} {self.cache_args()} '{self.db}' {self.mnt}")
+            sh(f"{self.juicefs} mount -d --log {log} {self.cache_args()} {extra} '{self.db}' {self.mnt}")
 
-    def umount(self):
+    def umount(self, flush=False):
         if self.name == "local":
             return
         # the mount process ends here: keep its high-water mark for the whole-run RSS row
@@ -131,10 +131,11 @@ class Target:
         if self.name == "bindfs":
             sh(f"fusermount3 -u {self.mnt}")
             return
+        opt = "--flush" if flush else ""
         if self.name == "tidefs":
-            sh(f"{self.tidefs} umount {self.mnt}")
+            sh(f"{self.tidefs} umount {opt} {self.mnt}")
         else:
-            sh(f"{self.juicefs} umount {self.mnt}")
+            sh(f"{self.juicefs} umount {opt} {self.mnt}")
         for _ in range(200):
             if not os.path.ismount(self.mnt):
                 return
@@ -250,6 +251,15 @@ def s3_rows(t, a, add):
     add(f"seq read cold {a.size_mib} MiB (MiB/s){sfx}", who, seq_read(t, a.size_mib))
     t.umount(); drop_caches(); t.mount()
     add(f"seq read from disk cache {a.size_mib} MiB (MiB/s){sfx}", who, seq_read(t, a.size_mib))
+    os.remove(f"{t.mnt}/big")
+    # writeback: the write is acknowledged once its blocks are staged on the cache disk; the
+    # second row counts until `umount --flush` has uploaded them all
+    t.umount(); t.mount("--writeback")
+    t0 = time.monotonic()
+    add(f"seq write {a.size_mib} MiB --writeback (MiB/s){sfx}", who, seq_write(t, a.size_mib))
+    t.umount(flush=True)
+    add(f"seq write {a.size_mib} MiB --writeback incl. umount --flush (MiB/s){sfx}", who, a.size_mib / (time.monotonic() - t0))
+    t.mount()
     os.remove(f"{t.mnt}/big")
     if shutil.which("fio") and a.fio:
         sh(f"dd if=/dev/urandom of={t.mnt}/fio.dat bs=1M count=256 conv=fsync status=none")
