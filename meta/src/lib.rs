@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod format;
+pub mod kv;
 pub mod perm;
 pub mod slice;
 pub mod sql;
@@ -263,6 +264,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn Meta>> {
     match parsed.scheme.as_str() {
         "sqlite3" | "sqlite" => Ok(Arc::new(sql::SqlMeta::open_sqlite(&parsed).await?)),
         "mysql" | "postgres" | "postgresql" => Ok(Arc::new(sql::SqlMeta::open_server(url).await?)),
+        "memkv" => Ok(Arc::new(kv::KvMeta::new(
+            kv::mem::MemKv::named(&parsed.rest),
+            kv::keys::Keys::new(""),
+            format!("memkv://{}", parsed.rest),
+        ))),
         "tikv" | "redis" | "rediss" => Err(Error::config(format!(
             "the {} metadata engine is not supported by this tidefs build yet; use sqlite3://, mysql:// or postgres://",
             parsed.scheme

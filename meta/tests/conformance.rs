@@ -47,8 +47,7 @@ async fn open_fresh(url: &str) -> (Arc<dyn Meta>, Volume) {
     (meta, guard)
 }
 
-/// A table prefix no other case or run uses.
-#[allow(dead_code)]
+/// A table prefix (or store name) no other case or run uses.
 fn unique_prefix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
@@ -81,6 +80,18 @@ mod sqlite {
         guard.server = None;
         guard._dir = Some(dir);
         (meta, guard)
+    }
+
+    tidefs_meta::conformance_suite!(fixture);
+}
+
+/// The in-memory KV engine (`memkv://`), the reference of the KV family: a store of its own per
+/// case, emptied when the case ends.
+mod memkv {
+    use super::*;
+
+    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+        open_fresh(&format!("memkv://{}", unique_prefix())).await
     }
 
     tidefs_meta::conformance_suite!(fixture);

@@ -125,7 +125,7 @@ pub(crate) fn apply(mine: &[Rec], req: PosixLock) -> Vec<Rec> {
     merged
 }
 
-fn wire(r: Rec) -> PosixLock {
+pub(crate) fn wire(r: Rec) -> PosixLock {
     PosixLock {
         kind: if r.kind == REC_WRITE {
             LockKind::Write

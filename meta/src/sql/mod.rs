@@ -161,7 +161,7 @@ macro_rules! locked {
     };
 }
 
-mod locks;
+pub(crate) mod locks;
 
 async fn backoff(attempt: u32) {
     let base = 1u64 << attempt.min(7); // up to 128 ms
