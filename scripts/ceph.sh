@@ -15,6 +15,11 @@
 # Everything lives under $CEPH_DIR (default /var/tmp/tidefs-services/ceph): config, keyring,
 # monitor and OSD data, logs, sockets. The settings a one-OSD cluster needs are explained in
 # ../shared/SERVICES.md of the project brief; each one was a failure without it.
+#
+# The OSD's sparse block file never shrinks (BlueStore reuses freed space inside it but does not
+# give it back to the host file system), so it is capped at 16 GiB: enough for the live data of
+# the tests and benchmarks, and a bound on what it takes from the disk that also holds the
+# clients' caches (whose free-space floor it would otherwise eat into).
 set -euo pipefail
 
 CEPH_DIR=${CEPH_DIR:-/var/tmp/tidefs-services/ceph}
@@ -80,7 +85,7 @@ mon data = $C/mon/\$cluster-\$id
 osd data = $C/osd/\$cluster-\$id
 osd objectstore = bluestore
 bluestore block path = $C/osd/block-\$id
-bluestore block size = 34359738368
+bluestore block size = 17179869184
 bluestore block create = true
 osd memory target = 1073741824
 rgw gc obj min wait = 10
