@@ -1,5 +1,5 @@
 //! Micro-benchmarks of hot paths that need no kernel or server: slice resolution, record codecs,
-//! block keys, metadata operations on an SQLite volume, a block read from the memory cache. Run with `make bench` (`cargo bench`). Side-by-side numbers against juicefs come
+//! block keys, metadata operations on SQLite and memkv volumes (and memkv under contention), a block read from the memory cache. Run with `make bench` (`cargo bench`). Side-by-side numbers against juicefs come
 //! from `scripts/bench_compare.py`, not from here.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -51,16 +51,29 @@ fn keys(c: &mut Criterion) {
     });
 }
 
-/// create + lookup + getattr of one file per iteration on a temporary SQLite volume: the
-/// metadata engine's cost per operation without the kernel round trip.
+/// create + lookup + getattr of one file per iteration on a temporary SQLite volume and on
+/// memkv: each engine's cost per operation without the kernel round trip.
 fn metadata(c: &mut Criterion) {
-    use tidefs_meta::{Ctx, FileType, Format, ROOT_INODE};
-    let (Ok(rt), Ok(dir)) = (tokio::runtime::Runtime::new(), tempfile::tempdir()) else {
+    let Ok(dir) = tempfile::tempdir() else {
         return;
     };
-    let url = format!("sqlite3://{}/meta.db", dir.path().display());
+    let sqlite = format!("sqlite3://{}/meta.db", dir.path().display());
+    for (group, url) in [
+        ("meta_sqlite", sqlite.as_str()),
+        ("meta_memkv", "memkv://bench"),
+    ] {
+        engine_ops(c, group, url);
+    }
+    contended(c);
+}
+
+fn engine_ops(c: &mut Criterion, group: &str, url: &str) {
+    use tidefs_meta::{Ctx, FileType, Format, ROOT_INODE};
+    let Ok(rt) = tokio::runtime::Runtime::new() else {
+        return;
+    };
     let Ok(meta) = rt.block_on(async {
-        let m = tidefs_meta::open(&url).await?;
+        let m = tidefs_meta::open(url).await?;
         m.init(&Format::new("bench", "file", "/unused/"), false)
             .await?;
         m.load().await?;
@@ -69,7 +82,7 @@ fn metadata(c: &mut Criterion) {
         return;
     };
     let ctx = Ctx::root();
-    let mut g = c.benchmark_group("meta_sqlite");
+    let mut g = c.benchmark_group(group);
     let mut n = 0u64;
     g.bench_function("create", |b| {
         b.iter(|| {
@@ -95,6 +108,76 @@ fn metadata(c: &mut Criterion) {
         b.iter(|| rt.block_on(meta.getattr(black_box(ROOT_INODE))))
     });
     g.finish();
+}
+
+/// Creates in one directory by 2 clients (two engines over one memkv store) x 4 tasks each,
+/// 8 creates per iteration; prints the conflict restarts per 1 000 transactions at the end.
+fn contended(c: &mut Criterion) {
+    use std::sync::Arc;
+    use tidefs_meta::kv::{keys::Keys, mem::MemKv, KvMeta};
+    use tidefs_meta::{Ctx, FileType, Format, Meta, ROOT_INODE};
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+    else {
+        return;
+    };
+    let store = Arc::new(MemKv::new());
+    let clients: Vec<Arc<KvMeta>> = (0..2)
+        .map(|_| Arc::new(KvMeta::new(store.clone(), Keys::new("b"), "memkv".into())))
+        .collect();
+    let ready = rt.block_on(async {
+        clients[0]
+            .init(&Format::new("bench", "file", "/unused/"), false)
+            .await?;
+        for m in &clients {
+            m.load().await?;
+        }
+        Ok::<_, tidefs_meta::Error>(())
+    });
+    if ready.is_err() {
+        return;
+    }
+    let ctx = Ctx::root();
+    let mut n = 0u64;
+    c.bench_function("meta_memkv/contended_create_2x4", |b| {
+        b.iter(|| {
+            n += 1;
+            rt.block_on(async {
+                let mut jobs = Vec::new();
+                for (ci, m) in clients.iter().enumerate() {
+                    for t in 0..4 {
+                        let (m, ctx) = (m.clone(), ctx.clone());
+                        let name = format!("n{n}-c{ci}-t{t}");
+                        jobs.push(tokio::spawn(async move {
+                            m.mknod(
+                                &ctx,
+                                ROOT_INODE,
+                                name.as_bytes(),
+                                FileType::File,
+                                0o644,
+                                0,
+                                0,
+                                b"",
+                            )
+                            .await
+                        }));
+                    }
+                }
+                for j in jobs {
+                    let _ = j.await;
+                }
+            })
+        })
+    });
+    let (txns, restarts) = clients.iter().fold((0, 0), |(t, r), m| {
+        let s = m.txn_stats();
+        (t + s.txns, r + s.restarts)
+    });
+    eprintln!(
+        "meta_memkv/contended_create_2x4: {restarts} restarts in {txns} transactions ({:.1} per 1 000)",
+        restarts as f64 * 1000.0 / txns.max(1) as f64
+    );
 }
 
 /// A 4 MiB block read that the memory cache answers.

@@ -419,8 +419,14 @@ fn writeback_rides_out_a_dead_store_and_uploads_when_it_returns() {
         "umount --flush: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // the uploads met the outage (retried by the S3 client, and by the uploader when those
+    // retries ran out first: which one depends on timing)
     let log = fs::read_to_string(&m.log).expect("log");
-    assert!(log.contains("upload of a staged block failed"), "{log}");
+    assert!(
+        log.contains("upload of a staged block failed")
+            || log.contains("object store request failed"),
+        "{log}"
+    );
     drop(m);
     let j = v.mount_juicefs("j");
     for (name, d) in &files {

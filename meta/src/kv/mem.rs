@@ -93,6 +93,15 @@ impl MemKv {
         self.conflicts.load(Ordering::Relaxed)
     }
 
+    /// Every live pair in key order (tests, debugging).
+    pub fn snapshot(&self) -> Vec<Pair> {
+        lock(&self.state)
+            .data
+            .iter()
+            .filter_map(|(k, v)| v.value.as_ref().map(|val| (k.clone(), val.clone())))
+            .collect()
+    }
+
     /// Number of live keys (tests).
     pub fn len(&self) -> usize {
         lock(&self.state)
