@@ -212,6 +212,28 @@ pub trait Meta: Send + Sync {
 
     /// Every chunk of every file (for fsck).
     async fn list_chunks(&self) -> Result<Vec<ChunkSlices>>;
+    /// A page of the volume's chunks for scans of a whole volume in bounded memory (gc, fsck):
+    /// up to about `limit` chunks after `cursor` (empty: from the start), in an order of the
+    /// engine's choosing, and the cursor of the next page (None: that was the last). Engines
+    /// override the default, which reads every chunk.
+    async fn chunks_page(
+        &self,
+        cursor: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<ChunkSlices>, Option<Vec<u8>>)> {
+        let skip = cursor
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0) as usize;
+        let all = self.list_chunks().await?;
+        let page: Vec<ChunkSlices> = all.iter().skip(skip).take(limit.max(1)).cloned().collect();
+        let next = skip + page.len();
+        Ok((
+            page,
+            (next < all.len()).then(|| (next as u64).to_be_bytes().to_vec()),
+        ))
+    }
     /// Replace the records `old`, which must still open the slice list of chunk `indx` of
     /// `ino`, with `new` (records showing the same bytes, written by compaction); records
     /// appended meanwhile stay after them. The replaced slices lose a reference each (set aside

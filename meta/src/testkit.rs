@@ -27,7 +27,7 @@ macro_rules! conformance_suite {
             fallocate_modes, readdir_pages_with_cursor, unlinked_open_file_lives_until_close,
             setgid_directory, sticky_directory, permission_checks, read_only_refuses_writes,
             setattr_times_and_owner, check_clean_after_operations, statfs_counts, slice_ids_unique,
-            compact_chunk_swaps_its_prefix, slice_checksums_kept_with_slices);
+            compact_chunk_swaps_its_prefix, slice_checksums_kept_with_slices, chunks_page_walks_every_chunk);
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
         $(
@@ -1178,4 +1178,50 @@ pub async fn slice_checksums_kept_with_slices(m: Arc<dyn Meta>) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(gone, "checksums of a removed file's slice are still there");
+}
+
+/// Paging through the volume's chunks (as gc and fsck do) meets every chunk once.
+pub async fn chunks_page_walks_every_chunk(m: Arc<dyn Meta>) {
+    let ctx = Ctx::root();
+    for f in 0..3u32 {
+        let ino = mkfile(&m, &ctx, ROOT_INODE, &format!("paged{f}")).await.ino;
+        for indx in 0..=f {
+            let id = m.new_slice_id().await.expect("slice id");
+            let s = Slice {
+                pos: 0,
+                id,
+                size: 100,
+                off: 0,
+                len: 100,
+            };
+            m.write_slice(ino, indx, s, Timestamp::now())
+                .await
+                .expect("write");
+        }
+    }
+    let mut all: Vec<(u64, u32)> = m
+        .list_chunks()
+        .await
+        .expect("list")
+        .iter()
+        .map(|c| (c.ino, c.indx))
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all.len(), 6);
+    let mut paged = Vec::new();
+    let mut cursor = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (page, next) = m.chunks_page(&cursor, 2).await.expect("page");
+        assert!(page.len() <= 2, "a page holds at most its limit");
+        paged.extend(page.iter().map(|c| (c.ino, c.indx)));
+        pages += 1;
+        assert!(pages < 20, "paging does not end");
+        match next {
+            Some(n) => cursor = n,
+            None => break,
+        }
+    }
+    paged.sort_unstable();
+    assert_eq!(paged, all, "every chunk once");
 }

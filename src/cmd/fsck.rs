@@ -28,32 +28,42 @@ pub(super) async fn run(a: Args) -> CmdResult {
     let compressed = !matches!(fmt.compression.as_str(), "" | "none");
     let mut seen = HashSet::new();
     let mut objects = 0u64;
-    for ch in meta.list_chunks().await? {
-        for s in ch.slices.iter().filter(|s| s.id != 0) {
-            if !seen.insert(s.id) {
-                continue;
-            }
-            for (b, len) in tidefs_chunk::block_lens(s.size, bs) {
-                let key = store.key(s.id, b, len);
-                objects += 1;
-                match store.object_size(&key).await? {
-                    None => problems.push(tidefs_meta::Problem {
-                        what: format!(
-                            "inode {} chunk {}: object {key} is missing",
-                            ch.ino, ch.indx
-                        ),
-                        repaired: false,
-                    }),
-                    Some(n) if !compressed && n != u64::from(len) => {
-                        problems.push(tidefs_meta::Problem {
+    // the chunks a page at a time: memory for the scan stays bounded by the page
+    let mut cursor = Vec::new();
+    let mut pages = true;
+    while pages {
+        let (page, next) = meta.chunks_page(&cursor, 1000).await?;
+        match next {
+            Some(n) => cursor = n,
+            None => pages = false,
+        }
+        for ch in page {
+            for s in ch.slices.iter().filter(|s| s.id != 0) {
+                if !seen.insert(s.id) {
+                    continue;
+                }
+                for (b, len) in tidefs_chunk::block_lens(s.size, bs) {
+                    let key = store.key(s.id, b, len);
+                    objects += 1;
+                    match store.object_size(&key).await? {
+                        None => problems.push(tidefs_meta::Problem {
                             what: format!(
-                                "inode {} chunk {}: object {key} is {n} bytes, expected {len}",
+                                "inode {} chunk {}: object {key} is missing",
                                 ch.ino, ch.indx
                             ),
                             repaired: false,
-                        })
+                        }),
+                        Some(n) if !compressed && n != u64::from(len) => {
+                            problems.push(tidefs_meta::Problem {
+                                what: format!(
+                                    "inode {} chunk {}: object {key} is {n} bytes, expected {len}",
+                                    ch.ino, ch.indx
+                                ),
+                                repaired: false,
+                            })
+                        }
+                        Some(_) => {}
                     }
-                    Some(_) => {}
                 }
             }
         }

@@ -56,6 +56,9 @@ impl std::fmt::Display for Tally {
     }
 }
 
+/// Chunks read per page of the volume scan.
+const PAGE: usize = 1000;
+
 pub(super) async fn run(a: Args) -> CmdResult {
     let (meta, fmt) = super::open_volume(&a.meta_url).await?;
     let store = super::open_store(&fmt, 1 << 20)?;
@@ -76,13 +79,20 @@ pub(super) async fn run(a: Args) -> CmdResult {
     }
     if a.compact {
         super::install_slice_deleter(&*meta, &store);
-        let chunks: Vec<(tidefs_meta::Ino, u32)> = meta
-            .list_chunks()
-            .await?
-            .into_iter()
-            .filter(|c| c.slices.len() > 1)
-            .map(|c| (c.ino, c.indx))
-            .collect();
+        let mut chunks: Vec<(tidefs_meta::Ino, u32)> = Vec::new();
+        let mut cursor = Vec::new();
+        loop {
+            let (page, next) = meta.chunks_page(&cursor, PAGE).await?;
+            chunks.extend(
+                page.into_iter()
+                    .filter(|c| c.slices.len() > 1)
+                    .map(|c| (c.ino, c.indx)),
+            );
+            match next {
+                Some(n) => cursor = n,
+                None => break,
+            }
+        }
         let bar = indicatif::ProgressBar::new(chunks.len() as u64);
         let t = super::compact::compact_all(
             meta.clone(),
@@ -98,11 +108,19 @@ pub(super) async fn run(a: Args) -> CmdResult {
     // every slice something still refers to, with its size
     let mut held: HashMap<u64, u32> = HashMap::new();
     let mut in_files = 0u64;
-    for ch in meta.list_chunks().await? {
-        for s in ch.slices.iter().filter(|s| s.id != 0) {
-            if held.insert(s.id, s.size).is_none() {
-                in_files += 1;
+    let mut cursor = Vec::new();
+    loop {
+        let (page, next) = meta.chunks_page(&cursor, PAGE).await?;
+        for ch in page {
+            for s in ch.slices.iter().filter(|s| s.id != 0) {
+                if held.insert(s.id, s.size).is_none() {
+                    in_files += 1;
+                }
             }
+        }
+        match next {
+            Some(n) => cursor = n,
+            None => break,
         }
     }
     let left = meta.leftovers().await?;

@@ -2135,6 +2135,56 @@ impl Inner {
         })
     }
 
+    /// A page of chunks in key order of the inode range: the cursor is the key to go on from.
+    async fn chunks_page(
+        &self,
+        cursor: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<ChunkSlices>, Option<Vec<u8>>)> {
+        let a = self.keys.kind(b"A");
+        let plen = a.len();
+        let end = prefix_end(&a);
+        let start = if cursor.is_empty() {
+            a.clone()
+        } else {
+            cursor.to_vec()
+        };
+        let limit = limit.clamp(1, 100_000);
+        kv_read!(self, "list chunks", |tx| {
+            let mut out = Vec::new();
+            let mut from = start.clone();
+            let mut next = None;
+            loop {
+                let batch = tx.t.scan(&from, &end, SCAN_BATCH).await?;
+                let n = batch.len();
+                for (k, v) in batch {
+                    from = k.clone();
+                    from.push(0);
+                    if k.len() == plen + 13 && k[plen + 8] == b'C' {
+                        let mut ix = [0u8; 4];
+                        ix.copy_from_slice(&k[plen + 9..]);
+                        out.push(ChunkSlices {
+                            ino: le64(&k[plen..plen + 8]).unwrap_or(0),
+                            indx: u32::from_be_bytes(ix),
+                            slices: slice::decode_all(&v)?,
+                        });
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+                if out.len() >= limit {
+                    next = Some(from.clone());
+                    break;
+                }
+                if n < SCAN_BATCH {
+                    break;
+                }
+            }
+            (out, next)
+        })
+    }
+
     async fn compact_chunk(
         &self,
         ino: Ino,
@@ -2722,6 +2772,13 @@ impl Meta for KvMeta {
         sums: &[Vec<u8>],
     ) -> Result<bool> {
         self.inner.compact_chunk(ino, indx, old, new, sums).await
+    }
+    async fn chunks_page(
+        &self,
+        cursor: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<ChunkSlices>, Option<Vec<u8>>)> {
+        self.inner.chunks_page(cursor, limit).await
     }
     async fn leftovers(&self) -> Result<Leftovers> {
         self.inner.leftovers().await

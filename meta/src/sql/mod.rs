@@ -3534,6 +3534,57 @@ impl Meta for SqlMeta {
     async fn list_chunks(&self) -> Result<Vec<ChunkSlices>> {
         again("list chunks", || self.inner.list_chunks()).await
     }
+    async fn chunks_page(
+        &self,
+        cursor: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<ChunkSlices>, Option<Vec<u8>>)> {
+        // the cursor is the last (inode, index) of the previous page, big-endian
+        let (ino, indx) = match cursor.len() {
+            12 => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&cursor[..8]);
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&cursor[8..]);
+                (
+                    u64::from_be_bytes(a) as i64,
+                    i64::from(u32::from_be_bytes(b)),
+                )
+            }
+            _ => (-1, -1),
+        };
+        let limit = limit.clamp(1, 100_000);
+        let page = again("list chunks", || async {
+            let mut c = self.inner.conn().await?;
+            let rows = q("SELECT inode, indx, slices FROM jfs_chunk WHERE inode > ? OR (inode = ? AND indx > ?) ORDER BY inode, indx LIMIT ?")
+                .bind(ino)
+                .bind(ino)
+                .bind(indx)
+                .bind(limit as i64)
+                .fetch_all(&mut c)
+                .await
+                .map_err(db("list chunks"))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ChunkSlices {
+                        ino: r.try_get::<i64>(0).map_err(db("list chunks"))? as u64,
+                        indx: r.try_get::<i64>(1).map_err(db("list chunks"))? as u32,
+                        slices: slice::decode_all(&r.try_get::<Vec<u8>>(2).map_err(db("list chunks"))?)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await?;
+        let next = match page.last() {
+            Some(last) if page.len() == limit => {
+                let mut c = last.ino.to_be_bytes().to_vec();
+                c.extend_from_slice(&last.indx.to_be_bytes());
+                Some(c)
+            }
+            _ => None,
+        };
+        Ok((page, next))
+    }
     async fn leftovers(&self) -> Result<Leftovers> {
         again("list leftovers", || self.inner.leftovers()).await
     }
