@@ -118,6 +118,7 @@ fn contended(c: &mut Criterion) {
     use tidefs_meta::{Ctx, FileType, Format, Meta, ROOT_INODE};
     let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
+        .enable_all()
         .build()
     else {
         return;

@@ -7,6 +7,7 @@ fn main() {
         ("TIDEFS_TEST_MYSQL", "tidefs_test_mysql"),
         ("TIDEFS_TEST_POSTGRES", "tidefs_test_postgres"),
         ("TIDEFS_TEST_S3", "tidefs_test_s3"),
+        ("TIDEFS_TEST_TIKV", "tidefs_test_tikv"),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         println!("cargo::rerun-if-env-changed={var}");

@@ -291,8 +291,15 @@ pub async fn open(url: &str) -> Result<Arc<dyn Meta>> {
             kv::keys::Keys::new(""),
             format!("memkv://{}", parsed.rest),
         ))),
-        "tikv" | "redis" | "rediss" => Err(Error::config(format!(
-            "the {} metadata engine is not supported by this tidefs build yet; use sqlite3://, mysql:// or postgres://",
+        "tikv" => {
+            let u = kv::tikv::TikvUrl::parse(&parsed.rest)?;
+            let store = Arc::new(kv::tikv::TikvStore::connect(&u).await?);
+            let keys = kv::keys::Keys::new(&u.volume);
+            let shown = format!("tikv://{}/{}", u.pd.join(","), u.volume);
+            Ok(Arc::new(kv::KvMeta::new(store, keys, shown)))
+        }
+        "redis" | "rediss" => Err(Error::config(format!(
+            "the {} metadata engine is not supported by this tidefs build yet; use sqlite3://, mysql://, postgres:// or tikv://",
             parsed.scheme
         ))),
         other => Err(Error::config(format!(

@@ -97,6 +97,45 @@ mod memkv {
     tidefs_meta::conformance_suite!(fixture);
 }
 
+/// TiKV through the real `tikv-client`, against the protocol-level stand-in (a test double,
+/// not TiKV): a stand-in of its own per case.
+mod tikv_standin {
+    use super::*;
+
+    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+        let (_standin, addr) = ::tikv_standin::StandIn::start("127.0.0.1:0")
+            .await
+            .expect("stand-in");
+        let (meta, mut guard) = open_fresh(&format!("tikv://{addr}/case")).await;
+        // the stand-in's memory goes with its server task
+        guard.server = None;
+        (meta, guard)
+    }
+
+    tidefs_meta::conformance_suite!(fixture);
+}
+
+/// A real TiKV cluster, when `TIDEFS_TEST_TIKV=pd-host:port` is set (a volume name of its own
+/// per case, its keys removed at the end).
+#[cfg(tidefs_test_tikv)]
+mod tikv_real {
+    use super::*;
+
+    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+        let pd = std::env::var("TIDEFS_TEST_TIKV").expect("TIDEFS_TEST_TIKV");
+        open_fresh(&format!("tikv://{pd}/{}", unique_prefix())).await
+    }
+
+    tidefs_meta::conformance_suite!(fixture);
+}
+
+/// Without `TIDEFS_TEST_TIKV` the real-cluster tier does not run: reported as ignored, never as
+/// passed.
+#[cfg(not(tidefs_test_tikv))]
+#[test]
+#[ignore = "TIDEFS_TEST_TIKV is not set: the conformance suite did not run against a real TiKV cluster (only against the stand-in)"]
+fn real_tikv_cluster_not_configured() {}
+
 #[cfg(tidefs_test_mysql)]
 mod mysql {
     use super::*;

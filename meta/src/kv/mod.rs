@@ -14,6 +14,7 @@
 pub mod keys;
 pub mod mem;
 pub mod store;
+pub mod tikv;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
@@ -999,6 +1000,9 @@ impl Inner {
         }
         self.purge_delayed(now.sec - i64::from(days) * 86400)
             .await?;
+        if let Err(e) = self.store.maintain().await {
+            tracing::warn!(error = %e, "store upkeep (GC safe point) failed; will retry");
+        }
         Ok(done)
     }
 

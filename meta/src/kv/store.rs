@@ -51,4 +51,9 @@ pub trait KvStore: Send + Sync {
     async fn begin(&self) -> Result<Box<dyn KvTxn>>;
     /// Delete every key in `[start, end)`, outside any transaction (destroying a volume).
     async fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()>;
+    /// Periodic upkeep of the store, run by a mount's cleanup job (TiKV: advance the GC safe
+    /// point, so old MVCC versions are dropped).
+    async fn maintain(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -11,7 +11,7 @@ mod db;
 mod dialect;
 mod pool;
 mod schema;
-mod url;
+pub(crate) mod url;
 
 pub(crate) use db::DbError;
 pub use schema::SQLITE_DDL;

@@ -71,7 +71,7 @@ fn bad(url: &str, what: impl std::fmt::Display) -> Error {
 
 /// Go-style durations as JuiceFS takes them: `300ms`, `30s`, `5m`, `1h`, `1h30m`; a bare number
 /// is seconds.
-fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     if let Ok(n) = s.parse::<u64>() {
         return Some(Duration::from_secs(n));
     }
