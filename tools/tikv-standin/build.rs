@@ -1,10 +1,42 @@
 // The stand-in's gRPC servers are generated from the `.proto` files the `tikv-client` crate
 // ships (so both sides speak the same messages), compiled by protox (no system protoc).
-// `cargo metadata` says where that crate's sources are.
+// The crate's sources are found in cargo's registry (the version pinned in Cargo.lock), or
+// else through `cargo metadata`.
 
 use std::path::PathBuf;
 
+/// `<cargo home>/registry/src/<index>/tikv-client-<version>/proto` for the locked version.
+fn from_registry() -> Option<PathBuf> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").ok()?).join("../..");
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).ok()?;
+    let mut lines = lock.lines();
+    let mut version = None;
+    while let Some(l) = lines.next() {
+        if l.trim() == "name = \"tikv-client\"" {
+            version = lines
+                .next()
+                .and_then(|v| v.trim().strip_prefix("version = \""))
+                .map(|v| v.trim_end_matches('"').to_string());
+            break;
+        }
+    }
+    let version = version?;
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))?;
+    for index in std::fs::read_dir(home.join("registry/src")).ok()?.flatten() {
+        let dir = index.path().join(format!("tikv-client-{version}/proto"));
+        if dir.join("tikvpb.proto").exists() {
+            return Some(dir);
+        }
+    }
+    None
+}
+
 fn tikv_client_protos() -> Result<PathBuf, Box<dyn std::error::Error>> {
+    if let Some(dir) = from_registry() {
+        return Ok(dir);
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../Cargo.toml");
     let out = std::process::Command::new(cargo)
