@@ -1,6 +1,7 @@
 //! The KV engine's layout against JuiceFS CE's: after a known sequence of operations the store
 //! holds exactly the keys JuiceFS would write to TiKV for it (`../shared/FORMAT.md` section 5),
-//! and the same sequence on memkv and on SQLite leaves the same tree.
+//! and the same sequence on memkv, SQLite and TiKV (the stand-in, through the real client)
+//! leaves the same tree.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -253,15 +254,21 @@ async fn busy_sequence(m: &Arc<dyn Meta>) {
         .expect("rename dir");
 }
 
-#[tokio::test]
-async fn the_same_operations_leave_the_same_tree_on_memkv_and_sqlite() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_operations_leave_the_same_tree_on_memkv_sqlite_and_the_tikv_standin() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sqlite = tidefs_meta::open(&format!("sqlite3://{}/meta.db", dir.path().display()))
         .await
         .expect("sqlite");
     let memkv = tidefs_meta::open("memkv://same-tree").await.expect("memkv");
+    let (_standin, addr) = tikv_standin::StandIn::start("127.0.0.1:0")
+        .await
+        .expect("stand-in");
+    let tikv = tidefs_meta::open(&format!("tikv://{addr}/same-tree"))
+        .await
+        .expect("tikv stand-in");
     let mut trees = Vec::new();
-    for m in [sqlite, memkv] {
+    for m in [sqlite, memkv, tikv] {
         m.init(&testkit::test_format(), false)
             .await
             .expect("format");
@@ -272,4 +279,5 @@ async fn the_same_operations_leave_the_same_tree_on_memkv_and_sqlite() {
     }
     assert!(trees[0].len() > 20, "{:?}", trees[0]);
     assert_eq!(trees[0], trees[1], "sqlite vs memkv");
+    assert_eq!(trees[0], trees[2], "sqlite vs the tikv stand-in");
 }

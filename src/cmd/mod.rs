@@ -98,9 +98,10 @@ fn block_on<F: std::future::Future<Output = CmdResult>>(f: F) -> CmdResult {
 fn init_tracing(verbose: u8, file: Option<&std::path::Path>) -> CmdResult<()> {
     use tracing_subscriber::EnvFilter;
     // fuser logs its own housekeeping at warn (e.g. a second unmount attempt after
-    // `tidefs umount` already detached the mount); keep it at error unless asked
+    // `tidefs umount` already detached the mount); keep it at error unless asked. tikv-client
+    // logs every connection at info: keep it at warn.
     let default = match verbose {
-        0 => "info,fuser=error",
+        0 => "info,fuser=error,tikv_client=warn",
         1 => "debug",
         _ => "trace",
     };
