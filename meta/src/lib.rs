@@ -15,6 +15,7 @@ pub mod error;
 pub mod format;
 pub mod kv;
 pub mod perm;
+mod rules;
 pub mod slice;
 pub mod sql;
 pub mod testkit;

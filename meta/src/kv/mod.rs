@@ -19,6 +19,10 @@ pub mod tikv;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
+use crate::rules::{
+    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, decode_delayed,
+    lock_poisoned, new_dir_attr, new_mode_and_gid, xattr_name, zero_records, Fix,
+};
 use crate::slice::{self, Slice};
 use crate::sql::locks::{apply as plock_apply, conflict as plock_conflict};
 use crate::sql::locks::{decode as plock_decode, encode as plock_encode, wire as plock_wire};
@@ -156,104 +160,6 @@ macro_rules! kv_read {
             }
         }
     }};
-}
-
-async fn backoff(attempt: u32) {
-    // up to ~64 ms, with a jitter of up to the same again
-    let base = 1u64 << attempt.min(6);
-    let jitter = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0),
-    ) % (base * 1000);
-    tokio::time::sleep(Duration::from_micros(base * 500 + jitter)).await;
-}
-
-fn lock_poisoned() -> Error {
-    Error::new(ErrorKind::Engine, "internal lock poisoned")
-}
-
-fn check_name(name: &[u8]) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::not_found("empty name"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(Error::new(
-            ErrorKind::NameTooLong,
-            format!("name is {} bytes, longer than {MAX_NAME_LEN}", name.len()),
-        ));
-    }
-    if name.contains(&b'/') || name.contains(&0) {
-        return Err(Error::invalid("name contains '/' or NUL"));
-    }
-    Ok(())
-}
-
-fn xattr_name(name: &[u8]) -> Result<&[u8]> {
-    if name.len() > 255 {
-        return Err(Error::new(
-            ErrorKind::Range,
-            "attribute name longer than 255 bytes",
-        ));
-    }
-    std::str::from_utf8(name).map_err(|_| Error::invalid("attribute name is not UTF-8"))?;
-    Ok(name)
-}
-
-fn align4k(len: u64) -> i64 {
-    (len.div_ceil(4096) * 4096) as i64
-}
-
-fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> Attr {
-    Attr {
-        ino,
-        typ: FileType::Dir,
-        mode,
-        uid: 0,
-        gid: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-        nlink: 2,
-        length: DIR_LENGTH,
-        rdev: 0,
-        parent,
-        flags: 0,
-    }
-}
-
-fn zero_records(start: u64, end: u64) -> Vec<(u32, Slice)> {
-    let mut out = Vec::new();
-    let mut off = start;
-    while off < end {
-        let indx = off / CHUNK_SIZE;
-        let pos = off % CHUNK_SIZE;
-        let stop = end.min((indx + 1) * CHUNK_SIZE);
-        out.push((indx as u32, Slice::zeros(pos as u32, (stop - off) as u32)));
-        off = stop;
-    }
-    out
-}
-
-/// The slices of a delayed-slices value: big-endian (id u64, size u32) pairs.
-fn decode_delayed(buf: &[u8]) -> Result<Vec<(u64, u32)>> {
-    if !buf.len().is_multiple_of(12) {
-        return Err(Error::corrupt(format!(
-            "delayed slice record of {} bytes is not a multiple of 12",
-            buf.len()
-        )));
-    }
-    Ok(buf
-        .chunks_exact(12)
-        .map(|b| {
-            let mut id = [0u8; 8];
-            id.copy_from_slice(&b[..8]);
-            let mut size = [0u8; 4];
-            size.copy_from_slice(&b[8..]);
-            (u64::from_be_bytes(id), u32::from_be_bytes(size))
-        })
-        .collect())
 }
 
 /// A transaction with the layout's helpers, and the counter changes it makes.
@@ -1189,19 +1095,7 @@ impl Inner {
             if tx.entry(parent, name).await?.is_some() {
                 return Err(Error::exists("entry exists"));
             }
-            let mut mode = plain.mode;
-            let mut gid = ctx.gid;
-            if p.mode & S_ISGID != 0 {
-                gid = p.gid;
-                if typ == FileType::Dir {
-                    mode |= S_ISGID;
-                } else if mode & (S_ISGID | 0o010) == (S_ISGID | 0o010)
-                    && ctx.uid != 0
-                    && !ctx.in_group(gid)
-                {
-                    mode &= !S_ISGID;
-                }
-            }
+            let (mode, gid) = new_mode_and_gid(ctx, &p, typ, plain.mode);
             let attr = Attr {
                 mode,
                 gid,
@@ -1493,67 +1387,7 @@ impl Inner {
         let now = Timestamp::now();
         kv_txn!(self, "setattr", |tx| {
             let mut a = tx.must_attr(ino).await?;
-            let owner = ctx.uid == 0 || ctx.uid == a.uid;
-            if let Some(mode) = set.mode {
-                if ctx.check_permission && !owner {
-                    return Err(Error::not_permitted("only the owner may change the mode"));
-                }
-                let mut mode = mode & 0o7777;
-                if ctx.check_permission
-                    && ctx.uid != 0
-                    && a.typ != FileType::Dir
-                    && !ctx.in_group(a.gid)
-                {
-                    mode &= !S_ISGID;
-                }
-                a.mode = mode;
-            }
-            if set.uid.is_some() || set.gid.is_some() {
-                if ctx.check_permission && ctx.uid != 0 {
-                    let uid_ok = set.uid.is_none_or(|u| u == a.uid);
-                    let gid_ok = set
-                        .gid
-                        .is_none_or(|g| g == a.gid || (owner && ctx.in_group(g)));
-                    if !(owner && uid_ok && gid_ok) {
-                        return Err(Error::not_permitted("not allowed to change the owner"));
-                    }
-                }
-                let changes =
-                    set.uid.is_some_and(|u| u != a.uid) || set.gid.is_some_and(|g| g != a.gid);
-                if changes && a.typ != FileType::Dir && set.mode.is_none() {
-                    a.mode &= !S_ISUID;
-                    if a.mode & 0o010 != 0 {
-                        a.mode &= !S_ISGID;
-                    }
-                }
-                if let Some(u) = set.uid {
-                    a.uid = u;
-                }
-                if let Some(g) = set.gid {
-                    a.gid = g;
-                }
-            }
-            for (which, t) in [(0, set.atime), (1, set.mtime)] {
-                let Some(t) = t else { continue };
-                if ctx.check_permission && !owner {
-                    match t {
-                        TimeSet::Now => perm::access(ctx, &a, MAY_WRITE)?,
-                        TimeSet::At(_) => {
-                            return Err(Error::not_permitted("only the owner may set times"))
-                        }
-                    }
-                }
-                let v = match t {
-                    TimeSet::Now => now,
-                    TimeSet::At(ts) => ts,
-                };
-                if which == 0 {
-                    a.atime = v
-                } else {
-                    a.mtime = v
-                }
-            }
-            a.ctime = now;
+            apply_setattr(ctx, &mut a, set, now)?;
             tx.set_attr(&a).await?;
             a
         })
@@ -1894,7 +1728,7 @@ impl Inner {
         flags: XattrFlags,
     ) -> Result<()> {
         self.writable()?;
-        let name = xattr_name(name)?;
+        let name = xattr_name(name)?.as_bytes();
         if name.is_empty() {
             return Err(Error::invalid("empty attribute name"));
         }
@@ -1924,7 +1758,7 @@ impl Inner {
 
     async fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()> {
         self.writable()?;
-        let name = xattr_name(name)?;
+        let name = xattr_name(name)?.as_bytes();
         let now = Timestamp::now();
         kv_txn!(self, "removexattr", |tx| {
             let mut a = tx.must_attr(ino).await?;
@@ -2318,100 +2152,29 @@ impl Inner {
             }
             (nodes, edges, sustained)
         })?;
-        let mut problems = Vec::new();
-        let mut names: HashMap<Ino, u32> = HashMap::new();
-        let mut subdirs: HashMap<Ino, u32> = HashMap::new();
-        for (parent, name, ino) in &edges {
-            let shown = String::from_utf8_lossy(name);
-            match (nodes.get(parent), nodes.get(ino)) {
-                (_, None) => {
-                    problems.push(Problem {
-                        what: format!(
-                            "entry {shown:?} in directory {parent} points at missing inode {ino}"
-                        ),
-                        repaired: repair,
-                    });
-                    if repair {
-                        let key = self.keys.entry(*parent, name);
-                        kv_txn!(self, "fsck repair", |tx| {
-                            tx.del(key.clone()).await?;
-                        })?;
-                    }
+        let edges: Vec<(Vec<u8>, Ino, Vec<u8>, Ino)> = edges
+            .into_iter()
+            .map(|(parent, name, child)| (self.keys.entry(parent, &name), parent, name, child))
+            .collect();
+        let (mut problems, fixes) = analyze(&nodes, &edges, &sustained, repair);
+        for fix in fixes {
+            match fix {
+                Fix::DropEntry(key) => {
+                    kv_txn!(self, "fsck repair", |tx| {
+                        tx.del(key.clone()).await?;
+                    })?;
                 }
-                (None, Some(_)) => problems.push(Problem {
-                    what: format!(
-                        "entry {shown:?} of inode {ino} lives in missing directory {parent}"
-                    ),
-                    repaired: false,
-                }),
-                (Some(_), Some(attr)) => {
-                    *names.entry(*ino).or_default() += 1;
-                    if attr.typ == FileType::Dir {
-                        *subdirs.entry(*parent).or_default() += 1;
-                    }
-                }
-            }
-        }
-        for attr in nodes.values() {
-            let expect = if attr.typ == FileType::Dir {
-                if attr.ino == ROOT_INODE
-                    || attr.ino == TRASH_INODE
-                    || names.contains_key(&attr.ino)
-                {
-                    2 + subdirs.get(&attr.ino).copied().unwrap_or(0)
-                } else {
-                    problems.push(Problem {
-                        what: format!("directory {} has no entry (orphan)", attr.ino),
-                        repaired: false,
-                    });
-                    continue;
-                }
-            } else {
-                let n = names.get(&attr.ino).copied().unwrap_or(0);
-                if n == 0 && !sustained.contains(&attr.ino) {
-                    problems.push(Problem {
-                        what: format!(
-                            "inode {} has no entry and is not open (orphan, {} bytes)",
-                            attr.ino, attr.length
-                        ),
-                        repaired: false,
-                    });
-                    continue;
-                }
-                n
-            };
-            if attr.nlink != expect {
-                problems.push(Problem {
-                    what: format!(
-                        "inode {} has nlink {} but {} links",
-                        attr.ino, attr.nlink, expect
-                    ),
-                    repaired: repair,
-                });
-                if repair {
-                    let ino = attr.ino;
+                Fix::SetNlink(ino, n) => {
                     kv_txn!(self, "fsck repair", |tx| {
                         if let Some(mut cur) = tx.attr(ino).await? {
-                            cur.nlink = expect;
+                            cur.nlink = n;
                             tx.set_attr(&cur).await?;
                         }
                     })?;
                 }
             }
         }
-        for ch in self.list_chunks().await? {
-            match nodes.get(&ch.ino) {
-                None => problems.push(Problem {
-                    what: format!("chunk {} of missing inode {}", ch.indx, ch.ino),
-                    repaired: false,
-                }),
-                Some(a) if a.typ != FileType::File => problems.push(Problem {
-                    what: format!("chunk {} belongs to non-file inode {}", ch.indx, ch.ino),
-                    repaired: false,
-                }),
-                _ => {}
-            }
-        }
+        problems.extend(chunk_problems(&nodes, &self.list_chunks().await?));
         Ok(problems)
     }
 }
@@ -2727,7 +2490,7 @@ impl Meta for KvMeta {
         })
     }
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        let name = xattr_name(name)?;
+        let name = xattr_name(name)?.as_bytes();
         let inner = &self.inner;
         kv_read!(inner, "getxattr", |tx| {
             match tx.get(&tx.k.xattr(ino, name)).await? {

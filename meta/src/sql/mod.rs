@@ -19,6 +19,10 @@ pub use schema::SQLITE_DDL;
 use crate::error::{from_db, is_unique_violation, Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
+use crate::rules::{
+    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, decode_delayed,
+    lock_poisoned, new_dir_attr, new_mode_and_gid, xattr_name, zero_records, Fix,
+};
 use crate::slice::{self, Slice};
 use crate::types::*;
 use crate::url::MetaUrl;
@@ -163,18 +167,6 @@ macro_rules! locked {
 
 pub(crate) mod locks;
 
-async fn backoff(attempt: u32) {
-    let base = 1u64 << attempt.min(7); // up to 128 ms
-    let jitter = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-            % 1000,
-    );
-    tokio::time::sleep(Duration::from_micros(base * 500 + jitter)).await;
-}
-
 /// A contiguous range of ids handed out locally.
 #[derive(Default)]
 struct IdRange {
@@ -275,30 +267,6 @@ impl CursorNames {
 
 fn db(op: &'static str) -> impl Fn(DbError) -> Error {
     move |e| from_db(op, e)
-}
-
-fn lock_poisoned() -> Error {
-    Error::new(ErrorKind::Engine, "internal lock poisoned")
-}
-
-fn check_name(name: &[u8]) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::not_found("empty name"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(Error::new(
-            ErrorKind::NameTooLong,
-            format!("name is {} bytes, longer than {MAX_NAME_LEN}", name.len()),
-        ));
-    }
-    if name.contains(&b'/') || name.contains(&0) {
-        return Err(Error::invalid("name contains '/' or NUL"));
-    }
-    Ok(())
-}
-
-fn align4k(len: u64) -> i64 {
-    (len.div_ceil(4096) * 4096) as i64
 }
 
 fn row_attr(r: &Row) -> Result<Attr> {
@@ -845,39 +813,6 @@ async fn unref_slices(
         }
     }
     Ok(())
-}
-
-/// The slices of a `jfs_delslices` record: big-endian (id u64, size u32) pairs.
-fn decode_delayed(buf: &[u8]) -> Result<Vec<(u64, u32)>> {
-    if !buf.len().is_multiple_of(12) {
-        return Err(Error::corrupt(format!(
-            "delayed slice record of {} bytes is not a multiple of 12",
-            buf.len()
-        )));
-    }
-    Ok(buf
-        .chunks_exact(12)
-        .map(|b| {
-            let mut id = [0u8; 8];
-            id.copy_from_slice(&b[..8]);
-            let mut size = [0u8; 4];
-            size.copy_from_slice(&b[8..]);
-            (u64::from_be_bytes(id), u32::from_be_bytes(size))
-        })
-        .collect())
-}
-
-fn zero_records(start: u64, end: u64) -> Vec<(u32, Slice)> {
-    let mut out = Vec::new();
-    let mut off = start;
-    while off < end {
-        let indx = off / CHUNK_SIZE;
-        let pos = off % CHUNK_SIZE;
-        let stop = end.min((indx + 1) * CHUNK_SIZE);
-        out.push((indx as u32, Slice::zeros(pos as u32, (stop - off) as u32)));
-        off = stop;
-    }
-    out
 }
 
 impl SqlMeta {
@@ -1544,24 +1479,6 @@ async fn get_parent_of(inner: &Inner, ino: Ino) -> Result<Ino> {
     Ok(must_node(&mut c, ino).await?.parent)
 }
 
-fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> Attr {
-    Attr {
-        ino,
-        typ: FileType::Dir,
-        mode,
-        uid: 0,
-        gid: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-        nlink: 2,
-        length: DIR_LENGTH,
-        rdev: 0,
-        parent,
-        flags: 0,
-    }
-}
-
 // The POSIX operations, on `Inner` so background jobs (holding an `Arc<Inner>`) can use them.
 impl Inner {
     async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
@@ -1730,19 +1647,7 @@ impl Inner {
                     ));
                 }
             }
-            let mut mode = plain.mode;
-            let mut gid = ctx.gid;
-            if p.mode & S_ISGID != 0 {
-                gid = p.gid;
-                if typ == FileType::Dir {
-                    mode |= S_ISGID;
-                } else if mode & (S_ISGID | 0o010) == (S_ISGID | 0o010)
-                    && ctx.uid != 0
-                    && !ctx.in_group(gid)
-                {
-                    mode &= !S_ISGID;
-                }
-            }
+            let (mode, gid) = new_mode_and_gid(ctx, &p, typ, plain.mode);
             let attr = Attr { mode, gid, ..plain };
             if tx.dialect() == Dialect::Postgres {
                 insert_node_and_edge(tx, &attr, name).await?;
@@ -2062,68 +1967,7 @@ impl Inner {
         let now = Timestamp::now();
         txn!(self, "setattr", |tx| {
             let mut a = must_node(tx, ino).await?;
-            let owner = ctx.uid == 0 || ctx.uid == a.uid;
-            if let Some(mode) = set.mode {
-                if ctx.check_permission && !owner {
-                    return Err(Error::not_permitted("only the owner may change the mode"));
-                }
-                let mut mode = mode & 0o7777;
-                if ctx.check_permission
-                    && ctx.uid != 0
-                    && a.typ != FileType::Dir
-                    && !ctx.in_group(a.gid)
-                {
-                    mode &= !S_ISGID;
-                }
-                a.mode = mode;
-            }
-            if set.uid.is_some() || set.gid.is_some() {
-                if ctx.check_permission && ctx.uid != 0 {
-                    let uid_ok = set.uid.is_none_or(|u| u == a.uid);
-                    let gid_ok = set
-                        .gid
-                        .is_none_or(|g| g == a.gid || (owner && ctx.in_group(g)));
-                    if !(owner && uid_ok && gid_ok) {
-                        return Err(Error::not_permitted("not allowed to change the owner"));
-                    }
-                }
-                let changes =
-                    set.uid.is_some_and(|u| u != a.uid) || set.gid.is_some_and(|g| g != a.gid);
-                if changes && a.typ != FileType::Dir && set.mode.is_none() {
-                    // chown clears set-user-id, and set-group-id when group-executable
-                    a.mode &= !S_ISUID;
-                    if a.mode & 0o010 != 0 {
-                        a.mode &= !S_ISGID;
-                    }
-                }
-                if let Some(u) = set.uid {
-                    a.uid = u;
-                }
-                if let Some(g) = set.gid {
-                    a.gid = g;
-                }
-            }
-            for (which, t) in [(0, set.atime), (1, set.mtime)] {
-                let Some(t) = t else { continue };
-                if ctx.check_permission && !owner {
-                    match t {
-                        TimeSet::Now => perm::access(ctx, &a, MAY_WRITE)?,
-                        TimeSet::At(_) => {
-                            return Err(Error::not_permitted("only the owner may set times"))
-                        }
-                    }
-                }
-                let v = match t {
-                    TimeSet::Now => now,
-                    TimeSet::At(ts) => ts,
-                };
-                if which == 0 {
-                    a.atime = v
-                } else {
-                    a.mtime = v
-                }
-            }
-            a.ctime = now;
+            apply_setattr(ctx, &mut a, set, now)?;
             update_node(tx, &a).await?;
             a
         })
@@ -2672,16 +2516,6 @@ impl Inner {
     }
 }
 
-fn xattr_name(name: &[u8]) -> Result<&str> {
-    if name.len() > 255 {
-        return Err(Error::new(
-            ErrorKind::Range,
-            "attribute name longer than 255 bytes",
-        ));
-    }
-    std::str::from_utf8(name).map_err(|_| Error::invalid("attribute name is not UTF-8"))
-}
-
 fn row_attr_at(r: &Row, base: usize) -> Result<Attr> {
     let get = |i: usize| -> Result<i64> {
         r.try_get::<Option<i64>>(base + i)
@@ -3201,92 +3035,27 @@ impl Inner {
             .filter_map(|r| r.try_get::<i64>(0).ok().map(|v| v as u64))
             .collect();
         drop(c);
-        let mut names: HashMap<u64, u32> = HashMap::new();
-        let mut subdirs: HashMap<u64, u32> = HashMap::new();
-        for (id, parent, name, ino) in &edges {
-            let shown = String::from_utf8_lossy(name);
-            match (nodes.get(parent), nodes.get(ino)) {
-                (_, None) => {
-                    problems.push(Problem {
-                        what: format!(
-                            "entry {shown:?} in directory {parent} points at missing inode {ino}"
-                        ),
-                        repaired: repair,
-                    });
-                    if repair {
-                        txn!(self, "fsck repair", |tx| {
-                            delete_edge(tx, *id).await?;
-                        })?;
-                    }
+        let edges: Vec<(i64, Ino, Vec<u8>, Ino)> = edges;
+        let (found, fixes) = analyze(&nodes, &edges, &sustained, repair);
+        problems.extend(found);
+        for fix in fixes {
+            match fix {
+                Fix::DropEntry(id) => {
+                    txn!(self, "fsck repair", |tx| {
+                        delete_edge(tx, id).await?;
+                    })?;
                 }
-                (None, Some(_)) => problems.push(Problem {
-                    what: format!(
-                        "entry {shown:?} of inode {ino} lives in missing directory {parent}"
-                    ),
-                    repaired: false,
-                }),
-                (Some(_), Some(a)) => {
-                    *names.entry(*ino).or_default() += 1;
-                    if a.typ == FileType::Dir {
-                        *subdirs.entry(*parent).or_default() += 1;
-                    }
-                }
-            }
-        }
-        for a in nodes.values() {
-            let expect = if a.typ == FileType::Dir {
-                if a.ino == ROOT_INODE || a.ino == TRASH_INODE || names.contains_key(&a.ino) {
-                    2 + subdirs.get(&a.ino).copied().unwrap_or(0)
-                } else {
-                    problems.push(Problem {
-                        what: format!("directory {} has no entry (orphan)", a.ino),
-                        repaired: false,
-                    });
-                    continue;
-                }
-            } else {
-                let n = names.get(&a.ino).copied().unwrap_or(0);
-                if n == 0 && !sustained.contains(&a.ino) {
-                    problems.push(Problem {
-                        what: format!(
-                            "inode {} has no entry and is not open (orphan, {} bytes)",
-                            a.ino, a.length
-                        ),
-                        repaired: false,
-                    });
-                    continue;
-                }
-                n
-            };
-            if a.nlink != expect {
-                problems.push(Problem {
-                    what: format!("inode {} has nlink {} but {} links", a.ino, a.nlink, expect),
-                    repaired: repair,
-                });
-                if repair {
-                    let ino = a.ino;
+                Fix::SetNlink(ino, n) => {
                     txn!(self, "fsck repair", |tx| {
                         if let Some(mut cur) = get_node(tx, ino).await? {
-                            cur.nlink = expect;
+                            cur.nlink = n;
                             update_node(tx, &cur).await?;
                         }
                     })?;
                 }
             }
         }
-        for ch in self.list_chunks().await? {
-            match nodes.get(&ch.ino) {
-                None => problems.push(Problem {
-                    what: format!("chunk {} of missing inode {}", ch.indx, ch.ino),
-                    repaired: false,
-                }),
-                Some(a) if a.typ != FileType::File => problems.push(Problem {
-                    what: format!("chunk {} belongs to non-file inode {}", ch.indx, ch.ino),
-                    repaired: false,
-                }),
-                _ => {}
-            }
-        }
+        problems.extend(chunk_problems(&nodes, &self.list_chunks().await?));
         Ok(problems)
     }
 }

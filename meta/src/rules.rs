@@ -1,0 +1,303 @@
+//! POSIX rules and helpers every engine shares: name checks, attribute changes (`setattr`),
+//! the mode and group of a new inode, zero records for truncation, the analysis behind
+//! `check` (fsck), and the conflict backoff. The engines differ in how they read and write
+//! records, not in these rules, so they live here once.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::perm::{self, MAY_WRITE};
+use crate::slice::Slice;
+use crate::types::*;
+use crate::Problem;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// Check an entry name: not empty, at most 255 bytes, no `/` or NUL.
+pub(crate) fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::not_found("empty name"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::new(
+            ErrorKind::NameTooLong,
+            format!("name is {} bytes, longer than {MAX_NAME_LEN}", name.len()),
+        ));
+    }
+    if name.contains(&b'/') || name.contains(&0) {
+        return Err(Error::invalid("name contains '/' or NUL"));
+    }
+    Ok(())
+}
+
+/// Check an extended attribute name: at most 255 bytes of UTF-8.
+pub(crate) fn xattr_name(name: &[u8]) -> Result<&str> {
+    if name.len() > 255 {
+        return Err(Error::new(
+            ErrorKind::Range,
+            "attribute name longer than 255 bytes",
+        ));
+    }
+    std::str::from_utf8(name).map_err(|_| Error::invalid("attribute name is not UTF-8"))
+}
+
+/// Space a file of `len` bytes is counted as: rounded up to 4 KiB, as JuiceFS counts it.
+pub(crate) fn align4k(len: u64) -> i64 {
+    (len.div_ceil(4096) * 4096) as i64
+}
+
+/// Attributes of a new directory owned by root.
+pub(crate) fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> Attr {
+    Attr {
+        ino,
+        typ: FileType::Dir,
+        mode,
+        uid: 0,
+        gid: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        nlink: 2,
+        length: DIR_LENGTH,
+        rdev: 0,
+        parent,
+        flags: 0,
+    }
+}
+
+/// Records that read `[start, end)` of a file as zeros, one per chunk touched.
+pub(crate) fn zero_records(start: u64, end: u64) -> Vec<(u32, Slice)> {
+    let mut out = Vec::new();
+    let mut off = start;
+    while off < end {
+        let indx = off / CHUNK_SIZE;
+        let pos = off % CHUNK_SIZE;
+        let stop = end.min((indx + 1) * CHUNK_SIZE);
+        out.push((indx as u32, Slice::zeros(pos as u32, (stop - off) as u32)));
+        off = stop;
+    }
+    out
+}
+
+/// The slices of a delayed-slices record: big-endian (id u64, size u32) pairs.
+pub(crate) fn decode_delayed(buf: &[u8]) -> Result<Vec<(u64, u32)>> {
+    if !buf.len().is_multiple_of(12) {
+        return Err(Error::corrupt(format!(
+            "delayed slice record of {} bytes is not a multiple of 12",
+            buf.len()
+        )));
+    }
+    Ok(buf
+        .chunks_exact(12)
+        .map(|b| {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&b[..8]);
+            let mut size = [0u8; 4];
+            size.copy_from_slice(&b[8..]);
+            (u64::from_be_bytes(id), u32::from_be_bytes(size))
+        })
+        .collect())
+}
+
+/// The error of a poisoned internal lock.
+pub(crate) fn lock_poisoned() -> Error {
+    Error::new(ErrorKind::Engine, "internal lock poisoned")
+}
+
+/// Pause before try `attempt` + 1 of a conflicting transaction: 0.5 ms doubling up to ~64 ms,
+/// plus a jitter of up to as much again, so clients that conflicted do not meet again.
+pub(crate) async fn backoff(attempt: u32) {
+    let base = 1u64 << attempt.min(7);
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0),
+    ) % (base * 500);
+    tokio::time::sleep(Duration::from_micros(base * 500 + jitter)).await;
+}
+
+/// The mode and group of a new inode of type `typ` asked for with `mode` by `ctx` in directory
+/// `parent`: a set-group-ID directory passes its group on (and its SGID bit to directories);
+/// a non-member creating a group-executable SGID file loses the bit.
+pub(crate) fn new_mode_and_gid(ctx: &Ctx, parent: &Attr, typ: FileType, mode: u16) -> (u16, u32) {
+    let mut mode = mode;
+    let mut gid = ctx.gid;
+    if parent.mode & S_ISGID != 0 {
+        gid = parent.gid;
+        if typ == FileType::Dir {
+            mode |= S_ISGID;
+        } else if mode & (S_ISGID | 0o010) == (S_ISGID | 0o010)
+            && ctx.uid != 0
+            && !ctx.in_group(gid)
+        {
+            mode &= !S_ISGID;
+        }
+    }
+    (mode, gid)
+}
+
+/// Apply `set` by `ctx` to `a` at `now`, with the permission rules of chmod, chown and utimes.
+pub(crate) fn apply_setattr(ctx: &Ctx, a: &mut Attr, set: &SetAttr, now: Timestamp) -> Result<()> {
+    let owner = ctx.uid == 0 || ctx.uid == a.uid;
+    if let Some(mode) = set.mode {
+        if ctx.check_permission && !owner {
+            return Err(Error::not_permitted("only the owner may change the mode"));
+        }
+        let mut mode = mode & 0o7777;
+        if ctx.check_permission && ctx.uid != 0 && a.typ != FileType::Dir && !ctx.in_group(a.gid) {
+            mode &= !S_ISGID;
+        }
+        a.mode = mode;
+    }
+    if set.uid.is_some() || set.gid.is_some() {
+        if ctx.check_permission && ctx.uid != 0 {
+            let uid_ok = set.uid.is_none_or(|u| u == a.uid);
+            let gid_ok = set
+                .gid
+                .is_none_or(|g| g == a.gid || (owner && ctx.in_group(g)));
+            if !(owner && uid_ok && gid_ok) {
+                return Err(Error::not_permitted("not allowed to change the owner"));
+            }
+        }
+        let changes = set.uid.is_some_and(|u| u != a.uid) || set.gid.is_some_and(|g| g != a.gid);
+        if changes && a.typ != FileType::Dir && set.mode.is_none() {
+            // chown clears set-user-id, and set-group-id when group-executable
+            a.mode &= !S_ISUID;
+            if a.mode & 0o010 != 0 {
+                a.mode &= !S_ISGID;
+            }
+        }
+        if let Some(u) = set.uid {
+            a.uid = u;
+        }
+        if let Some(g) = set.gid {
+            a.gid = g;
+        }
+    }
+    for (which, t) in [(0, set.atime), (1, set.mtime)] {
+        let Some(t) = t else { continue };
+        if ctx.check_permission && !owner {
+            match t {
+                TimeSet::Now => perm::access(ctx, a, MAY_WRITE)?,
+                TimeSet::At(_) => return Err(Error::not_permitted("only the owner may set times")),
+            }
+        }
+        let v = match t {
+            TimeSet::Now => now,
+            TimeSet::At(ts) => ts,
+        };
+        if which == 0 {
+            a.atime = v
+        } else {
+            a.mtime = v
+        }
+    }
+    a.ctime = now;
+    Ok(())
+}
+
+/// A repair `check` asks the engine to make.
+pub(crate) enum Fix<E> {
+    /// Delete the entry (it names a missing inode).
+    DropEntry(E),
+    /// Set the link count of an inode.
+    SetNlink(Ino, u32),
+}
+
+/// The namespace analysis of fsck: entries pointing at missing inodes or living in missing
+/// directories, orphans, wrong link counts; with the repairs that are safe to make. `edges`
+/// are (handle, parent, name, child), the handle being how the engine deletes the entry.
+pub(crate) fn analyze<E: Clone>(
+    nodes: &HashMap<Ino, Attr>,
+    edges: &[(E, Ino, Vec<u8>, Ino)],
+    sustained: &HashSet<Ino>,
+    repair: bool,
+) -> (Vec<Problem>, Vec<Fix<E>>) {
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    let mut names: HashMap<Ino, u32> = HashMap::new();
+    let mut subdirs: HashMap<Ino, u32> = HashMap::new();
+    for (handle, parent, name, ino) in edges {
+        let shown = String::from_utf8_lossy(name);
+        match (nodes.get(parent), nodes.get(ino)) {
+            (_, None) => {
+                problems.push(Problem {
+                    what: format!(
+                        "entry {shown:?} in directory {parent} points at missing inode {ino}"
+                    ),
+                    repaired: repair,
+                });
+                if repair {
+                    fixes.push(Fix::DropEntry(handle.clone()));
+                }
+            }
+            (None, Some(_)) => problems.push(Problem {
+                what: format!("entry {shown:?} of inode {ino} lives in missing directory {parent}"),
+                repaired: false,
+            }),
+            (Some(_), Some(a)) => {
+                *names.entry(*ino).or_default() += 1;
+                if a.typ == FileType::Dir {
+                    *subdirs.entry(*parent).or_default() += 1;
+                }
+            }
+        }
+    }
+    for a in nodes.values() {
+        let expect = if a.typ == FileType::Dir {
+            if a.ino == ROOT_INODE || a.ino == TRASH_INODE || names.contains_key(&a.ino) {
+                2 + subdirs.get(&a.ino).copied().unwrap_or(0)
+            } else {
+                problems.push(Problem {
+                    what: format!("directory {} has no entry (orphan)", a.ino),
+                    repaired: false,
+                });
+                continue;
+            }
+        } else {
+            let n = names.get(&a.ino).copied().unwrap_or(0);
+            if n == 0 && !sustained.contains(&a.ino) {
+                problems.push(Problem {
+                    what: format!(
+                        "inode {} has no entry and is not open (orphan, {} bytes)",
+                        a.ino, a.length
+                    ),
+                    repaired: false,
+                });
+                continue;
+            }
+            n
+        };
+        if a.nlink != expect {
+            problems.push(Problem {
+                what: format!("inode {} has nlink {} but {} links", a.ino, a.nlink, expect),
+                repaired: repair,
+            });
+            if repair {
+                fixes.push(Fix::SetNlink(a.ino, expect));
+            }
+        }
+    }
+    (problems, fixes)
+}
+
+/// Problems of chunks that belong to no file: of a missing inode or a non-file.
+pub(crate) fn chunk_problems(
+    nodes: &HashMap<Ino, Attr>,
+    chunks: &[crate::ChunkSlices],
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for ch in chunks {
+        match nodes.get(&ch.ino) {
+            None => problems.push(Problem {
+                what: format!("chunk {} of missing inode {}", ch.indx, ch.ino),
+                repaired: false,
+            }),
+            Some(a) if a.typ != FileType::File => problems.push(Problem {
+                what: format!("chunk {} belongs to non-file inode {}", ch.indx, ch.ino),
+                repaired: false,
+            }),
+            _ => {}
+        }
+    }
+    problems
+}
