@@ -71,7 +71,16 @@ fn cached_blocks_serve_reads_after_a_restart_and_are_laid_out_as_juicefs_does() 
     let v = Volume::format("e2e-cache", &["--trash-days", "0"]);
     let cache = v.dir.path().join("cache");
     let cache_s = cache.to_string_lossy().into_owned();
-    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
+    let m = v.mount(
+        "a",
+        &[
+            "--cache-dir",
+            &cache_s,
+            "--cache-large-write",
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
     let big = bytes(11, (9 << 20) + 4321);
     let small = bytes(12, 5000);
     fs::write(m.p("big"), &big).expect("write big");
@@ -98,7 +107,16 @@ fn cached_blocks_serve_reads_after_a_restart_and_are_laid_out_as_juicefs_does() 
     drop_page_cache();
     // the store loses every object: a new mount reads it all from the cache it finds on disk
     let hidden = Hidden::hide(&v);
-    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
+    let m = v.mount(
+        "a",
+        &[
+            "--cache-dir",
+            &cache_s,
+            "--cache-large-write",
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
     assert_eq!(fs::read(m.p("big")).expect("read big from cache"), big);
     assert_eq!(
         fs::read(m.p("small")).expect("read small from cache"),
@@ -119,7 +137,16 @@ fn corrupt_or_truncated_cache_files_are_dropped_and_refetched() {
     let v = Volume::format("e2e-cache-bad", &["--trash-days", "0"]);
     let cache = v.dir.path().join("cache");
     let cache_s = cache.to_string_lossy().into_owned();
-    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
+    let m = v.mount(
+        "a",
+        &[
+            "--cache-dir",
+            &cache_s,
+            "--cache-large-write",
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
     let data = bytes(13, (6 << 20) + 77);
     fs::write(m.p("f"), &data).expect("write");
     wait_all_cached(&v, &cache);
@@ -134,7 +161,16 @@ fn corrupt_or_truncated_cache_files_are_dropped_and_refetched() {
     let raw = fs::read(&files[1]).expect("read cache file");
     fs::write(&files[1], &raw[..raw.len() / 2]).expect("truncate");
     drop_page_cache();
-    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
+    let m = v.mount(
+        "a",
+        &[
+            "--cache-dir",
+            &cache_s,
+            "--cache-large-write",
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
     assert_eq!(fs::read(m.p("f")).expect("read"), data, "never wrong bytes");
     let log = fs::read_to_string(&m.log).expect("log");
     assert!(
@@ -145,7 +181,16 @@ fn corrupt_or_truncated_cache_files_are_dropped_and_refetched() {
     m.unmount();
     drop_page_cache();
     let _hidden = Hidden::hide(&v);
-    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
+    let m = v.mount(
+        "a",
+        &[
+            "--cache-dir",
+            &cache_s,
+            "--cache-large-write",
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
     wait_for("re-cached blocks readable", 20, || {
         drop_page_cache();
         fs::read(m.p("f")).ok().as_deref() == Some(&data[..])
@@ -169,7 +214,16 @@ fn warmup_fills_checks_and_evicts_the_cache_of_a_running_mount() {
     m.unmount();
     let cache = v.dir.path().join("cache");
     let cache_s = cache.to_string_lossy().into_owned();
-    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-large-write"]);
+    let m = v.mount(
+        "a",
+        &[
+            "--cache-dir",
+            &cache_s,
+            "--cache-large-write",
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
     let dir = m.p("models").to_string_lossy().into_owned();
     let total: usize = files.iter().map(|f| f.1.len()).sum();
     let check = ok(tidefs(), &["warmup", "--check", &dir]);
@@ -234,7 +288,17 @@ fn cache_size_bound_and_a_full_or_removed_cache_disk_never_fail_reads() {
     // a 2 MiB bound: reading 8 MB of blocks leaves at most the bound (plus one block) cached
     let cache = v.dir.path().join("cache");
     let cache_s = cache.to_string_lossy().into_owned();
-    let m = v.mount("a", &["--cache-dir", &cache_s, "--cache-size", "2"]);
+    let m = v.mount(
+        "a",
+        &[
+            "--cache-dir",
+            &cache_s,
+            "--cache-size",
+            "2",
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
     for (i, d) in files.iter().enumerate() {
         assert_eq!(&fs::read(m.p(&format!("f{i}"))).expect("read"), d);
     }

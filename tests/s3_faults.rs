@@ -372,6 +372,8 @@ fn writeback_rides_out_a_dead_store_and_uploads_when_it_returns() {
             "--writeback",
             "--cache-dir",
             &cache_s,
+            "--free-space-ratio",
+            ROOMY,
             "--io-retry-secs",
             "3",
         ],

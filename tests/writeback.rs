@@ -66,6 +66,8 @@ fn staged_blocks_survive_a_crash_and_the_next_mount_uploads_them() {
             "--writeback",
             "--cache-dir",
             &cache_s,
+            "--free-space-ratio",
+            ROOMY,
             "--upload-delay",
             "1h",
         ],
@@ -92,7 +94,16 @@ fn staged_blocks_survive_a_crash_and_the_next_mount_uploads_them() {
     assert_eq!(staged_files(&cache).len(), staged);
 
     // the next mount with the same cache directory uploads them, and serves reads meanwhile
-    let m = v.mount("b", &["--writeback", "--cache-dir", &cache_s]);
+    let m = v.mount(
+        "b",
+        &[
+            "--writeback",
+            "--cache-dir",
+            &cache_s,
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
     for (name, data) in &files {
         assert_eq!(
             &fs::read(m.p(name)).expect("read after crash"),
@@ -129,6 +140,8 @@ fn blocks_deleted_before_their_upload_never_reach_the_store() {
             "--writeback",
             "--cache-dir",
             &cache_s,
+            "--free-space-ratio",
+            ROOMY,
             "--upload-delay",
             "1h",
         ],

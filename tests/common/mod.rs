@@ -409,6 +409,11 @@ pub fn is_mounted(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// `--free-space-ratio` for tests whose cache must work on a shared, fairly full disk (build
+/// directories and the test cluster's OSD file share it): the default 10 % floor of a large
+/// file system can exceed what is free there. Tests of the floor itself use a small tmpfs.
+pub const ROOMY: &str = "0.01";
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
