@@ -7,7 +7,7 @@ use common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Cache files (not temporary ones) under `dir`.
 fn cache_files(dir: &Path) -> Vec<PathBuf> {
@@ -16,14 +16,6 @@ fn cache_files(dir: &Path) -> Vec<PathBuf> {
         dir.display()
     ));
     out.lines().map(PathBuf::from).collect()
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Wait until every object of the volume is in the cache (written blocks go there in the

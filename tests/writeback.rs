@@ -10,7 +10,6 @@ use common::*;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// Staged block files (not temporary ones) under a cache directory.
 fn staged_files(cache: &Path) -> Vec<PathBuf> {
@@ -19,14 +18,6 @@ fn staged_files(cache: &Path) -> Vec<PathBuf> {
         cache.display()
     ));
     out.lines().map(PathBuf::from).collect()
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Write `data` to `path` and fsync it: the data is acknowledged when this returns.

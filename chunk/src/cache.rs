@@ -450,6 +450,32 @@ pub(crate) fn read_block_file(path: &Path, len: usize) -> Option<Bytes> {
     }
 }
 
+/// `<dir>/<uuid>/<sub>` of each of `dirs`, made (0700) when missing; a directory that cannot be
+/// made is left out with the warning `unusable`.
+pub(crate) fn usable_roots(
+    dirs: &[PathBuf],
+    uuid: &str,
+    sub: &str,
+    unusable: &str,
+) -> Vec<PathBuf> {
+    dirs.iter()
+        .map(|d| d.join(uuid).join(sub))
+        .filter(|root| {
+            match std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(dir = %root.display(), error = %e, "{unusable}");
+                    false
+                }
+            }
+        })
+        .collect()
+}
+
 /// The pid in a temporary file's name (`<key>.tmp.<pid>.<seq>`).
 pub(crate) fn tmp_writer(name: &str) -> Option<u32> {
     let (_, rest) = name.split_once(".tmp.")?;
@@ -462,24 +488,12 @@ impl DiskCache {
     /// warning; with none left the cache is off.
     pub fn open(cfg: &DiskCacheConfig, uuid: &str, block_size: u32) -> Self {
         let stats = Arc::new(CacheStats::default());
-        let usable: Vec<PathBuf> = cfg
-            .dirs
-            .iter()
-            .map(|d| d.join(uuid).join("raw"))
-            .filter(|root| {
-                match std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(root)
-                {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(dir = %root.display(), error = %e, "cache directory cannot be used; reads from it go to the object store");
-                        false
-                    }
-                }
-            })
-            .collect();
+        let usable = usable_roots(
+            &cfg.dirs,
+            uuid,
+            "raw",
+            "cache directory cannot be used; reads from it go to the object store",
+        );
         let per_dir_kib = (cfg.capacity / 1024 / (usable.len().max(1) as u64)).max(1);
         let dirs: Vec<Arc<CacheDir>> = usable
             .into_iter()

@@ -15,13 +15,13 @@
 //! and uploads it.
 
 use crate::cache::{
-    disk_space, file_len, len_from_name, read_block_file, tmp_writer, write_block_file,
+    disk_space, file_len, len_from_name, read_block_file, tmp_writer, usable_roots,
+    write_block_file,
 };
 use bytes::Bytes;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -65,23 +65,12 @@ impl Staging {
     /// 0700); a directory that cannot be made is left out with a warning. Staging stops while a
     /// directory's file system is fuller than `1 - free_ratio`.
     pub fn open(dirs: &[PathBuf], uuid: &str, free_ratio: f64) -> Self {
-        let roots = dirs
-            .iter()
-            .map(|d| d.join(uuid).join("rawstaging"))
-            .filter(|root| {
-                match std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(root)
-                {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(dir = %root.display(), error = %e, "staging directory cannot be used; writes there are uploaded at once");
-                        false
-                    }
-                }
-            })
-            .collect();
+        let roots = usable_roots(
+            dirs,
+            uuid,
+            "rawstaging",
+            "staging directory cannot be used; writes there are uploaded at once",
+        );
         Self {
             roots,
             free_ratio: free_ratio.clamp(0.0, 0.99),

@@ -414,6 +414,15 @@ pub fn is_mounted(p: &Path) -> bool {
 /// file system can exceed what is free there. Tests of the floor itself use a small tmpfs.
 pub const ROOMY: &str = "0.01";
 
+/// Wait up to `secs` for `f` to hold; fails the test naming `what` otherwise.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

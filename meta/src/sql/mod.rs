@@ -1035,26 +1035,26 @@ impl Inner {
     }
 
     async fn next_inode(&self) -> Result<Ino> {
-        let mut r = self.inodes.lock().await;
-        if r.next >= r.end {
-            let end = txn!(self, "allocate inodes", |tx| {
-                counter_add(tx, "nextInode", INODE_BATCH).await?
-            })?;
-            r.next = (end - INODE_BATCH) as u64;
-            r.end = end as u64;
-        }
-        let ino = r.next;
-        r.next += 1;
-        Ok(ino)
+        self.next_id(&self.inodes, "nextInode", INODE_BATCH).await
     }
 
     async fn next_slice(&self) -> Result<u64> {
-        let mut r = self.slices.lock().await;
+        self.next_id(&self.slices, "nextChunk", SLICE_BATCH).await
+    }
+
+    /// The next id of `range`, taking a batch of `batch` from `counter` when it runs out.
+    async fn next_id(
+        &self,
+        range: &tokio::sync::Mutex<IdRange>,
+        counter: &'static str,
+        batch: i64,
+    ) -> Result<u64> {
+        let mut r = range.lock().await;
         if r.next >= r.end {
-            let end = txn!(self, "allocate slice ids", |tx| {
-                counter_add(tx, "nextChunk", SLICE_BATCH).await?
+            let end = txn!(self, counter, |tx| {
+                counter_add(tx, counter, batch).await?
             })?;
-            r.next = (end - SLICE_BATCH) as u64;
+            r.next = (end - batch) as u64;
             r.end = end as u64;
         }
         let id = r.next;
