@@ -64,7 +64,32 @@ fn metadata(c: &mut Criterion) {
     ] {
         engine_ops(c, group, url);
     }
+    // TiKV through the real client and gRPC, against the stand-in (a test double, not TiKV:
+    // what this measures is the client's and the protocol's cost, not a cluster's)
+    if let Some(addr) = standin() {
+        engine_ops(c, "meta_tikv_standin", &format!("tikv://{addr}/bench"));
+    }
     contended(c);
+}
+
+/// The TiKV stand-in on a thread and runtime of its own; its address.
+fn standin() -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Runtime::new() else {
+            return;
+        };
+        rt.block_on(async {
+            match tikv_standin::StandIn::start("127.0.0.1:0").await {
+                Ok((_s, addr)) => {
+                    let _ = tx.send(addr.to_string());
+                    std::future::pending::<()>().await;
+                }
+                Err(e) => eprintln!("meta_tikv_standin: the stand-in did not start: {e}"),
+            }
+        });
+    });
+    rx.recv().ok()
 }
 
 fn engine_ops(c: &mut Criterion, group: &str, url: &str) {
@@ -72,14 +97,18 @@ fn engine_ops(c: &mut Criterion, group: &str, url: &str) {
     let Ok(rt) = tokio::runtime::Runtime::new() else {
         return;
     };
-    let Ok(meta) = rt.block_on(async {
+    let meta = match rt.block_on(async {
         let m = tidefs_meta::open(url).await?;
         m.init(&Format::new("bench", "file", "/unused/"), false)
             .await?;
         m.load().await?;
         Ok::<_, tidefs_meta::Error>(m)
-    }) else {
-        return;
+    }) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{group}: cannot set up the volume: {e}");
+            return;
+        }
     };
     let ctx = Ctx::root();
     let mut g = c.benchmark_group(group);
