@@ -365,6 +365,18 @@ impl Inner {
 
 type Grpc<T> = Result<Response<T>, Status>;
 
+/// Answer the request with an injected region error, if one is due.
+macro_rules! busy_or {
+    ($self:expr, $resp:ident) => {
+        if let Some(e) = $self.region_error() {
+            return Ok(Response::new(kvrpcpb::$resp {
+                region_error: Some(e),
+                ..Default::default()
+            }));
+        }
+    };
+}
+
 #[tonic::async_trait]
 impl pdpb::pd_server::Pd for StandIn {
     async fn get_members(
@@ -519,12 +531,7 @@ impl pdpb::pd_server::Pd for StandIn {
 #[tonic::async_trait]
 impl proto::tikvpb::tikv_server::Tikv for StandIn {
     async fn kv_get(&self, r: Request<kvrpcpb::GetRequest>) -> Grpc<kvrpcpb::GetResponse> {
-        if let Some(e) = self.region_error() {
-            return Ok(Response::new(kvrpcpb::GetResponse {
-                region_error: Some(e),
-                ..Default::default()
-            }));
-        }
+        busy_or!(self, GetResponse);
         let r = r.into_inner();
         let g = self.lock();
         Ok(Response::new(match g.read(&r.key, r.version) {
@@ -547,12 +554,7 @@ impl proto::tikvpb::tikv_server::Tikv for StandIn {
         &self,
         r: Request<kvrpcpb::BatchGetRequest>,
     ) -> Grpc<kvrpcpb::BatchGetResponse> {
-        if let Some(e) = self.region_error() {
-            return Ok(Response::new(kvrpcpb::BatchGetResponse {
-                region_error: Some(e),
-                ..Default::default()
-            }));
-        }
+        busy_or!(self, BatchGetResponse);
         let r = r.into_inner();
         let g = self.lock();
         let mut pairs = Vec::new();
@@ -578,12 +580,7 @@ impl proto::tikvpb::tikv_server::Tikv for StandIn {
     }
 
     async fn kv_scan(&self, r: Request<kvrpcpb::ScanRequest>) -> Grpc<kvrpcpb::ScanResponse> {
-        if let Some(e) = self.region_error() {
-            return Ok(Response::new(kvrpcpb::ScanResponse {
-                region_error: Some(e),
-                ..Default::default()
-            }));
-        }
+        busy_or!(self, ScanResponse);
         let r = r.into_inner();
         let g = self.lock();
         let (lo, hi) = if r.reverse {
@@ -635,12 +632,7 @@ impl proto::tikvpb::tikv_server::Tikv for StandIn {
         &self,
         r: Request<kvrpcpb::PrewriteRequest>,
     ) -> Grpc<kvrpcpb::PrewriteResponse> {
-        if let Some(e) = self.region_error() {
-            return Ok(Response::new(kvrpcpb::PrewriteResponse {
-                region_error: Some(e),
-                ..Default::default()
-            }));
-        }
+        busy_or!(self, PrewriteResponse);
         let r = r.into_inner();
         self.faults.prewrites.fetch_add(1, Ordering::Relaxed);
         let inject = self
@@ -707,12 +699,7 @@ impl proto::tikvpb::tikv_server::Tikv for StandIn {
     }
 
     async fn kv_commit(&self, r: Request<kvrpcpb::CommitRequest>) -> Grpc<kvrpcpb::CommitResponse> {
-        if let Some(e) = self.region_error() {
-            return Ok(Response::new(kvrpcpb::CommitResponse {
-                region_error: Some(e),
-                ..Default::default()
-            }));
-        }
+        busy_or!(self, CommitResponse);
         let r = r.into_inner();
         let mut g = self.lock();
         for key in &r.keys {
