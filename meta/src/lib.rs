@@ -86,6 +86,13 @@ pub trait Meta: Send + Sync {
     /// Session heartbeat period (before `new_session`): the session expires 5 heartbeats after
     /// its last one, and dead sessions are cleaned up every 5 heartbeats.
     fn set_heartbeat(&self, period: std::time::Duration);
+    /// `--skip-dir-mtime`: an entry added to or removed from a directory whose times changed
+    /// less than `window` ago leaves them as they are (saves a write of the directory, the
+    /// conflict point of creates in one directory on the KV engines). Zero: always update.
+    /// The SQL engines lock the directory's row for every change anyway and always update.
+    fn set_skip_dir_mtime(&self, window: std::time::Duration) {
+        let _ = window;
+    }
     /// Install the callback that deletes objects of unreferenced slices.
     fn set_slice_deleter(&self, deleter: SliceDeleter);
 

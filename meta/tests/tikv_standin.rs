@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tidefs_meta::kv::{keys::Keys, tikv::TikvStore, tikv::TikvUrl, KvMeta};
-use tidefs_meta::{testkit, Ctx, FileType, Meta, ROOT_INODE};
+use tidefs_meta::kv::{keys::Keys, tikv::TikvStore, tikv::TikvUrl, KvMeta, DEFAULT_SKIP_DIR_MTIME};
+use tidefs_meta::{testkit, Ctx, ErrorKind, FileType, Meta, ROOT_INODE};
 use tikv_standin::StandIn;
 
 async fn client(addr: &str, vol: &str) -> Arc<KvMeta> {
@@ -79,48 +79,68 @@ async fn a_hot_directory_shared_by_two_clients_loses_nothing() {
     let b = client(&addr, "hot").await;
     b.load().await.expect("load");
     let ctx = Ctx::root();
-    let dir = a
-        .mknod(&ctx, ROOT_INODE, b"hot", FileType::Dir, 0o755, 0, 0, b"")
-        .await
-        .expect("mkdir")
-        .ino;
-    let (tasks, files): (usize, usize) = (4, 40);
-    let mut jobs = Vec::new();
-    for (ci, c) in [a.clone(), b.clone()].into_iter().enumerate() {
-        for t in 0..tasks {
-            let (c, ctx) = (c.clone(), ctx.clone());
-            jobs.push(tokio::spawn(async move {
-                for f in 0..files {
-                    let name = format!("c{ci}-t{t}-f{f}");
-                    c.mknod(&ctx, dir, name.as_bytes(), FileType::File, 0o644, 0, 0, b"")
-                        .await
-                        .map_err(|e| format!("create {name}: {e}"))?;
-                    if f % 4 == 0 {
-                        c.unlink(&ctx, dir, name.as_bytes())
+    // first with every create writing the directory's times, then with the default
+    // --skip-dir-mtime (100 ms)
+    for (round, skip) in [Duration::ZERO, DEFAULT_SKIP_DIR_MTIME]
+        .into_iter()
+        .enumerate()
+    {
+        a.set_skip_dir_mtime(skip);
+        b.set_skip_dir_mtime(skip);
+        let before = (a.txn_stats(), b.txn_stats(), standin.counts());
+        let dir = a
+            .mknod(
+                &ctx,
+                ROOT_INODE,
+                format!("hot{round}").as_bytes(),
+                FileType::Dir,
+                0o755,
+                0,
+                0,
+                b"",
+            )
+            .await
+            .expect("mkdir")
+            .ino;
+        let (tasks, files): (usize, usize) = (4, 40);
+        let mut jobs = Vec::new();
+        for (ci, c) in [a.clone(), b.clone()].into_iter().enumerate() {
+            for t in 0..tasks {
+                let (c, ctx) = (c.clone(), ctx.clone());
+                jobs.push(tokio::spawn(async move {
+                    for f in 0..files {
+                        let name = format!("c{ci}-t{t}-f{f}");
+                        c.mknod(&ctx, dir, name.as_bytes(), FileType::File, 0o644, 0, 0, b"")
                             .await
-                            .map_err(|e| format!("unlink {name}: {e}"))?;
+                            .map_err(|e| format!("create {name}: {e}"))?;
+                        if f % 4 == 0 {
+                            c.unlink(&ctx, dir, name.as_bytes())
+                                .await
+                                .map_err(|e| format!("unlink {name}: {e}"))?;
+                        }
                     }
-                }
-                Ok::<(), String>(())
-            }));
+                    Ok::<(), String>(())
+                }));
+            }
         }
+        for j in jobs {
+            j.await.expect("task").expect("every operation succeeds");
+        }
+        let listed = b
+            .readdir(&ctx, dir, 0, 10_000, false)
+            .await
+            .expect("readdir");
+        assert_eq!(listed.len(), 2 * tasks * (files - files.div_ceil(4)));
+        assert!(a.check(false).await.expect("fsck").is_empty());
+        let (sa, sb, (p, c)) = (a.txn_stats(), b.txn_stats(), standin.counts());
+        let txns = sa.txns + sb.txns - before.0.txns - before.1.txns;
+        let restarts = sa.restarts + sb.restarts - before.0.restarts - before.1.restarts;
+        let (prewrites, conflicts) = (p - before.2 .0, c - before.2 .1);
+        eprintln!(
+            "tikv stand-in, hot directory, 2 clients x {tasks} tasks, --skip-dir-mtime {skip:?}: {txns} transactions, {restarts} restarts ({:.1} per 1 000); {prewrites} prewrites, {conflicts} answered with a write conflict",
+            restarts as f64 * 1000.0 / txns.max(1) as f64
+        );
     }
-    for j in jobs {
-        j.await.expect("task").expect("every operation succeeds");
-    }
-    let listed = b
-        .readdir(&ctx, dir, 0, 10_000, false)
-        .await
-        .expect("readdir");
-    assert_eq!(listed.len(), 2 * tasks * (files - files.div_ceil(4)));
-    assert!(a.check(false).await.expect("fsck").is_empty());
-    let (sa, sb) = (a.txn_stats(), b.txn_stats());
-    let (txns, restarts) = (sa.txns + sb.txns, sa.restarts + sb.restarts);
-    let (prewrites, conflicts) = standin.counts();
-    eprintln!(
-        "tikv stand-in, hot directory, 2 clients x {tasks} tasks: {txns} transactions, {restarts} restarts ({:.1} per 1 000); {prewrites} prewrites, {conflicts} answered with a write conflict",
-        restarts as f64 * 1000.0 / txns.max(1) as f64
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,4 +151,57 @@ async fn cleanup_advances_the_gc_safe_point() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     m.cleanup().await.expect("cleanup");
     assert!(standin.gc_safe_point() > 0, "the safe point moved");
+}
+
+/// A create in a directory whose mtime is fresh leaves the directory's attributes unwritten
+/// (`--skip-dir-mtime`); the directory guards must still make it conflict with an rmdir of
+/// that directory running at the same time on another client. Either the rmdir sees the
+/// entry (not empty) or the create sees the directory gone; never both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rmdir_racing_a_create_leaves_no_orphan() {
+    let (_standin, addr) = StandIn::start("127.0.0.1:0").await.expect("stand-in");
+    let addr = addr.to_string();
+    let a = volume(&addr, "race").await;
+    let b = client(&addr, "race").await;
+    b.load().await.expect("load");
+    let ctx = Ctx::root();
+    let (mut removed, mut refused) = (0, 0);
+    for round in 0..60 {
+        let name = format!("d{round}");
+        let d = a
+            .mknod(
+                &ctx,
+                ROOT_INODE,
+                name.as_bytes(),
+                FileType::Dir,
+                0o755,
+                0,
+                0,
+                b"",
+            )
+            .await
+            .expect("mkdir")
+            .ino;
+        let (made, gone) = tokio::join!(
+            b.mknod(&ctx, d, b"f", FileType::File, 0o644, 0, 0, b""),
+            a.rmdir(&ctx, ROOT_INODE, name.as_bytes()),
+        );
+        match (made, gone) {
+            (Ok(_), Ok(())) => panic!("round {round}: create and rmdir both succeeded"),
+            (Ok(_), Err(e)) => {
+                assert_eq!(e.kind(), ErrorKind::NotEmpty, "round {round}: {e}");
+                refused += 1;
+            }
+            (Err(e), Ok(())) => {
+                assert_eq!(e.kind(), ErrorKind::NotFound, "round {round}: {e}");
+                removed += 1;
+            }
+            (Err(c), Err(r)) => panic!("round {round}: create: {c}; rmdir: {r}"),
+        }
+    }
+    let problems = a.check(false).await.expect("fsck");
+    assert!(problems.is_empty(), "{problems:?}");
+    eprintln!(
+        "rmdir racing a create, 60 rounds: {removed} removed first, {refused} refused as not empty"
+    );
 }

@@ -98,6 +98,12 @@ pub struct Args {
     /// 1h): files deleted sooner are never uploaded. `tidefs umount --flush` does not wait it.
     #[arg(long, default_value = "0", value_parser = parse_delay, value_name = "DURATION")]
     upload_delay: Duration,
+    /// An entry added to or removed from a directory whose mtime changed less than this ago
+    /// leaves the directory's mtime and ctime as they are (e.g. 100ms; 0: always update): on
+    /// the KV engines (TiKV, memkv) that write is where creates in one directory conflict.
+    /// The SQL engines always update.
+    #[arg(long, default_value = "100ms", value_parser = parse_delay, value_name = "DURATION")]
+    skip_dir_mtime: Duration,
     /// Threads reading and serving FUSE requests (each serves one request at a time, on the
     /// thread that read it).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -121,13 +127,14 @@ fn parse_delay(v: &str) -> Result<Duration, String> {
         None => (v, "s"),
     };
     let mult = match unit {
+        "ms" => 0.001,
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
         "d" => 86400.0,
         _ => {
             return Err(format!(
-                "unknown unit {unit:?}: use s, m, h or d (e.g. 30s, 5m)"
+                "unknown unit {unit:?}: use ms, s, m, h or d (e.g. 100ms, 30s, 5m)"
             ))
         }
     };
@@ -459,6 +466,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         store = store.with_writeback(staging, a.upload_delay, uploads);
     }
     meta.set_heartbeat(Duration::from_secs_f64(a.heartbeat));
+    meta.set_skip_dir_mtime(a.skip_dir_mtime);
     if a.read_only {
         meta.set_read_only(true);
     } else {

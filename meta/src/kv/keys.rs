@@ -9,8 +9,10 @@
 //!   8-byte big-endian ones;
 //! - records inside values (attributes, entries, locks) are big-endian.
 //!
-//! One addition of tidefs: block checksums of slices under `T<slice id>` (a range JuiceFS
-//! never reads; it deletes it with the rest of the volume's keys).
+//! Two additions of tidefs: block checksums of slices under `T<slice id>` (a range JuiceFS
+//! never reads; it deletes it with the rest of the volume's keys), and directory guards
+//! `G<ino><shard u8>`, keys that are only ever locked, never given a value (see
+//! [`Keys::dir_guard`]), so they never show in a scan or a dump.
 
 use crate::error::{Error, Result};
 use crate::types::{Attr, FileType, Ino, Timestamp};
@@ -173,6 +175,18 @@ impl Keys {
     /// Block checksums of slice `id` (tidefs only).
     pub fn sums(&self, id: u64) -> Vec<u8> {
         self.key(&[b"T", &id.to_be_bytes()])
+    }
+
+    /// Number of guard keys per directory.
+    pub const DIR_GUARDS: u8 = 64;
+
+    /// Guard `shard` (< [`Self::DIR_GUARDS`]) of directory `ino`. An entry added without
+    /// writing the directory's attributes locks one guard (picked by the name); removing the
+    /// directory locks all of them. Under snapshot isolation that turns "rmdir saw no entries
+    /// while a create added one" into a write conflict, and creates in one directory conflict
+    /// only when they pick the same guard.
+    pub fn dir_guard(&self, ino: Ino, shard: u8) -> Vec<u8> {
+        self.key(&[b"G", &ino.to_le_bytes(), &[shard]])
     }
 
     /// The key of every key kind: `tag` (e.g. `b"A"`, `b"SE"`) under the volume prefix.

@@ -141,6 +141,7 @@ impl KvStore for MemKv {
             reads: HashSet::new(),
             ranges: Vec::new(),
             writes: BTreeMap::new(),
+            locks: HashSet::new(),
             open: true,
         }))
     }
@@ -170,6 +171,8 @@ struct MemTxn {
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
     /// Buffered writes (None: delete).
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Keys locked without a change.
+    locks: HashSet<Vec<u8>>,
     open: bool,
 }
 
@@ -258,6 +261,11 @@ impl KvTxn for MemTxn {
         Ok(())
     }
 
+    async fn lock(&mut self, key: Vec<u8>) -> Result<()> {
+        self.locks.insert(key);
+        Ok(())
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<()> {
         let kv = self.kv.clone();
         let mut s = lock(&kv.state);
@@ -270,6 +278,7 @@ impl KvTxn for MemTxn {
             .reads
             .iter()
             .chain(self.writes.keys())
+            .chain(self.locks.iter())
             .find(|k| s.changed_after(k, start))
             .cloned();
         let stale_range = self.ranges.iter().any(|(a, b)| {
@@ -295,9 +304,21 @@ impl KvTxn for MemTxn {
                 },
             ));
         }
-        if !self.writes.is_empty() {
+        if !self.writes.is_empty() || !self.locks.is_empty() {
             s.version += 1;
             let v = s.version;
+            // a locked key gets the new version and keeps its value (or stays absent: a
+            // tombstone, swept like the others)
+            for k in std::mem::take(&mut self.locks) {
+                if self.writes.contains_key(&k) {
+                    continue;
+                }
+                let entry = s.data.entry(k).or_insert(Versioned {
+                    value: None,
+                    version: v,
+                });
+                entry.version = v;
+            }
             for (k, w) in std::mem::take(&mut self.writes) {
                 s.data.insert(
                     k,
@@ -361,6 +382,42 @@ mod tests {
         g.commit().await?;
         f.put(b"y".to_vec(), b"1".to_vec()).await?;
         assert!(f.commit().await.is_err());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn locked_keys_conflict_without_changing() -> Result<()> {
+        let kv = MemKv::new();
+        let mut t = kv.begin().await?;
+        t.put(b"v".to_vec(), b"1".to_vec()).await?;
+        t.commit().await?;
+        // two transactions lock the same absent key: the second to commit fails
+        let mut a = kv.begin().await?;
+        let mut b = kv.begin().await?;
+        a.lock(b"g".to_vec()).await?;
+        b.lock(b"g".to_vec()).await?;
+        b.put(b"x".to_vec(), b"1".to_vec()).await?;
+        a.commit().await?;
+        assert_eq!(
+            b.commit().await.expect_err("conflict").kind(),
+            ErrorKind::Conflict
+        );
+        // a lock conflicts with a put after the start, and leaves values as they were
+        let mut c = kv.begin().await?;
+        c.lock(b"v".to_vec()).await?;
+        let mut d = kv.begin().await?;
+        d.lock(b"v".to_vec()).await?;
+        d.commit().await?;
+        assert!(c.commit().await.is_err());
+        let mut r = kv.begin().await?;
+        assert_eq!(r.get(b"v").await?, Some(b"1".to_vec()));
+        assert_eq!(r.get(b"g").await?, None);
+        assert!(r
+            .scan(b"", b"", 10)
+            .await?
+            .iter()
+            .all(|(k, _)| k.as_slice() != b"g"));
+        r.rollback().await;
         Ok(())
     }
 

@@ -57,6 +57,9 @@ const SCAN_BATCH: usize = 4096;
 const FREE_BATCH: usize = 1000;
 /// Local locks serializing this client's transactions on one directory.
 const STRIPES: usize = 1024;
+
+/// Default of `--skip-dir-mtime` (as JuiceFS's).
+pub const DEFAULT_SKIP_DIR_MTIME: Duration = Duration::from_millis(100);
 /// Readdir cursors remembered (a few pages of many concurrent listings).
 const CURSORS: usize = 16384;
 
@@ -192,6 +195,37 @@ impl<'a> Tx<'a> {
 
     async fn del(&mut self, key: Vec<u8>) -> Result<()> {
         self.t.delete(key).await
+    }
+
+    /// Record that entry `name` was added to directory `p` at `now`: set the directory's
+    /// times, or, when `keep` (they changed moments ago), leave its attributes unwritten and
+    /// lock one of its guards instead, so a concurrent rmdir still conflicts with this.
+    async fn entry_added(
+        &mut self,
+        p: &mut Attr,
+        name: &[u8],
+        now: Timestamp,
+        keep: bool,
+    ) -> Result<()> {
+        if keep {
+            // FNV-1a of the name spreads the guards
+            let hash = name.iter().fold(0x811c_9dc5_u32, |h, &b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+            let shard = (hash % u32::from(Keys::DIR_GUARDS)) as u8;
+            return self.t.lock(self.k.dir_guard(p.ino, shard)).await;
+        }
+        p.mtime = now;
+        p.ctime = now;
+        self.set_attr(p).await
+    }
+
+    /// Lock every guard of directory `ino` (it is being removed).
+    async fn lock_dir_guards(&mut self, ino: Ino) -> Result<()> {
+        for shard in 0..Keys::DIR_GUARDS {
+            self.t.lock(self.k.dir_guard(ino, shard)).await?;
+        }
+        Ok(())
     }
 
     async fn attr(&mut self, ino: Ino) -> Result<Option<Attr>> {
@@ -423,6 +457,8 @@ struct Inner {
     plocks: Mutex<HashSet<(Ino, u64)>>,
     heartbeat_ms: AtomicU64,
     stripes: Vec<tokio::sync::Mutex<()>>,
+    /// `--skip-dir-mtime` in nanoseconds (0: always update).
+    skip_dir_mtime_ns: AtomicU64,
     txns: AtomicU64,
     restarts: AtomicU64,
 }
@@ -451,6 +487,7 @@ impl KvMeta {
                 plocks: Mutex::new(HashSet::new()),
                 heartbeat_ms: AtomicU64::new(HEARTBEAT.as_millis() as u64),
                 stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+                skip_dir_mtime_ns: AtomicU64::new(DEFAULT_SKIP_DIR_MTIME.as_nanos() as u64),
                 txns: AtomicU64::new(0),
                 restarts: AtomicU64::new(0),
             }),
@@ -618,7 +655,11 @@ impl Inner {
         }
         match attr.typ {
             FileType::Symlink => tx.del(tx.k.symlink(ino)).await?,
-            FileType::Dir => tx.del(tx.k.dir_stats(ino)).await?,
+            FileType::Dir => {
+                tx.del(tx.k.dir_stats(ino)).await?;
+                // conflicts with any create that added an entry unseen by the emptiness check
+                tx.lock_dir_guards(ino).await?;
+            }
             FileType::File => {
                 if queue {
                     tx.put(tx.k.delfile(ino, attr.length), encode_i64(now.sec))
@@ -979,6 +1020,15 @@ impl Inner {
 
 // The POSIX operations.
 impl Inner {
+    /// Whether an entry change in directory `p` at `now` may leave its times as they are:
+    /// they changed less than `--skip-dir-mtime` ago.
+    fn keep_dir_times(&self, p: &Attr, now: Timestamp) -> bool {
+        let window = i128::from(self.skip_dir_mtime_ns.load(Ordering::Relaxed));
+        let age = i128::from(now.sec - p.mtime.sec) * 1_000_000_000 + i128::from(now.nsec)
+            - i128::from(p.mtime.nsec);
+        (0..window).contains(&age)
+    }
+
     async fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
         check_name(name)?;
         let special = name == b"."
@@ -1106,12 +1156,12 @@ impl Inner {
             if typ == FileType::Symlink {
                 tx.put(tx.k.symlink(ino), target.to_vec()).await?;
             }
-            p.mtime = now;
-            p.ctime = now;
+            // a new subdirectory changes the link count: always written
+            let keep = typ != FileType::Dir && self.keep_dir_times(&p, now);
             if typ == FileType::Dir {
                 p.nlink += 1;
             }
-            tx.set_attr(&p).await?;
+            tx.entry_added(&mut p, name, now, keep).await?;
             tx.inodes += 1;
             attr
         })
@@ -1135,9 +1185,11 @@ impl Inner {
                 return Err(Error::is_dir("is a directory"));
             }
             perm::sticky(ctx, &p, &attr)?;
-            p.mtime = now;
-            p.ctime = now;
-            tx.set_attr(&p).await?;
+            if !self.keep_dir_times(&p, now) {
+                p.mtime = now;
+                p.ctime = now;
+                tx.set_attr(&p).await?;
+            }
             self.drop_link(tx, attr, parent, name, now).await?
         })?;
         self.after_remove(removed).await;
@@ -1375,9 +1427,8 @@ impl Inner {
             a.parent = 0;
             a.ctime = now;
             tx.set_attr(&a).await?;
-            p.mtime = now;
-            p.ctime = now;
-            tx.set_attr(&p).await?;
+            let keep = self.keep_dir_times(&p, now);
+            tx.entry_added(&mut p, new_name, now, keep).await?;
             a
         })
     }
@@ -2341,6 +2392,12 @@ impl Meta for KvMeta {
     }
     fn set_read_only(&self, read_only: bool) {
         self.inner.read_only.store(read_only, Ordering::Relaxed);
+    }
+    fn set_skip_dir_mtime(&self, window: Duration) {
+        self.inner.skip_dir_mtime_ns.store(
+            u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
     fn set_heartbeat(&self, period: Duration) {
         self.inner

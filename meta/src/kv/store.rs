@@ -36,6 +36,10 @@ pub trait KvTxn: Send {
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()>;
     /// Delete `key` (applied at commit).
     async fn delete(&mut self, key: Vec<u8>) -> Result<()>;
+    /// Lock `key` without changing it: the commit conflicts with any transaction that changed
+    /// or locked `key` after this one began (and makes later such commits conflict with this
+    /// one), as if it were written; its value, or absence, stays. A guard against write skew.
+    async fn lock(&mut self, key: Vec<u8>) -> Result<()>;
     /// Apply every write at once, or fail and apply none.
     async fn commit(self: Box<Self>) -> Result<()>;
     /// Drop every write.

@@ -314,6 +314,15 @@ impl KvTxn for TikvTxn {
             .map_err(|e| classify("delete", e))
     }
 
+    async fn lock(&mut self, key: Vec<u8>) -> Result<()> {
+        // an optimistic transaction sends it as a Lock mutation at prewrite: TiKV checks it for
+        // newer writes like a put and commits a record that carries no value
+        self.txn
+            .lock_keys([key])
+            .await
+            .map_err(|e| classify("lock", e))
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<()> {
         match self.txn.commit().await {
             Ok(_) => Ok(()),
