@@ -58,13 +58,24 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// body is an async block: on SQLite it never yields (statements run on the calling thread
 /// while this process's writer connection is held), on the servers each statement is a round
 /// trip. A body must only touch the database, so running it again is safe.
+///
+/// `|tx, again|` also binds `again`: true once an attempt failed with the server unreachable.
+/// Such an attempt may have been applied (its COMMIT, or its single autocommit statement,
+/// reached the server and only the answer was lost); a body whose second run would fail
+/// because of its own first run (the name it created exists, the entry it moved is gone)
+/// checks for that and reports success.
 macro_rules! txn {
     ($self:expr, $op:expr, |$tx:ident| $body:block) => {
-        txn!(@run begin, $self, $op, |$tx| $body)
+        txn!(@run begin, $self, $op, _again, |$tx| $body)
     };
-    (@run $acquire:ident, $self:expr, $op:expr, |$tx:ident| $body:block) => {{
+    ($self:expr, $op:expr, |$tx:ident, $again:ident| $body:block) => {
+        txn!(@run begin, $self, $op, $again, |$tx| $body)
+    };
+    (@run $acquire:ident, $self:expr, $op:expr, $again:ident, |$tx:ident| $body:block) => {{
         let mut attempt = 0u32;
         let started = Instant::now();
+        #[allow(unused_variables, unused_assignments)]
+        let mut $again = false;
         loop {
             #[allow(unused_mut)]
             let res: Result<_> = match $self.pool.$acquire(&$self.prefix).await {
@@ -86,6 +97,10 @@ macro_rules! txn {
                 }
                 Err(e) if e.is_unavailable() && started.elapsed() < UNAVAILABLE_RETRY => {
                     attempt += 1;
+                    #[allow(unused_assignments)]
+                    {
+                        $again = true;
+                    }
                     tracing::warn!(op = $op, attempt, error = %e, "metadata server unavailable, retrying");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(5)))).await;
                 }
@@ -99,8 +114,8 @@ macro_rules! txn {
 /// with data-modifying CTEs), on an autocommit handle: no BEGIN and COMMIT round trips. Retried
 /// like `txn!`; the handle's counter changes are applied as a commit's are.
 macro_rules! autocommit {
-    ($self:expr, $op:expr, |$tx:ident| $body:block) => {
-        txn!(@run read, $self, $op, |$tx| $body)
+    ($self:expr, $op:expr, |$tx:ident, $again:ident| $body:block) => {
+        txn!(@run read, $self, $op, $again, |$tx| $body)
     };
 }
 
@@ -440,6 +455,31 @@ async fn get_rename_pair_pg(
 }
 
 /// The entry `name` in `parent`: (edge id, inode, type).
+/// After an attempt that may have been applied: the inode `ino` this call created as `name`
+/// in `parent`, when the entry is there and names it.
+async fn created_before(
+    c: &mut Tx<'_>,
+    parent: Ino,
+    name: &[u8],
+    ino: Ino,
+) -> Result<Option<Attr>> {
+    match get_edge(c, parent, name).await? {
+        Some((_, found, _)) if found == ino => get_node(c, ino).await,
+        _ => Ok(None),
+    }
+}
+
+/// After an attempt that may have been applied: whether slice `id` (ids are never reused)
+/// already has its reference row, which only its own write makes.
+async fn slice_recorded(c: &mut Tx<'_>, id: u64) -> Result<bool> {
+    Ok(q("SELECT 1 FROM jfs_chunk_ref WHERE chunkid = ?")
+        .bind(id as i64)
+        .fetch_optional(c)
+        .await
+        .map_err(db("write"))?
+        .is_some())
+}
+
 async fn get_edge(
     c: &mut Tx<'_>,
     parent: Ino,
@@ -1586,7 +1626,10 @@ impl Inner {
             // The common case in one statement (no BEGIN/COMMIT round trips). It changes
             // nothing when any rule needs a closer look (no such directory, removed, in the
             // trash, set-group-ID); the transaction below then decides.
-            let made = autocommit!(self, "mknod", |tx| {
+            let made = autocommit!(self, "mknod", |tx, again| {
+                if again && created_before(tx, parent, name, ino).await?.is_some() {
+                    return Ok(true);
+                }
                 let sql = "WITH p AS (UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, nlink = nlink + ? WHERE inode = ? AND type = 2 AND nlink > 0 AND parent <> ? AND (mode & 1024) = 0 RETURNING inode), \
                     n AS (INSERT INTO jfs_node (inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent,access_acl_id,default_acl_id,tier_id) SELECT ?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0 FROM p), \
                     e AS (INSERT INTO jfs_edge (parent, name, inode, type) SELECT inode, ?, ?, ? FROM p) \
@@ -1623,7 +1666,12 @@ impl Inner {
                 return Ok(plain);
             }
         }
-        txn!(self, "mknod", |tx| {
+        txn!(self, "mknod", |tx, again| {
+            if again {
+                if let Some(made) = created_before(tx, parent, name, ino).await? {
+                    return Ok(made);
+                }
+            }
             let dir_delta = i64::from(typ == FileType::Dir);
             let p = touch_dir(tx, parent, now, dir_delta).await?;
             if i64::from(p.nlink) - dir_delta == 0 {
@@ -1673,8 +1721,13 @@ impl Inner {
         self.writable()?;
         check_name(name)?;
         let now = Timestamp::now();
-        let removed = txn!(self, "unlink", |tx| {
+        let mut found = false;
+        let removed = txn!(self, "unlink", |tx, again| {
             let Some((mut p, eid, attr)) = get_entry_in(tx, parent, name).await? else {
+                if again && found {
+                    // gone since an attempt that may have been applied
+                    return Ok(Removed::Kept);
+                }
                 let p = must_dir(tx, parent).await?;
                 perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
                 return Err(Error::not_found("no such entry"));
@@ -1684,6 +1737,7 @@ impl Inner {
                 return Err(Error::is_dir("is a directory"));
             }
             perm::sticky(ctx, &p, &attr)?;
+            found = true;
             p.mtime = now;
             p.ctime = now;
             self.drop_link(tx, eid, attr, Some(&p), parent, name, now)
@@ -1703,8 +1757,12 @@ impl Inner {
             return Err(Error::not_empty("cannot remove '..'"));
         }
         let now = Timestamp::now();
-        txn!(self, "rmdir", |tx| {
+        let mut found = false;
+        txn!(self, "rmdir", |tx, again| {
             let Some((mut p, eid, attr)) = get_entry_in(tx, parent, name).await? else {
+                if again && found {
+                    return Ok(());
+                }
                 let p = must_dir(tx, parent).await?;
                 perm::access(ctx, &p, MAY_WRITE | MAY_EXEC)?;
                 return Err(Error::not_found("no such entry"));
@@ -1717,6 +1775,7 @@ impl Inner {
             if !dir_is_empty(tx, attr.ino).await? {
                 return Err(Error::not_empty("directory not empty"));
             }
+            found = true;
             p.nlink = p.nlink.saturating_sub(1);
             p.mtime = now;
             p.ctime = now;
@@ -1747,7 +1806,8 @@ impl Inner {
             }
         }
         let now = Timestamp::now();
-        let removed = txn!(self, "rename", |tx| {
+        let mut moved: Option<Ino> = None;
+        let removed = txn!(self, "rename", |tx, again| {
             // PostgreSQL: source and target in one round trip (the target's inode with it).
             // One statement has one snapshot: when it waited for the directory lock, a target
             // entry created meanwhile is missing from it (rows it did see are locked and
@@ -1784,9 +1844,17 @@ impl Inner {
                 return Err(Error::not_permitted("cannot move entries into the trash"));
             }
             let Some((seid, mut sattr)) = src else {
+                if let (true, Some(m)) = (again, moved) {
+                    // an attempt that may have been applied moved it already
+                    if matches!(get_edge(tx, new_parent, new_name).await?, Some((_, i, _)) if i == m)
+                    {
+                        return Ok(Removed::Kept);
+                    }
+                }
                 return Err(Error::not_found("no such entry"));
             };
             let (sino, styp) = (sattr.ino, sattr.typ);
+            moved = Some(sino);
             perm::sticky(ctx, &sp, &sattr)?;
             let dst = match dst {
                 Some(d) => d,
@@ -1926,7 +1994,7 @@ impl Inner {
         self.writable()?;
         check_name(new_name)?;
         let now = Timestamp::now();
-        txn!(self, "link", |tx| {
+        txn!(self, "link", |tx, again| {
             let mut p = must_dir(tx, new_parent).await?;
             if p.nlink == 0 {
                 return Err(Error::not_found("parent directory was removed"));
@@ -1944,7 +2012,11 @@ impl Inner {
             if a.nlink == 0 {
                 return Err(Error::not_found("the file was removed"));
             }
-            if get_edge(tx, new_parent, new_name).await?.is_some() {
+            if let Some((_, found, _)) = get_edge(tx, new_parent, new_name).await? {
+                if again && found == ino {
+                    // an attempt that may have been applied made this link
+                    return must_node(tx, ino).await;
+                }
                 return Err(Error::exists("entry exists"));
             }
             if a.nlink == u32::MAX {
@@ -2297,7 +2369,10 @@ impl Inner {
             // One statement: the node (locked, read before and changed), the chunk and the
             // reference. Nothing changes when the inode is missing or not a regular file; the
             // transaction below then gives the error.
-            let done = autocommit!(self, "write", |tx| {
+            let done = autocommit!(self, "write", |tx, again| {
+                if again && slice_recorded(tx, s.id).await? {
+                    return Ok(true);
+                }
                 let sql = if sums.is_some() {
                     "WITH u AS (UPDATE jfs_node n SET length = GREATEST(n.length, ?), mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
                     FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length), \
@@ -2343,7 +2418,10 @@ impl Inner {
                 return Ok(());
             }
         }
-        txn!(self, "write", |tx| {
+        txn!(self, "write", |tx, again| {
+            if again && slice_recorded(tx, s.id).await? {
+                return Ok(());
+            }
             let mut a = must_node(tx, ino).await?;
             if a.typ != FileType::File {
                 return Err(Error::invalid("not a regular file"));
