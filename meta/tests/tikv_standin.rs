@@ -205,3 +205,66 @@ async fn rmdir_racing_a_create_leaves_no_orphan() {
         "rmdir racing a create, 60 rounds: {removed} removed first, {refused} refused as not empty"
     );
 }
+
+/// getattr, lookup and the other point reads ask PD for no timestamp: they read the latest
+/// committed value at the region leader. A lock in the way, or a region error, makes them
+/// fall back to a transaction, which resolves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_reads_take_no_timestamp() {
+    let (standin, addr) = StandIn::start("127.0.0.1:0").await.expect("stand-in");
+    let url = TikvUrl::parse(&format!("{addr}/latest")).expect("url");
+    let store = Arc::new(TikvStore::connect(&url).await.expect("connect"));
+    let m = Arc::new(KvMeta::new(
+        store.clone(),
+        Keys::new("latest"),
+        format!("tikv://{addr}/latest"),
+    ));
+    m.init(&testkit::test_format(), false)
+        .await
+        .expect("format");
+    m.load().await.expect("load");
+    let ctx = Ctx::root();
+    let d = m
+        .mknod(&ctx, ROOT_INODE, b"d", FileType::Dir, 0o755, 0, 0, b"")
+        .await
+        .expect("mkdir")
+        .ino;
+    let f = m
+        .mknod(&ctx, d, b"f", FileType::File, 0o644, 0, 0, b"")
+        .await
+        .expect("create")
+        .ino;
+    let (tso, (served, _)) = (standin.timestamp_requests(), store.latest_reads());
+    for _ in 0..10 {
+        assert_eq!(m.getattr(f).await.expect("getattr").ino, f);
+        assert_eq!(m.lookup(&ctx, d, b"f").await.expect("lookup").ino, f);
+    }
+    assert_eq!(standin.timestamp_requests(), tso, "timestamps asked for");
+    assert!(
+        store.latest_reads().0 >= served + 30,
+        "{:?}",
+        store.latest_reads()
+    );
+
+    // a lock on the key as its transaction's primary: the latest committed value, at once
+    let attr_key = Keys::new("latest").inode(f);
+    standin.leave_lock(&attr_key, 20_000);
+    let t = Instant::now();
+    assert_eq!(
+        m.getattr(f).await.expect("getattr past a primary lock").ino,
+        f
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    // a region error: the read falls back to a transaction and still answers
+    let fell = store.latest_reads().1;
+    standin.inject_region_errors(1);
+    assert_eq!(
+        m.getattr(d)
+            .await
+            .expect("getattr after a region error")
+            .ino,
+        d
+    );
+    assert!(store.latest_reads().1 > fell, "{:?}", store.latest_reads());
+}

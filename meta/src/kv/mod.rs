@@ -12,6 +12,7 @@
 //! The in-memory effects of an operation (open files, deletions of objects) happen after commit.
 
 pub mod keys;
+pub mod latest;
 pub mod mem;
 pub mod store;
 pub mod tikv;
@@ -134,11 +135,18 @@ macro_rules! kv_txn {
 /// Run `$body` with `$tx` bound to a read transaction (never committed), retrying for a while
 /// when the store cannot be reached.
 macro_rules! kv_read {
-    ($self:expr, $op:expr, |$tx:ident| $body:block) => {{
+    ($self:expr, $op:expr, |$tx:ident| $body:block) => {
+        kv_read!(@run $self, $op, begin, |$tx| $body)
+    };
+    // Point reads that need no snapshot consistent across keys: the latest committed values.
+    ($self:expr, $op:expr, latest, |$tx:ident| $body:block) => {
+        kv_read!(@run $self, $op, begin_latest, |$tx| $body)
+    };
+    (@run $self:expr, $op:expr, $begin:ident, |$tx:ident| $body:block) => {{
         let mut attempt = 0u32;
         let started = Instant::now();
         loop {
-            let res: Result<_> = match $self.store.begin().await {
+            let res: Result<_> = match $self.store.$begin().await {
                 Ok(mut t) => {
                     let r: Result<_> = {
                         let mut w = Tx::new(&mut *t, &$self.keys);
@@ -1034,7 +1042,7 @@ impl Inner {
         let special = name == b"."
             || name == b".."
             || (parent == ROOT_INODE && name == TRASH_NAME.as_bytes());
-        kv_read!(self, "lookup", |tx| {
+        kv_read!(self, "lookup", latest, |tx| {
             if !ctx.check_permission && !special {
                 if let Some((_, ino)) = tx.entry(parent, name).await? {
                     return tx.attr(ino).await?.ok_or_else(|| {
@@ -2417,7 +2425,7 @@ impl Meta for KvMeta {
     }
     async fn getattr(&self, ino: Ino) -> Result<Attr> {
         let inner = &self.inner;
-        kv_read!(inner, "getattr", |tx| { tx.must_attr(ino).await? })
+        kv_read!(inner, "getattr", latest, |tx| { tx.must_attr(ino).await? })
     }
     async fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.inner.setattr(ctx, ino, set).await
@@ -2474,7 +2482,7 @@ impl Meta for KvMeta {
     }
     async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
         let inner = &self.inner;
-        kv_read!(inner, "readlink", |tx| {
+        kv_read!(inner, "readlink", latest, |tx| {
             match tx.get(&tx.k.symlink(ino)).await? {
                 Some(t) => t,
                 None => {
@@ -2520,7 +2528,7 @@ impl Meta for KvMeta {
     }
     async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
         let inner = &self.inner;
-        kv_read!(inner, "read chunk", |tx| {
+        kv_read!(inner, "read chunk", latest, |tx| {
             tx.read_chunk(ino, indx).await?
         })
     }
@@ -2542,14 +2550,14 @@ impl Meta for KvMeta {
     }
     async fn slice_sums(&self, id: u64) -> Result<Option<Vec<u8>>> {
         let inner = &self.inner;
-        kv_read!(inner, "read checksums", |tx| {
+        kv_read!(inner, "read checksums", latest, |tx| {
             tx.get(&tx.k.sums(id)).await?
         })
     }
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let name = xattr_name(name)?.as_bytes();
         let inner = &self.inner;
-        kv_read!(inner, "getxattr", |tx| {
+        kv_read!(inner, "getxattr", latest, |tx| {
             match tx.get(&tx.k.xattr(ino, name)).await? {
                 Some(v) => v,
                 None => {

@@ -53,6 +53,12 @@ pub trait KvStore: Send + Sync {
     fn name(&self) -> &'static str;
     /// Begin a transaction.
     async fn begin(&self) -> Result<Box<dyn KvTxn>>;
+    /// A read-only view of the latest committed value of each key, for reads that need no
+    /// snapshot consistent across keys (point lookups): it may skip what beginning a
+    /// transaction costs (TiKV: a timestamp from PD). Writes in it fail. Default: a transaction.
+    async fn begin_latest(&self) -> Result<Box<dyn KvTxn>> {
+        self.begin().await
+    }
     /// Delete every key in `[start, end)`, outside any transaction (destroying a volume).
     async fn delete_range(&self, start: &[u8], end: &[u8]) -> Result<()>;
     /// Periodic upkeep of the store, run by a mount's cleanup job (TiKV: advance the GC safe

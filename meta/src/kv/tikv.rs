@@ -5,6 +5,7 @@
 //! Every transaction is committed or rolled back; one dropped half way (a cancelled operation)
 //! is only logged by the client (its drop check is set to warn, not panic).
 
+use super::latest::LatestReader;
 use super::store::{KvStore, KvTxn, Pair};
 use crate::error::{Error, ErrorKind, Result};
 use async_trait::async_trait;
@@ -13,6 +14,8 @@ use tikv_client::{CheckLevel, TransactionClient, TransactionOptions};
 /// A TiKV cluster reached through its PD endpoints.
 pub struct TikvStore {
     client: TransactionClient,
+    /// Point reads of the latest values straight from region leaders.
+    latest: std::sync::Arc<LatestReader>,
     /// How far the GC safe point trails now (zero: this client does not advance it).
     gc_keep: std::time::Duration,
 }
@@ -103,10 +106,18 @@ impl TikvStore {
                     format!("cannot reach the TiKV cluster through PD at {shown}: {e}"),
                 )
             })?;
+        let latest = std::sync::Arc::new(LatestReader::new(&url.pd, url.tls.as_ref())?);
         Ok(Self {
             client,
+            latest,
             gc_keep: url.gc_keep,
         })
+    }
+
+    /// Point reads answered by the region leaders at the latest timestamp, and those that
+    /// fell back to a transaction.
+    pub fn latest_reads(&self) -> (u64, u64) {
+        self.latest.counts()
     }
 
     /// Tell the cluster that versions older than `keep` before now may be garbage-collected
@@ -190,7 +201,19 @@ impl KvStore for TikvStore {
             .await
             .map_err(|e| classify("begin", e))?;
         Ok(Box::new(TikvTxn {
-            txn,
+            txn: Some(txn),
+            latest: None,
+            writes: std::collections::BTreeMap::new(),
+            client: self.client.clone(),
+        }))
+    }
+
+    async fn begin_latest(&self) -> Result<Box<dyn KvTxn>> {
+        // no timestamp yet: point gets go to the region leaders at the latest version; a
+        // transaction begins only if one of them, or a scan, needs it
+        Ok(Box::new(TikvTxn {
+            txn: None,
+            latest: Some(self.latest.clone()),
             writes: std::collections::BTreeMap::new(),
             client: self.client.clone(),
         }))
@@ -217,13 +240,46 @@ impl KvStore for TikvStore {
 }
 
 struct TikvTxn {
-    txn: tikv_client::Transaction,
+    /// None until needed, in a read-only view of the latest values.
+    txn: Option<tikv_client::Transaction>,
+    /// Set in a read-only view of the latest values.
+    latest: Option<std::sync::Arc<LatestReader>>,
     /// What this transaction wrote (None: deleted), to read back after an undetermined commit.
     writes: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     client: TransactionClient,
 }
 
+fn read_only() -> Error {
+    Error::new(
+        ErrorKind::Engine,
+        "tikv: a write in a read-only view of the latest values (a bug in the caller)",
+    )
+}
+
 impl TikvTxn {
+    /// The transaction, begun now if this view had none yet.
+    async fn txn(&mut self) -> Result<&mut tikv_client::Transaction> {
+        if self.txn.is_none() {
+            let opts = TransactionOptions::new_optimistic().drop_check(CheckLevel::Warn);
+            let t = self
+                .client
+                .begin_with_options(opts)
+                .await
+                .map_err(|e| classify("begin", e))?;
+            self.txn = Some(t);
+        }
+        self.txn
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::Engine, "tikv: no transaction"))
+    }
+
+    /// The transaction for a write: never in a read-only view.
+    async fn writer(&mut self) -> Result<&mut tikv_client::Transaction> {
+        if self.latest.is_some() {
+            return Err(read_only());
+        }
+        self.txn().await
+    }
     /// After a commit whose outcome is unknown: read the written keys back in a new
     /// transaction. All as written: it committed. None as written: it did not (the caller runs
     /// it again). A mix: another client changed them since; the outcome stays unknown.
@@ -265,7 +321,13 @@ impl TikvTxn {
 #[async_trait]
 impl KvTxn for TikvTxn {
     async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.txn
+        if let Some(r) = &self.latest {
+            if let Some(v) = r.get(key).await {
+                return Ok(v);
+            }
+        }
+        self.txn()
+            .await?
             .get(key.to_vec())
             .await
             .map_err(|e| classify("get", e))
@@ -273,7 +335,8 @@ impl KvTxn for TikvTxn {
 
     async fn batch_get(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         let got: std::collections::HashMap<Vec<u8>, Vec<u8>> = self
-            .txn
+            .txn()
+            .await?
             .batch_get(keys.to_vec())
             .await
             .map_err(|e| classify("batch get", e))?
@@ -290,7 +353,8 @@ impl KvTxn for TikvTxn {
         };
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         Ok(self
-            .txn
+            .txn()
+            .await?
             .scan(range, limit)
             .await
             .map_err(|e| classify("scan", e))?
@@ -299,32 +363,43 @@ impl KvTxn for TikvTxn {
     }
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
-        self.writes.insert(key.clone(), Some(value.clone()));
-        self.txn
-            .put(key, value)
+        let t = self.writer().await?;
+        t.put(key.clone(), value.clone())
             .await
-            .map_err(|e| classify("put", e))
+            .map_err(|e| classify("put", e))?;
+        self.writes.insert(key, Some(value));
+        Ok(())
     }
 
     async fn delete(&mut self, key: Vec<u8>) -> Result<()> {
-        self.writes.insert(key.clone(), None);
-        self.txn
-            .delete(key)
+        let t = self.writer().await?;
+        t.delete(key.clone())
             .await
-            .map_err(|e| classify("delete", e))
+            .map_err(|e| classify("delete", e))?;
+        self.writes.insert(key, None);
+        Ok(())
     }
 
     async fn lock(&mut self, key: Vec<u8>) -> Result<()> {
         // an optimistic transaction sends it as a Lock mutation at prewrite: TiKV checks it for
         // newer writes like a put and commits a record that carries no value
-        self.txn
+        self.writer()
+            .await?
             .lock_keys([key])
             .await
             .map_err(|e| classify("lock", e))
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        match self.txn.commit().await {
+        let Some(t) = self.txn.as_mut() else {
+            return Ok(());
+        };
+        if self.latest.is_some() {
+            // a read-only view: nothing to commit
+            let _ = t.rollback().await;
+            return Ok(());
+        }
+        match t.commit().await {
             Ok(_) => Ok(()),
             Err(tikv_client::Error::UndeterminedError(inner)) => {
                 tracing::warn!(error = %inner, "tikv commit outcome undetermined; reading the keys back");
@@ -332,13 +407,15 @@ impl KvTxn for TikvTxn {
             }
             Err(e) => {
                 let err = classify("commit", e);
-                let _ = self.txn.rollback().await;
+                let _ = t.rollback().await;
                 Err(err)
             }
         }
     }
 
     async fn rollback(mut self: Box<Self>) {
-        let _ = self.txn.rollback().await;
+        if let Some(t) = self.txn.as_mut() {
+            let _ = t.rollback().await;
+        }
     }
 }

@@ -82,6 +82,7 @@ struct Faults {
     region_errors: AtomicU64,
     prewrites: AtomicU64,
     conflicts_answered: AtomicU64,
+    timestamps: AtomicU64,
 }
 
 /// The stand-in cluster. Cheap to clone (shared state).
@@ -162,6 +163,11 @@ impl StandIn {
             self.faults.prewrites.load(Ordering::Relaxed),
             self.faults.conflicts_answered.load(Ordering::Relaxed),
         )
+    }
+
+    /// Timestamp requests (TSO) answered so far.
+    pub fn timestamp_requests(&self) -> u64 {
+        self.faults.timestamps.load(Ordering::Relaxed)
     }
 
     /// The GC safe point clients last set.
@@ -284,7 +290,11 @@ impl Inner {
             return Ok(None);
         };
         if let Some(l) = &k.lock {
-            if l.start_ts <= ts && l.op != kvrpcpb::Op::Lock as i32 {
+            // As TiKV does: a read at the largest timestamp ("the latest committed version")
+            // passes the lock on a transaction's primary key, whose commit decides the
+            // transaction and is not visible yet, but stops at the locks on its other keys.
+            let latest_past_primary = ts == u64::MAX && l.primary == key;
+            if l.start_ts <= ts && l.op != kvrpcpb::Op::Lock as i32 && !latest_past_primary {
                 return Err(locked(key, l));
             }
         }
@@ -411,6 +421,7 @@ impl pdpb::pd_server::Pd for StandIn {
         let me = self.clone();
         let out = r.into_inner().map(move |req| {
             let req = req?;
+            me.faults.timestamps.fetch_add(1, Ordering::Relaxed);
             let count = u64::from(req.count.max(1));
             let ts = me.next_ts(count);
             Ok(pdpb::TsoResponse {
