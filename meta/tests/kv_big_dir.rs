@@ -52,6 +52,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static HEAP: Counting = Counting;
 
+/// The count is of the whole process: the tests of this file take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What the listing may add to the heap, whatever N is: a page of entries (4 096) with
 /// attributes, the readdir cursors kept (16 384 names), the clients' buffers. Holding the
 /// whole listing would take about 150 bytes per entry: 30 MiB at 200 000.
@@ -172,11 +175,13 @@ async fn big_directory(engine: &str, store: Arc<dyn KvStore>, keys: Keys) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memkv_lists_a_big_directory_in_bounded_memory() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     big_directory("memkv", Arc::new(MemKv::new()), Keys::new("")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tikv_standin_lists_a_big_directory_in_bounded_memory() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (_standin, addr) = tikv_standin::StandIn::start("127.0.0.1:0")
         .await
         .expect("stand-in");
