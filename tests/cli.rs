@@ -123,6 +123,14 @@ fn mount_rejects_bad_input() {
         &["mount", &v.url, &mp, "--io-retry-secs", "soon"],
         "invalid value 'soon'",
     );
+    fails(
+        &["mount", &v.url, &mp, "--upload-limit=fast"],
+        "invalid value 'fast' for '--upload-limit",
+    );
+    fails(
+        &["mount", &v.url, &mp, "--skip-dir-mtime", "soon"],
+        "invalid value 'soon' for '--skip-dir-mtime",
+    );
     let m = v.mount("m", &[]);
     fails(&["mount", &v.url, &mp], "already a mount point");
     drop(m);
@@ -238,4 +246,28 @@ fn server_urls_fail_clearly_without_showing_the_password() {
         0,
         "nothing written to the bucket"
     );
+}
+
+/// `--upload-limit 80` (megabits per second: 10 MB/s) holds a 40 MiB write behind an fsync to
+/// at least the time its bytes past the first burst (8 MiB) need at that rate; the data is
+/// intact.
+#[test]
+fn upload_limit_paces_object_writes() {
+    let v = Volume::format("cli-limit", &["--trash-days", "0"]);
+    let m = v.mount("m", &["--upload-limit", "80"]);
+    let data = bytes(9, 40 << 20);
+    let t = std::time::Instant::now();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(m.p("f")).expect("create");
+        f.write_all(&data).expect("write");
+        f.sync_all().expect("fsync");
+    }
+    let took = t.elapsed();
+    // 32 MiB at 10 MB/s: 3.4 s; allow for the limiter's burst refilling while writing
+    assert!(
+        took >= std::time::Duration::from_millis(2500),
+        "40 MiB went up in {took:?} under an 80 Mbit/s limit"
+    );
+    assert_eq!(std::fs::read(m.p("f")).expect("read"), data);
 }

@@ -13,6 +13,7 @@ pub mod cache;
 mod compress;
 pub mod error;
 mod key;
+pub mod limit;
 mod local;
 pub mod pool;
 mod s3;

@@ -57,6 +57,8 @@ pub struct Staging {
     free_ratio: f64,
     entries: Mutex<HashMap<String, Entry>>,
     bytes: AtomicU64,
+    /// Bytes staged at most (`--cache-size`); past it blocks are refused.
+    max_bytes: u64,
     seq: AtomicU64,
 }
 
@@ -76,8 +78,16 @@ impl Staging {
             free_ratio: free_ratio.clamp(0.0, 0.99),
             entries: Mutex::new(HashMap::new()),
             bytes: AtomicU64::new(0),
+            max_bytes: u64::MAX,
             seq: AtomicU64::new(0),
         }
+    }
+
+    /// This staging area refusing blocks while it holds `max` bytes (blocks a previous mount
+    /// left are counted, and uploaded, all the same).
+    pub fn with_max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = max;
+        self
     }
 
     /// Whether any directory is usable.
@@ -113,6 +123,13 @@ impl Staging {
         let Some(path) = self.path(root, key) else {
             return Err(std::io::Error::other("no usable staging directory"));
         };
+        let held = self.bytes.load(Ordering::Relaxed);
+        if held.saturating_add(data.len() as u64) > self.max_bytes {
+            return Err(std::io::Error::other(format!(
+                "staging holds {held} bytes, its bound (--cache-size) is {}",
+                self.max_bytes
+            )));
+        }
         if let Some((avail, total)) = disk_space(&self.roots[root]) {
             let floor = (self.free_ratio * total as f64) as u64;
             if avail < floor.saturating_add(file_len(data.len())) {
@@ -381,5 +398,21 @@ mod tests {
             .expect_err("full");
         assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
         assert_eq!(s.pending(), (0, 0));
+    }
+
+    #[test]
+    fn staging_holds_no_more_than_its_bound() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = Staging::open(&[t.path().to_path_buf()], "u", 0.0).with_max_bytes(250);
+        s.stage("chunks/0/0/1_0_100", &block(100)).expect("first");
+        s.stage("chunks/0/0/2_0_100", &block(100)).expect("second");
+        s.stage("chunks/0/0/3_0_100", &block(100))
+            .expect_err("a third would pass the bound");
+        assert_eq!(s.pending(), (2, 200));
+        // once one is uploaded there is room again
+        s.begin("chunks/0/0/1_0_100").expect("upload begins");
+        s.finish("chunks/0/0/1_0_100").expect("upload ends");
+        s.stage("chunks/0/0/3_0_100", &block(100))
+            .expect("room again");
     }
 }

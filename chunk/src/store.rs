@@ -4,6 +4,7 @@ use crate::cache::{Admit, DiskCache};
 use crate::compress::Compression;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{block_key, block_lens};
+use crate::limit::Bandwidth;
 use crate::local::LocalDir;
 use crate::s3::{S3Bucket, S3Config};
 use crate::staging::{Finished, Staging};
@@ -45,6 +46,15 @@ pub struct ChunkStore {
     downloads: Arc<tokio::sync::Semaphore>,
     /// Staging and background upload of written blocks (`--writeback`).
     writeback: Option<Arc<Writeback>>,
+    /// `--upload-limit` and `--download-limit`.
+    limits: Arc<Limits>,
+}
+
+/// Bandwidth limits of object PUTs and GETs (None: unlimited).
+#[derive(Debug, Default)]
+struct Limits {
+    up: Option<Bandwidth>,
+    down: Option<Bandwidth>,
 }
 
 /// Blocks written to staging and uploaded in the background (`--writeback`).
@@ -239,6 +249,7 @@ impl ChunkStore {
             patience: DEFAULT_PATIENCE,
             downloads: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_DOWNLOADS)),
             writeback: None,
+            limits: Arc::new(Limits::default()),
         }
     }
 
@@ -369,7 +380,7 @@ impl ChunkStore {
         let put = match body {
             Ok(body) => {
                 self.patiently("upload", &q.key, None, || {
-                    self.dir.put(&q.key, body.clone())
+                    self.put_object(&q.key, body.clone())
                 })
                 .await
             }
@@ -461,6 +472,42 @@ impl ChunkStore {
             .await
             .ok()
             .flatten()
+    }
+
+    /// This store sending at most `up_mbps` and receiving at most `down_mbps` megabits per
+    /// second of object data (0: no limit), as JuiceFS's `--upload-limit`/`--download-limit`.
+    pub fn with_bandwidth(mut self, up_mbps: u64, down_mbps: u64) -> Self {
+        self.limits = Arc::new(Limits {
+            up: Bandwidth::from_mbps(up_mbps),
+            down: Bandwidth::from_mbps(down_mbps),
+        });
+        self
+    }
+
+    /// PUT object `key`, within the upload limit.
+    async fn put_object(&self, key: &str, body: Bytes) -> Result<()> {
+        if let Some(b) = &self.limits.up {
+            b.take(body.len()).await;
+        }
+        self.dir.put(key, body).await
+    }
+
+    /// GET object `key`, within the download limit (counted once it arrived: its size is not
+    /// known before).
+    async fn get_object(&self, key: &str) -> Result<Bytes> {
+        let got = self.dir.get(key).await?;
+        if let Some(b) = &self.limits.down {
+            b.take(got.len()).await;
+        }
+        Ok(got)
+    }
+
+    /// GET `len` bytes of object `key` from `off`, within the download limit.
+    async fn get_object_range(&self, key: &str, off: u64, len: usize) -> Result<Bytes> {
+        if let Some(b) = &self.limits.down {
+            b.take(len).await;
+        }
+        self.dir.get_range(key, off, len).await
     }
 
     /// This store with at most `n` object GETs in flight (at least 1).
@@ -647,7 +694,7 @@ impl ChunkStore {
 
     /// Store one whole object under `key` (used for `juicefs_uuid`).
     pub async fn put_raw(&self, key: &str, data: Vec<u8>) -> Result<()> {
-        self.dir.put(key, Bytes::from(data)).await
+        self.put_object(key, Bytes::from(data)).await
     }
 
     /// Store block `indx` of slice `id`; returns the block's checksums (see [`crate::sums`]).
@@ -665,7 +712,7 @@ impl ChunkStore {
             Compression::None => data.clone(),
             c => Bytes::from(c.compress(&data)?),
         };
-        self.patiently("upload", &key, None, || self.dir.put(&key, body.clone()))
+        self.patiently("upload", &key, None, || self.put_object(&key, body.clone()))
             .await?;
         // written blocks are not kept in memory: most are not read back by this client, and
         // keeping them would grow the mount by the cache size on every large write; the disk
@@ -717,12 +764,12 @@ impl ChunkStore {
             match self.cfg.compression {
                 // the length is in the key: read exactly that, a shorter object is corrupt
                 Compression::None => {
-                    self.patiently("read", key, Some(&self.downloads), || self.dir.get_range(key, 0, len as usize))
+                    self.patiently("read", key, Some(&self.downloads), || self.get_object_range(key, 0, len as usize))
                         .await
                 }
                 c => c
                     .decompress(
-                        &self.patiently("read", key, Some(&self.downloads), || self.dir.get(key)).await?,
+                        &self.patiently("read", key, Some(&self.downloads), || self.get_object(key)).await?,
                         len as usize,
                     )
                     .map(Bytes::from)
@@ -793,7 +840,7 @@ impl ChunkStore {
                 );
                 let got = self
                     .patiently("read", &key, Some(&self.downloads), || {
-                        self.dir.get_range(&key, u64::from(s0), (e0 - s0) as usize)
+                        self.get_object_range(&key, u64::from(s0), (e0 - s0) as usize)
                     })
                     .await?;
                 self.verify(Some(&sums), &key, indx, s0 as usize, &got)?;
@@ -801,8 +848,7 @@ impl ChunkStore {
             }
             None => {
                 self.patiently("read", &key, Some(&self.downloads), || {
-                    self.dir
-                        .get_range(&key, u64::from(off), (end - off) as usize)
+                    self.get_object_range(&key, u64::from(off), (end - off) as usize)
                 })
                 .await?
             }
@@ -862,7 +908,7 @@ impl ChunkStore {
 
     /// Read a whole object (raw bytes).
     pub async fn get_raw(&self, key: &str) -> Result<Bytes> {
-        self.dir.get(key).await
+        self.get_object(key).await
     }
 
     /// Make every object stored so far durable (called at fsync).

@@ -56,6 +56,12 @@ pub struct Args {
     #[arg(long, default_value_t = tidefs_chunk::DEFAULT_MAX_DOWNLOADS as u32,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_downloads: u32,
+    /// Bandwidth limit of object uploads, megabits per second (0: none).
+    #[arg(long, default_value_t = 0, value_name = "MBPS")]
+    upload_limit: u64,
+    /// Bandwidth limit of object downloads, megabits per second (0: none).
+    #[arg(long, default_value_t = 0, value_name = "MBPS")]
+    download_limit: u64,
     /// How long object reads and writes keep being retried while the object store is
     /// unavailable (a restart, a network outage), seconds; after that they fail with EIO.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
@@ -437,7 +443,8 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
     let mut store = super::open_store(&fmt, a.mem_cache << 20)?
         .with_sums(crate::vfs::sums::MetaSums::new(meta.clone()))
         .with_patience(Duration::from_secs(a.io_retry_secs))
-        .with_max_downloads(a.max_downloads as usize);
+        .with_max_downloads(a.max_downloads as usize)
+        .with_bandwidth(a.upload_limit, a.download_limit);
     if let Some(cfg) = disk_cache_config(&a, &fmt.storage) {
         let block_size = u32::try_from(fmt.block_size()).map_err(|_| "block size out of range")?;
         let disk = tidefs_chunk::DiskCache::open(&cfg, &fmt.uuid, block_size);
@@ -447,7 +454,11 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
     if a.writeback && !a.read_only {
         let dirs = cache_dirs(&a, &fmt.storage)
             .ok_or("--writeback stages blocks in a cache directory: give --cache-dir")?;
-        let staging = tidefs_chunk::Staging::open(&dirs, &fmt.uuid, a.free_space_ratio);
+        // staged blocks count against --cache-size too: past it, writes upload directly
+        let mut staging = tidefs_chunk::Staging::open(&dirs, &fmt.uuid, a.free_space_ratio);
+        if a.cache_size > 0 {
+            staging = staging.with_max_bytes(a.cache_size << 20);
+        }
         if !staging.enabled() {
             return Err(format!(
                 "--writeback: no usable staging directory under {} (see the warnings above)",
