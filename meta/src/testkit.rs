@@ -58,6 +58,43 @@ fn root() -> Ctx {
     }
 }
 
+/// Churn in one directory, for contention tests: every client runs `tasks` tasks, each
+/// creating `files` files in `dir` and removing every `remove_every`-th one right after making
+/// it. Err names the first operation that failed.
+pub async fn churn_directory<M: Meta + 'static>(
+    clients: &[Arc<M>],
+    dir: crate::Ino,
+    tasks: usize,
+    files: usize,
+    remove_every: usize,
+) -> Result<(), String> {
+    let mut jobs = Vec::new();
+    for (ci, c) in clients.iter().enumerate() {
+        for t in 0..tasks {
+            let c = c.clone();
+            jobs.push(tokio::spawn(async move {
+                let ctx = Ctx::root();
+                for f in 0..files {
+                    let name = format!("c{ci}-t{t}-f{f}");
+                    c.mknod(&ctx, dir, name.as_bytes(), FileType::File, 0o644, 0, 0, b"")
+                        .await
+                        .map_err(|e| format!("create {name}: {e}"))?;
+                    if f % remove_every.max(1) == 0 {
+                        c.unlink(&ctx, dir, name.as_bytes())
+                            .await
+                            .map_err(|e| format!("unlink {name}: {e}"))?;
+                    }
+                }
+                Ok::<(), String>(())
+            }));
+        }
+    }
+    for j in jobs {
+        j.await.map_err(|e| format!("task: {e}"))??;
+    }
+    Ok(())
+}
+
 /// A new volume setting for tests.
 pub fn test_format() -> Format {
     let mut f = Format::new("testvol", "file", "/tmp/unused/");

@@ -37,29 +37,9 @@ async fn a_hot_directory_loses_nothing_and_surfaces_no_conflict() {
         .await
         .expect("mkdir")
         .ino;
-    let mut jobs = Vec::new();
-    for (ci, c) in clients.iter().enumerate() {
-        for t in 0..TASKS {
-            let (c, ctx) = (c.clone(), ctx.clone());
-            jobs.push(tokio::spawn(async move {
-                for f in 0..FILES {
-                    let name = format!("c{ci}-t{t}-f{f}");
-                    c.mknod(&ctx, dir, name.as_bytes(), FileType::File, 0o644, 0, 0, b"")
-                        .await
-                        .map_err(|e| format!("create {name}: {e}"))?;
-                    if f % 3 == 0 {
-                        c.unlink(&ctx, dir, name.as_bytes())
-                            .await
-                            .map_err(|e| format!("unlink {name}: {e}"))?;
-                    }
-                }
-                Ok::<(), String>(())
-            }));
-        }
-    }
-    for j in jobs {
-        j.await.expect("task").expect("every operation succeeds");
-    }
+    testkit::churn_directory(&clients, dir, TASKS, FILES, 3)
+        .await
+        .expect("every operation succeeds");
     let listed = clients[1]
         .readdir(&ctx, dir, 0, 10_000, false)
         .await

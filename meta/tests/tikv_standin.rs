@@ -103,29 +103,9 @@ async fn a_hot_directory_shared_by_two_clients_loses_nothing() {
             .expect("mkdir")
             .ino;
         let (tasks, files): (usize, usize) = (4, 40);
-        let mut jobs = Vec::new();
-        for (ci, c) in [a.clone(), b.clone()].into_iter().enumerate() {
-            for t in 0..tasks {
-                let (c, ctx) = (c.clone(), ctx.clone());
-                jobs.push(tokio::spawn(async move {
-                    for f in 0..files {
-                        let name = format!("c{ci}-t{t}-f{f}");
-                        c.mknod(&ctx, dir, name.as_bytes(), FileType::File, 0o644, 0, 0, b"")
-                            .await
-                            .map_err(|e| format!("create {name}: {e}"))?;
-                        if f % 4 == 0 {
-                            c.unlink(&ctx, dir, name.as_bytes())
-                                .await
-                                .map_err(|e| format!("unlink {name}: {e}"))?;
-                        }
-                    }
-                    Ok::<(), String>(())
-                }));
-            }
-        }
-        for j in jobs {
-            j.await.expect("task").expect("every operation succeeds");
-        }
+        testkit::churn_directory(&[a.clone(), b.clone()], dir, tasks, files, 4)
+            .await
+            .expect("every operation succeeds");
         let listed = b
             .readdir(&ctx, dir, 0, 10_000, false)
             .await
