@@ -65,3 +65,54 @@ async fn a_hot_directory_loses_nothing_and_surfaces_no_conflict() {
         "{restarts} restarts in {txns} transactions"
     );
 }
+
+/// `--skip-dir-mtime` compares a directory's mtime with now: a directory whose mtime was set
+/// to the far past or future still takes entries, and its times are then updated.
+#[tokio::test]
+async fn directories_with_extreme_mtimes_take_entries() {
+    use tidefs_meta::{SetAttr, TimeSet, Timestamp};
+    let m = Arc::new(KvMeta::new(
+        Arc::new(MemKv::new()),
+        Keys::new(""),
+        "memkv://extreme".to_string(),
+    ));
+    m.init(&testkit::test_format(), false)
+        .await
+        .expect("format");
+    m.load().await.expect("load");
+    let ctx = Ctx::root();
+    for (i, sec) in [i64::MIN, i64::MAX, -1].into_iter().enumerate() {
+        let name = format!("d{i}");
+        let d = m
+            .mknod(
+                &ctx,
+                ROOT_INODE,
+                name.as_bytes(),
+                FileType::Dir,
+                0o755,
+                0,
+                0,
+                b"",
+            )
+            .await
+            .expect("mkdir")
+            .ino;
+        let at = Timestamp {
+            sec,
+            nsec: 999_999_999,
+        };
+        let set = SetAttr {
+            mtime: Some(TimeSet::At(at)),
+            ..SetAttr::default()
+        };
+        m.setattr(&ctx, d, &set).await.expect("utimes");
+        m.mknod(&ctx, d, b"f", FileType::File, 0o644, 0, 0, b"")
+            .await
+            .expect("create in a directory with an extreme mtime");
+        assert_ne!(
+            m.getattr(d).await.expect("getattr").mtime,
+            at,
+            "mtime {sec} updated"
+        );
+    }
+}

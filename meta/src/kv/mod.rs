@@ -1032,7 +1032,9 @@ impl Inner {
     /// they changed less than `--skip-dir-mtime` ago.
     fn keep_dir_times(&self, p: &Attr, now: Timestamp) -> bool {
         let window = i128::from(self.skip_dir_mtime_ns.load(Ordering::Relaxed));
-        let age = i128::from(now.sec - p.mtime.sec) * 1_000_000_000 + i128::from(now.nsec)
+        // in i128: a directory's mtime may be anything utimes set, far past or future
+        let age = (i128::from(now.sec) - i128::from(p.mtime.sec)) * 1_000_000_000
+            + i128::from(now.nsec)
             - i128::from(p.mtime.nsec);
         (0..window).contains(&age)
     }
