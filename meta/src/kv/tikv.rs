@@ -194,7 +194,7 @@ impl KvStore for TikvStore {
     }
 
     async fn begin(&self) -> Result<Box<dyn KvTxn>> {
-        let opts = TransactionOptions::new_optimistic().drop_check(CheckLevel::Warn);
+        let opts = txn_options();
         let txn = self
             .client
             .begin_with_options(opts)
@@ -249,6 +249,12 @@ struct TikvTxn {
     client: TransactionClient,
 }
 
+/// Options of every transaction of this adapter: optimistic, and a transaction dropped half
+/// way (a cancelled operation) is only logged, never a panic.
+fn txn_options() -> TransactionOptions {
+    TransactionOptions::new_optimistic().drop_check(CheckLevel::Warn)
+}
+
 fn read_only() -> Error {
     Error::new(
         ErrorKind::Engine,
@@ -260,7 +266,7 @@ impl TikvTxn {
     /// The transaction, begun now if this view had none yet.
     async fn txn(&mut self) -> Result<&mut tikv_client::Transaction> {
         if self.txn.is_none() {
-            let opts = TransactionOptions::new_optimistic().drop_check(CheckLevel::Warn);
+            let opts = txn_options();
             let t = self
                 .client
                 .begin_with_options(opts)
@@ -286,7 +292,7 @@ impl TikvTxn {
     async fn read_back(&self) -> Result<()> {
         let mut t = self
             .client
-            .begin_with_options(TransactionOptions::new_optimistic().drop_check(CheckLevel::Warn))
+            .begin_with_options(txn_options())
             .await
             .map_err(|e| classify("read back", e))?;
         let mut same = 0usize;
