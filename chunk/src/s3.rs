@@ -335,21 +335,43 @@ impl S3Bucket {
             .map_err(|e| s3_err("get", key, e))
     }
 
+    /// The whole object `key`, which must be exactly `len` bytes (a block: the length is in its
+    /// key); any other length is a corrupt object. A plain GET, into a pooled page-aligned
+    /// buffer (see [`crate::pool`]).
+    pub async fn get_exact(&self, key: &str, len: usize) -> Result<Bytes> {
+        self.read_pooled(key, None, len).await
+    }
+
     /// Exactly `len` bytes of `key` from `off` (a ranged GET); fewer is a corrupt object.
     pub async fn get_range(&self, key: &str, off: u64, len: usize) -> Result<Bytes> {
-        let b = self
+        self.read_pooled(key, Some(off), len).await
+    }
+
+    /// `len` bytes of `key`: the whole object (`from` None) or a range from `from`, read into a
+    /// pooled buffer whose data starts page aligned; a different length is a corrupt object.
+    async fn read_pooled(&self, key: &str, from: Option<u64>, len: usize) -> Result<Bytes> {
+        let (mut buf, pad) = crate::pool::take_aligned(len);
+        let reader = self
             .op
-            .read_with(key)
-            .range(off..off + len as u64)
+            .reader(key)
             .await
-            .map(|b| b.to_bytes())
             .map_err(|e| s3_err("get", key, e))?;
+        let got = match from {
+            None => reader.read_into(&mut buf, ..).await,
+            Some(off) => reader.read_into(&mut buf, off..off + len as u64).await,
+        };
+        if let Err(e) = got {
+            crate::pool::give(buf);
+            return Err(s3_err("get", key, e));
+        }
+        let b = crate::pool::into_bytes(buf).slice(pad..);
         if b.len() != len {
             return Err(Error::new(
                 ErrorKind::Corrupt,
                 format!(
-                    "object {key} gave {} bytes at {off}, expected {len}",
-                    b.len()
+                    "object {key} gave {} bytes at {}, expected {len}",
+                    b.len(),
+                    from.unwrap_or(0)
                 ),
             ));
         }

@@ -136,7 +136,13 @@ impl Staging {
                 return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
             }
         }
-        write_block_file(&path, data, self.seq.fetch_add(1, Ordering::Relaxed), true)?;
+        write_block_file(
+            &path,
+            data,
+            None,
+            self.seq.fetch_add(1, Ordering::Relaxed),
+            true,
+        )?;
         let old = self.entries().insert(
             key.to_string(),
             Entry {

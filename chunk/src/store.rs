@@ -8,7 +8,9 @@ use crate::limit::Bandwidth;
 use crate::local::LocalDir;
 use crate::s3::{S3Bucket, S3Config};
 use crate::staging::{Finished, Staging};
-use crate::sums::{block_sums, first_bad_segment, SumSource, SUM_SEGMENT};
+use crate::sums::{
+    block_sums, first_bad_segment, first_bad_segment_by_parts, SumSource, SUM_SEGMENT,
+};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -190,6 +192,14 @@ impl Bucket {
         match self {
             Bucket::Local(d) => d.get(key).await,
             Bucket::S3(b) => b.get(key).await,
+        }
+    }
+
+    /// The whole object `key`, exactly `len` bytes long.
+    async fn get_exact(&self, key: &str, len: usize) -> Result<Bytes> {
+        match self {
+            Bucket::Local(d) => d.get_range(key, 0, len).await,
+            Bucket::S3(b) => b.get_exact(key, len).await,
         }
     }
 
@@ -502,6 +512,14 @@ impl ChunkStore {
         Ok(got)
     }
 
+    /// GET the whole object `key` of `len` bytes, within the download limit.
+    async fn get_object_exact(&self, key: &str, len: usize) -> Result<Bytes> {
+        if let Some(b) = &self.limits.down {
+            b.take(len).await;
+        }
+        self.dir.get_exact(key, len).await
+    }
+
     /// GET `len` bytes of object `key` from `off`, within the download limit.
     async fn get_object_range(&self, key: &str, off: u64, len: usize) -> Result<Bytes> {
         if let Some(b) = &self.limits.down {
@@ -587,18 +605,21 @@ impl ChunkStore {
         let Some(sums) = sums else { return Ok(()) };
         match first_bad_segment(sums, self.cfg.block_size, indx, off, data) {
             None => Ok(()),
-            Some(bad) => {
-                tracing::error!(
-                    object = key,
-                    offset = bad,
-                    "object failed its checksum: the object store returned corrupted data"
-                );
-                Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!("object {key} failed its checksum at byte {bad}: the object store returned corrupted or truncated data"),
-                ))
-            }
+            Some(bad) => Err(self.corrupt(key, bad)),
         }
+    }
+
+    /// The error (logged) of object `key` failing its checksum at byte `bad`.
+    fn corrupt(&self, key: &str, bad: usize) -> Error {
+        tracing::error!(
+            object = key,
+            offset = bad,
+            "object failed its checksum: the object store returned corrupted data"
+        );
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("object {key} failed its checksum at byte {bad}: the object store returned corrupted or truncated data"),
+        )
     }
 
     /// This store with a local disk cache in front of the object store.
@@ -621,14 +642,14 @@ impl ChunkStore {
 
     /// Offer a block to the disk cache, written in the background (dropped when too many
     /// writes are waiting).
-    fn cache_later(&self, key: &str, data: &Bytes, why: Admit) {
+    fn cache_later(&self, key: &str, data: &Bytes, trailer: Option<Vec<u8>>, why: Admit) {
         let Some(d) = &self.disk else { return };
         if !d.admits(data.len(), why) || !d.reserve(data.len()) {
             return;
         }
         let (d, key, data) = (d.clone(), self.cache_key(key).to_string(), data.clone());
         tokio::task::spawn_blocking(move || {
-            d.put(&key, &data);
+            d.put_with_trailer(&key, &data, trailer.as_deref());
             d.release(data.len());
         });
     }
@@ -669,10 +690,13 @@ impl ChunkStore {
             return Ok(false);
         }
         let key = self.key(id, indx, len);
-        let data = self.fetch_from_store(id, indx, &key, len).await?;
+        let (data, trailer) = self.fetch_from_store(id, indx, &key, len).await?;
         if let Some(d) = self.disk.clone() {
             let key = self.cache_key(&key).to_string();
-            let _ = tokio::task::spawn_blocking(move || d.put(&key, &data)).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                d.put_with_trailer(&key, &data, trailer.as_deref())
+            })
+            .await;
         }
         Ok(true)
     }
@@ -717,7 +741,7 @@ impl ChunkStore {
         // written blocks are not kept in memory: most are not read back by this client, and
         // keeping them would grow the mount by the cache size on every large write; the disk
         // cache takes them when it has one
-        self.cache_later(&key, &data, Admit::Written);
+        self.cache_later(&key, &data, None, Admit::Written);
         Ok(sums)
     }
 
@@ -752,19 +776,27 @@ impl ChunkStore {
         if let Some(b) = self.read_staged(&key, len).await {
             return Ok(b);
         }
-        let data = self.fetch_from_store(id, indx, &key, len).await?;
-        self.cache_later(&key, &data, why);
+        let (data, trailer) = self.fetch_from_store(id, indx, &key, len).await?;
+        self.cache_later(&key, &data, trailer, why);
         Ok(data)
     }
 
     /// Block `indx` of slice `id` (object `key`, `len` bytes) from the object store, decoded
     /// and checked (length, and checksums when the slice has them, looked up during the GET).
-    async fn fetch_from_store(&self, id: u64, indx: u32, key: &str, len: u32) -> Result<Bytes> {
+    /// With a disk cache, the block's cache trailer comes along: its CRC32Cs are computed once
+    /// and serve both the check here and the cache file.
+    async fn fetch_from_store(
+        &self,
+        id: u64,
+        indx: u32,
+        key: &str,
+        len: u32,
+    ) -> Result<(Bytes, Option<Vec<u8>>)> {
         let get = async {
             match self.cfg.compression {
                 // the length is in the key: read exactly that, a shorter object is corrupt
                 Compression::None => {
-                    self.patiently("read", key, Some(&self.downloads), || self.get_object_range(key, 0, len as usize))
+                    self.patiently("read", key, Some(&self.downloads), || self.get_object_exact(key, len as usize))
                         .await
                 }
                 c => c
@@ -787,8 +819,26 @@ impl ChunkStore {
                 format!("object {key} is {} bytes, expected {len}", data.len()),
             ));
         }
-        self.verify(sums.as_deref().map(|v| v.as_slice()), key, indx, 0, &data)?;
-        Ok(data)
+        let sums = sums.as_deref().map(|v| v.as_slice());
+        if self.disk.is_none() {
+            self.verify(sums, key, indx, 0, &data)?;
+            return Ok((data, None));
+        }
+        let trailer = crate::cache::trailer(&data);
+        if let Some(sums) = sums {
+            let bad = first_bad_segment_by_parts(
+                sums,
+                self.cfg.block_size,
+                indx,
+                data.len(),
+                &trailer,
+                crate::cache::SEGMENT,
+            );
+            if let Some(bad) = bad {
+                return Err(self.corrupt(key, bad));
+            }
+        }
+        Ok((data, Some(trailer)))
     }
 
     /// Bytes `[off, off + n)` of block `indx` of slice `id`. Uses a ranged GET, uncached, when the
@@ -881,6 +931,11 @@ impl ChunkStore {
             self.dir.delete(&key).await?;
         }
         Ok(())
+    }
+
+    /// Every object of the volume (under `<name>/`), streamed.
+    pub fn list_volume_objects(&self) -> tokio::sync::mpsc::Receiver<Result<ObjectInfo>> {
+        self.dir.list(&format!("{}/", self.cfg.name))
     }
 
     /// Every object under the volume's `chunks/` prefix, streamed.

@@ -52,9 +52,94 @@ pub fn first_bad_segment(
     None
 }
 
+/// [`first_bad_segment`] for a whole block of `len` bytes whose CRC32Cs per `part` bytes are
+/// known already (`parts`, little endian, e.g. a disk-cache trailer): each checksum's segment
+/// CRC is combined from its parts instead of reading the bytes again. `part` must divide
+/// [`SUM_SEGMENT`].
+pub fn first_bad_segment_by_parts(
+    sums: &[u8],
+    block_size: u32,
+    indx: u32,
+    len: usize,
+    parts: &[u8],
+    part: usize,
+) -> Option<usize> {
+    if part == 0 || !SUM_SEGMENT.is_multiple_of(part) || parts.len() != 4 * len.div_ceil(part) {
+        // not the parts of this block: nothing can be vouched for
+        return Some(0);
+    }
+    let per_sum = SUM_SEGMENT / part;
+    let per_block = (block_size as usize).div_ceil(SUM_SEGMENT);
+    let first = indx as usize * per_block;
+    let crc = |i: usize| {
+        parts
+            .get(4 * i..4 * i + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    };
+    for s in 0..len.div_ceil(SUM_SEGMENT) {
+        let at = 4 * (first + s);
+        let want = sums.get(at..at + 4)?;
+        let mut got: Option<u32> = None;
+        for p in s * per_sum..((s + 1) * per_sum).min(len.div_ceil(part)) {
+            let plen = (len - p * part).min(part);
+            let c = crc(p)?;
+            got = Some(match got {
+                None => c,
+                Some(g) => crc32c::crc32c_combine(g, c, plen),
+            });
+        }
+        if got.map(|g| g.to_le_bytes()) != Some([want[0], want[1], want[2], want[3]]) {
+            return Some(s * SUM_SEGMENT);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_combined_from_parts_agree_with_sums_over_the_bytes() {
+        let bs = 4 * SUM_SEGMENT as u32;
+        let part = SUM_SEGMENT / 2;
+        let parts_of = |d: &[u8]| -> Vec<u8> {
+            d.chunks(part)
+                .flat_map(|c| crc32c::crc32c(c).to_le_bytes())
+                .collect()
+        };
+        for n in [bs as usize, 100_000, 1, part, part + 1, 3 * SUM_SEGMENT + 7] {
+            let blocks: Vec<Vec<u8>> = (0..2u8)
+                .map(|b| (0..n).map(|i| (i as u8).wrapping_mul(13) ^ b).collect())
+                .collect();
+            let sums: Vec<u8> = blocks.iter().flat_map(|b| block_sums(b)).collect();
+            // block 1 of a slice whose block 0 is full
+            let full: Vec<u8> = (0..bs as usize).map(|i| i as u8).collect();
+            let sums1: Vec<u8> = block_sums(&full)
+                .into_iter()
+                .chain(block_sums(&blocks[1]))
+                .collect();
+            assert_eq!(
+                first_bad_segment_by_parts(&sums, bs, 0, n, &parts_of(&blocks[0]), part),
+                None,
+                "{n}"
+            );
+            assert_eq!(
+                first_bad_segment_by_parts(&sums1, bs, 1, n, &parts_of(&blocks[1]), part),
+                None,
+                "{n}"
+            );
+            let mut bad = blocks[0].clone();
+            bad[n - 1] ^= 4;
+            assert_eq!(
+                first_bad_segment_by_parts(&sums, bs, 0, n, &parts_of(&bad), part),
+                first_bad_segment(&sums, bs, 0, 0, &bad),
+                "{n}"
+            );
+            assert!(first_bad_segment(&sums, bs, 0, 0, &bad).is_some());
+        }
+    }
 
     #[test]
     fn sums_find_the_bad_segment_of_any_block() {

@@ -132,10 +132,28 @@ pub struct Volume {
     pub engine: Engine,
     /// `table_prefix` on a server.
     pub prefix: String,
+    /// Its objects are in the S3 server: `tidefs destroy` removes them when the test ends, so
+    /// the shared bucket does not grow with every run.
+    pub s3: bool,
 }
 
 impl Drop for Volume {
     fn drop(&mut self) {
+        if self.s3 {
+            // best effort: a test that failed may have left the volume mounted or the store
+            // unreachable (a fault proxy); leftovers then stay for `scripts/services.sh`
+            let uuid = Command::new(tidefs())
+                .args(["status", &self.url])
+                .output()
+                .ok()
+                .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+                .and_then(|v| v["Setting"]["UUID"].as_str().map(str::to_string));
+            if let Some(uuid) = uuid {
+                let _ = Command::new(tidefs())
+                    .args(["destroy", "--force", &self.url, &uuid])
+                    .output();
+            }
+        }
         if self.engine != Engine::Sqlite {
             let drops: Vec<String> = TABLES
                 .iter()
@@ -195,6 +213,7 @@ impl Volume {
             name: name.into(),
             engine,
             prefix,
+            s3: false,
         }
     }
 
@@ -473,6 +492,7 @@ pub fn s3_keys() -> (String, String) {
 pub fn s3_volume_at(what: &str, url: &str, extra: &[&str]) -> Volume {
     let mut v = Volume::new_unformatted(what);
     v.name = unique_volume_name(&v, what);
+    v.s3 = true;
     let (ak, sk) = s3_keys();
     let mut args = vec![
         "format",
