@@ -406,7 +406,9 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     with open(f"{a.out}/{stamp}.md", "w") as f:
-        f.write(f"# tidefs vs juicefs, metadata on {a.meta}, data in a local directory, {a.rounds} interleaved rounds\n\n{table}\n\n"
+        where = "data in S3 (the RGW of scripts/services.sh, on this machine)" if a.s3_only else (
+            "data in a local directory" + (" and, for [s3] rows, in S3 (RGW on this machine)" if a.s3 else ""))
+        f.write(f"# tidefs vs juicefs, metadata on {a.meta}, {where}, {a.rounds} interleaved rounds\n\n{table}\n\n"
                 "For RSS, latency and `ls -l` seconds lower is better; for every other row higher is better. "
                 "`local` is a plain directory on the same disk, `bindfs` a passthrough FUSE mount of one.\n")
     with open(f"{a.out}/{stamp}.json", "w") as f:

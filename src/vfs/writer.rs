@@ -7,7 +7,6 @@
 //! budget exceeded first flushes its own file, which uploads and commits everything it holds.
 
 use super::error::{Error, Result};
-use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tidefs_chunk::ChunkStore;
@@ -258,7 +257,12 @@ impl FileWriter {
                 let budget = self.budget.clone();
                 let id = s.id;
                 s.uploads.push(tokio::spawn(async move {
-                    let r = store.put_block(id, bindx, Bytes::from(block)).await;
+                    // the buffer goes back to the pool once the upload (and a cache write
+                    // of it, if any) is done with it: fresh memory for every block cost a
+                    // third of the mount's CPU in a 1 GiB write (page faults and zeroing)
+                    let r = store
+                        .put_block(id, bindx, tidefs_chunk::pool::into_bytes(block))
+                        .await;
                     budget.sub(bs);
                     drop(permit);
                     r
@@ -294,7 +298,10 @@ impl FileWriter {
                 let tail = std::mem::take(&mut s.data);
                 let n = tail.len();
                 let bindx = s.base / self.block_size;
-                let r = self.store.put_block(s.id, bindx, Bytes::from(tail)).await;
+                let r = self
+                    .store
+                    .put_block(s.id, bindx, tidefs_chunk::pool::into_bytes(tail))
+                    .await;
                 self.budget.sub(n);
                 match r {
                     Ok(t) => tail_sums = t,
