@@ -276,26 +276,7 @@ fn destroy_deletes_every_object_of_the_volume_and_no_other() {
     let mut again = Volume::new_unformatted("s3destroy");
     again.name = v.name.clone();
     again.s3 = true;
-    let (ak, sk) = keys();
-    let fmt = Command::new(tidefs())
-        .args([
-            "format",
-            &again.url,
-            &again.name,
-            "--storage",
-            "s3",
-            "--bucket",
-        ])
-        .arg(bucket())
-        .env("ACCESS_KEY", &ak)
-        .env("SECRET_KEY", &sk)
-        .output()
-        .expect("format");
-    assert!(
-        fmt.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fmt.stderr)
-    );
+    format_s3(&again, &bucket(), &[]);
     let out = ok(tidefs(), &["gc", &again.url, "--min-age", "0"]);
     assert!(
         out.contains("objects: 0 (0 B) in use, 0 (0 B) leaked, 0 (0 B) younger"),

@@ -493,6 +493,12 @@ pub fn s3_volume_at(what: &str, url: &str, extra: &[&str]) -> Volume {
     let mut v = Volume::new_unformatted(what);
     v.name = unique_volume_name(&v, what);
     v.s3 = true;
+    format_s3(&v, url, extra);
+    v
+}
+
+/// Format `v` (its URL and name) in the S3 bucket at `url`, keys in the environment.
+pub fn format_s3(v: &Volume, url: &str, extra: &[&str]) {
     let (ak, sk) = s3_keys();
     let mut args = vec![
         "format",
@@ -517,5 +523,4 @@ pub fn s3_volume_at(what: &str, url: &str, extra: &[&str]) -> Volume {
         "format on S3: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    v
 }
