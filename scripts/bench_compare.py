@@ -100,14 +100,19 @@ class Target:
         shutil.rmtree(self.cache, ignore_errors=True)
 
     def destroy(self):
-        """Remove the volume's objects from the shared bucket."""
-        if not self.s3 or self.name not in ("tidefs", "juicefs"):
+        """Remove the volume's objects from the shared bucket, and the disk cache juicefs keeps
+        by default under /var/jfsCache for volumes in a local directory."""
+        if self.name not in ("tidefs", "juicefs"):
             return
         uuid = ""
         try:
             st = json.loads(sh(f"{self.juicefs} status '{self.db}'"))
             uuid = st["Setting"]["UUID"]
         except Exception:
+            return
+        if uuid:
+            shutil.rmtree(f"/var/jfsCache/{uuid}", ignore_errors=True)
+        if not self.s3:
             return
         subprocess.run(f"{self.juicefs} destroy --yes '{self.db}' {uuid}", shell=True, capture_output=True)
 
@@ -383,8 +388,7 @@ def main():
             finally:
                 if os.path.ismount(t.mnt):
                     subprocess.run(f"fusermount3 -uz {t.mnt}", shell=True)
-                if is_s3:
-                    t.destroy()
+                t.destroy()
                 shutil.rmtree(work, ignore_errors=True)
                 if engine not in ("sqlite", "s3"):
                     drop_tables(engine, tag)

@@ -312,6 +312,12 @@ impl Volume {
         let mps = mp.to_string_lossy().into_owned();
         let logs = log.to_string_lossy().into_owned();
         let mut args = vec!["mount", "-d", &self.url, &mps, "--log", &logs];
+        // an S3 volume's disk cache stays in the test's directory, not in the default
+        // /var/tidefsCache, which would keep every run's blocks
+        let cache = self.dir.path().join("cache").to_string_lossy().into_owned();
+        if self.s3 && !extra.contains(&"--cache-dir") {
+            args.extend_from_slice(&["--cache-dir", &cache]);
+        }
         args.extend_from_slice(extra);
         ok(tidefs(), &args);
         Mount {
@@ -326,6 +332,8 @@ impl Volume {
         require_fuse();
         let mp = self.mountpoint(tag);
         let log = self.dir.path().join(format!("{tag}.log"));
+        // its disk cache in the test's directory (the default /var/jfsCache keeps every run's)
+        let cache = self.dir.path().join("jfscache");
         ok(
             &juicefs(),
             &[
@@ -333,6 +341,8 @@ impl Volume {
                 "-d",
                 "--log",
                 &log.to_string_lossy(),
+                "--cache-dir",
+                &cache.to_string_lossy(),
                 &self.url,
                 &mp.to_string_lossy(),
             ],
