@@ -348,5 +348,11 @@ fn cache_size_bound_and_a_full_or_removed_cache_disk_never_fail_reads() {
         avail + 250_000 >= size / 10,
         "the free-space floor holds (within a block): {avail} of {size} free"
     );
+    // and the operator is told why blocks stop being cached
+    let log = fs::read_to_string(&m.log).expect("log");
+    assert!(
+        log.contains("under its free-space floor"),
+        "no warning about the floor:\n{log}"
+    );
     m.unmount();
 }

@@ -115,6 +115,8 @@ struct CacheDir {
     space: Mutex<Space>,
     /// Unique part of temporary names.
     tmp_seq: AtomicU64,
+    /// Blocks refused for the free-space floor (for logging at growing intervals).
+    floor_hits: AtomicU64,
     stats: Arc<CacheStats>,
 }
 
@@ -303,6 +305,17 @@ impl CacheDir {
         if s.avail >= need {
             s.avail -= incoming;
             return true;
+        }
+        let n = self.floor_hits.fetch_add(1, Ordering::Relaxed);
+        if n == 0 || n.is_power_of_two() {
+            tracing::warn!(
+                dir = %self.root.display(),
+                avail_mib = s.avail >> 20,
+                floor_mib = s.floor >> 20,
+                free_space_ratio = self.free_ratio,
+                times = n + 1,
+                "disk cache directory is under its free-space floor: blocks are not cached (free space on its disk, or lower --free-space-ratio)"
+            );
         }
         if s.avail > 0 {
             // make room for the next ones: drop cached blocks worth what is missing
@@ -594,6 +607,7 @@ impl DiskCache {
                     free_ratio: cfg.free_ratio.clamp(0.0, 0.99),
                     space: Mutex::new(Space::default()),
                     tmp_seq: AtomicU64::new(0),
+                    floor_hits: AtomicU64::new(0),
                     stats: stats.clone(),
                 })
             })
