@@ -24,7 +24,10 @@ fn reuse(cap: usize) -> Option<Vec<u8>> {
         return None;
     }
     let mut free = FREE.lock().ok()?;
-    let i = free.iter().position(|b| b.capacity() >= cap)?;
+    // big enough, and not a much bigger buffer (a block's) taken for a small request
+    let i = free
+        .iter()
+        .position(|b| b.capacity() >= cap && b.capacity() <= 2 * cap + ALIGN)?;
     Some(free.swap_remove(i))
 }
 
@@ -128,6 +131,14 @@ mod tests {
             assert_eq!(bytes.as_ptr() as usize % ALIGN, 0);
             assert_eq!(bytes.len(), 3 << 20);
         }
+    }
+
+    #[test]
+    fn a_small_request_does_not_take_a_block_sized_buffer() {
+        // other tests share the pool: look only at what this one's request may get
+        give(Vec::with_capacity(8 << 20));
+        let b = take(1 << 20);
+        assert!(b.capacity() >= 1 << 20 && b.capacity() <= (2 << 20) + ALIGN);
     }
 
     #[test]
