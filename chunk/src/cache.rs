@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// Bytes covered by one CRC32C of a cache file's trailer.
 pub(crate) const SEGMENT: usize = 32 << 10;
 
+/// Blocks shorter than this are written to cache files through the page cache, longer ones
+/// with `O_DIRECT` (see `write_direct`).
+const DIRECT_MIN: usize = 1 << 20;
+
 /// How often pending evictions of the cache index are run when nothing else runs them.
 const UPKEEP: Duration = Duration::from_millis(200);
 
@@ -477,7 +481,9 @@ pub(crate) fn write_block_file(
 /// the kernel then had to write back and evict.
 fn write_direct(f: &std::fs::File, data: &[u8]) -> usize {
     let head = data.len() / crate::pool::ALIGN * crate::pool::ALIGN;
-    if head == 0 || data.as_ptr().align_offset(crate::pool::ALIGN) != 0 {
+    // small blocks stay buffered: their copy costs little, and a direct write waits for the
+    // disk, which behind a busy writeback can take seconds
+    if head < DIRECT_MIN || data.as_ptr().align_offset(crate::pool::ALIGN) != 0 {
         return 0;
     }
     let Some(mut done) = with_direct(f, |fd| {
