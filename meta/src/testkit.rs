@@ -123,7 +123,8 @@ async fn mkfile(m: &Arc<dyn Meta>, ctx: &Ctx, parent: u64, name: &str) -> crate:
     .expect("create file")
 }
 
-async fn mkdir(m: &Arc<dyn Meta>, ctx: &Ctx, parent: u64, name: &str) -> crate::Attr {
+/// Make directory `name` (mode 0755 less umask 022) in `parent`; a failure fails the test.
+pub async fn mkdir<M: Meta + ?Sized>(m: &M, ctx: &Ctx, parent: u64, name: &str) -> crate::Attr {
     m.mknod(
         ctx,
         parent,
@@ -242,7 +243,7 @@ pub async fn name_rules(m: Arc<dyn Meta>) {
 /// mkdir raises the parent's nlink, rmdir needs an empty directory.
 pub async fn mkdir_rmdir_nlink(m: Arc<dyn Meta>) {
     let ctx = root();
-    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     assert_eq!(d.nlink, 2);
     assert_eq!(d.length, 4096);
     assert_eq!(m.getattr(ROOT_INODE).await.expect("root").nlink, 3);
@@ -272,7 +273,7 @@ pub async fn mkdir_rmdir_nlink(m: Arc<dyn Meta>) {
 pub async fn unlink_and_hard_links(m: Arc<dyn Meta>) {
     let ctx = root();
     let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
-    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     let l = m.link(&ctx, a.ino, d.ino, b"b").await.expect("link");
     assert_eq!(l.nlink, 2);
     assert_eq!(l.parent, 0, "hard-linked inodes have parent 0");
@@ -342,7 +343,7 @@ pub async fn rename_plain_and_replace(m: Arc<dyn Meta>) {
     let ctx = root();
     let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
     let b = mkfile(&m, &ctx, ROOT_INODE, "b").await;
-    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     m.rename(&ctx, ROOT_INODE, b"a", d.ino, b"a2", RenameFlags::default())
         .await
         .expect("move");
@@ -362,7 +363,7 @@ pub async fn rename_plain_and_replace(m: Arc<dyn Meta>) {
         kind_of(m.getattr(b.ino).await).await,
         Some(ErrorKind::NotFound)
     );
-    let e = mkdir(&m, &ctx, ROOT_INODE, "e").await;
+    let e = mkdir(&*m, &ctx, ROOT_INODE, "e").await;
     assert_eq!(
         kind_of(
             m.rename(
@@ -445,7 +446,7 @@ pub async fn rename_plain_and_replace(m: Arc<dyn Meta>) {
 pub async fn rename_noreplace_exchange(m: Arc<dyn Meta>) {
     let ctx = root();
     let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
-    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     let nr = RenameFlags {
         noreplace: true,
         exchange: false,
@@ -458,7 +459,7 @@ pub async fn rename_noreplace_exchange(m: Arc<dyn Meta>) {
         noreplace: false,
         exchange: true,
     };
-    let sub = mkdir(&m, &ctx, d.ino, "sub").await;
+    let sub = mkdir(&*m, &ctx, d.ino, "sub").await;
     m.rename(&ctx, ROOT_INODE, b"a", d.ino, b"sub", ex)
         .await
         .expect("exchange");
@@ -483,9 +484,9 @@ pub async fn rename_noreplace_exchange(m: Arc<dyn Meta>) {
 /// a directory cannot move into its own subtree.
 pub async fn rename_into_subtree(m: Arc<dyn Meta>) {
     let ctx = root();
-    let a = mkdir(&m, &ctx, ROOT_INODE, "a").await;
-    let b = mkdir(&m, &ctx, a.ino, "b").await;
-    let c = mkdir(&m, &ctx, b.ino, "c").await;
+    let a = mkdir(&*m, &ctx, ROOT_INODE, "a").await;
+    let b = mkdir(&*m, &ctx, a.ino, "b").await;
+    let c = mkdir(&*m, &ctx, b.ino, "c").await;
     assert_eq!(
         kind_of(
             m.rename(&ctx, ROOT_INODE, b"a", c.ino, b"x", RenameFlags::default())
@@ -510,9 +511,9 @@ pub async fn rename_into_subtree(m: Arc<dyn Meta>) {
 /// moving a directory moves one link from the old parent to the new one.
 pub async fn rename_dir_moves_nlink(m: Arc<dyn Meta>) {
     let ctx = root();
-    let p1 = mkdir(&m, &ctx, ROOT_INODE, "p1").await;
-    let p2 = mkdir(&m, &ctx, ROOT_INODE, "p2").await;
-    let c = mkdir(&m, &ctx, p1.ino, "c").await;
+    let p1 = mkdir(&*m, &ctx, ROOT_INODE, "p1").await;
+    let p2 = mkdir(&*m, &ctx, ROOT_INODE, "p2").await;
+    let c = mkdir(&*m, &ctx, p1.ino, "c").await;
     assert_eq!(m.getattr(p1.ino).await.expect("p1").nlink, 3);
     m.rename(&ctx, p1.ino, b"c", p2.ino, b"c", RenameFlags::default())
         .await
@@ -677,7 +678,7 @@ pub async fn truncate_appends_zeros(m: Arc<dyn Meta>) {
         m.truncate(&ctx, f.ino, 5000).await.expect("grow").length,
         5000
     );
-    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     assert_eq!(
         kind_of(m.truncate(&ctx, d.ino, 0).await).await,
         Some(ErrorKind::IsDir)
@@ -742,7 +743,7 @@ pub async fn fallocate_modes(m: Arc<dyn Meta>) {
 /// readdir returns every entry once across pages, whatever is removed in between.
 pub async fn readdir_pages_with_cursor(m: Arc<dyn Meta>) {
     let ctx = root();
-    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     for i in 0..25 {
         mkfile(&m, &ctx, d.ino, &format!("f{i:02}")).await;
     }
@@ -765,7 +766,7 @@ pub async fn readdir_pages_with_cursor(m: Arc<dyn Meta>) {
     seen.dedup();
     assert_eq!(seen.len(), 25);
     // `rm -r` removes every entry of a page, the cursor's too, before asking for the next
-    let e = mkdir(&m, &ctx, ROOT_INODE, "e").await;
+    let e = mkdir(&*m, &ctx, ROOT_INODE, "e").await;
     for i in 0..40 {
         mkfile(&m, &ctx, e.ino, &format!("g{i:02}")).await;
     }
@@ -823,7 +824,7 @@ pub async fn unlinked_open_file_lives_until_close(m: Arc<dyn Meta>) {
 /// set-group-id directories pass their group and the bit on.
 pub async fn setgid_directory(m: Arc<dyn Meta>) {
     let rootc = root();
-    let d = mkdir(&m, &rootc, ROOT_INODE, "d").await;
+    let d = mkdir(&*m, &rootc, ROOT_INODE, "d").await;
     m.setattr(
         &rootc,
         d.ino,
@@ -838,7 +839,7 @@ pub async fn setgid_directory(m: Arc<dyn Meta>) {
     let u = user(1000, 1000);
     let f = mkfile(&m, &u, d.ino, "f").await;
     assert_eq!(f.gid, 500);
-    let sub = mkdir(&m, &u, d.ino, "sub").await;
+    let sub = mkdir(&*m, &u, d.ino, "sub").await;
     assert_eq!(sub.gid, 500);
     assert_ne!(sub.mode & S_ISGID, 0, "subdirectories inherit set-group-id");
     let g = m
@@ -855,7 +856,7 @@ pub async fn setgid_directory(m: Arc<dyn Meta>) {
 /// in a sticky directory only owners may remove entries.
 pub async fn sticky_directory(m: Arc<dyn Meta>) {
     let rootc = root();
-    let d = mkdir(&m, &rootc, ROOT_INODE, "tmp").await;
+    let d = mkdir(&*m, &rootc, ROOT_INODE, "tmp").await;
     m.setattr(
         &rootc,
         d.ino,
@@ -887,7 +888,7 @@ pub async fn sticky_directory(m: Arc<dyn Meta>) {
 /// permission bits are enforced when the caller asks the metadata layer to check.
 pub async fn permission_checks(m: Arc<dyn Meta>) {
     let rootc = root();
-    let d = mkdir(&m, &rootc, ROOT_INODE, "private").await;
+    let d = mkdir(&*m, &rootc, ROOT_INODE, "private").await;
     m.setattr(
         &rootc,
         d.ino,
@@ -1063,10 +1064,10 @@ pub async fn setattr_times_and_owner(m: Arc<dyn Meta>) {
 /// after a mix of namespace operations, check finds nothing wrong.
 pub async fn check_clean_after_operations(m: Arc<dyn Meta>) {
     let ctx = root();
-    let d = mkdir(&m, &ctx, ROOT_INODE, "d").await;
+    let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     let f = mkfile(&m, &ctx, d.ino, "f").await;
     m.link(&ctx, f.ino, ROOT_INODE, b"l").await.expect("link");
-    mkdir(&m, &ctx, d.ino, "e").await;
+    mkdir(&*m, &ctx, d.ino, "e").await;
     m.rename(&ctx, d.ino, b"e", ROOT_INODE, b"e", RenameFlags::default())
         .await
         .expect("rename");

@@ -83,20 +83,7 @@ async fn directories_with_extreme_mtimes_take_entries() {
     let ctx = Ctx::root();
     for (i, sec) in [i64::MIN, i64::MAX, -1].into_iter().enumerate() {
         let name = format!("d{i}");
-        let d = m
-            .mknod(
-                &ctx,
-                ROOT_INODE,
-                name.as_bytes(),
-                FileType::Dir,
-                0o755,
-                0,
-                0,
-                b"",
-            )
-            .await
-            .expect("mkdir")
-            .ino;
+        let d = testkit::mkdir(&*m, &ctx, ROOT_INODE, &name).await.ino;
         let at = Timestamp {
             sec,
             nsec: 999_999_999,

@@ -32,11 +32,7 @@ fn le(ino: u64) -> String {
 /// name for the file in the root.
 async fn sequence(m: &Arc<dyn Meta>) -> (u64, u64, u64) {
     let ctx = Ctx::root();
-    let d = m
-        .mknod(&ctx, 1, b"d", FileType::Dir, 0o755, 0, 0, b"")
-        .await
-        .expect("mkdir")
-        .ino;
+    let d = testkit::mkdir(&**m, &ctx, 1, "d").await.ino;
     let f = m
         .mknod(&ctx, d, b"f", FileType::File, 0o644, 0, 0, b"")
         .await

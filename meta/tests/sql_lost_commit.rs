@@ -134,11 +134,7 @@ async fn lost_commits_are_not_errors(var: &str) {
     m.load().await.expect("load");
     let ctx = Ctx::root();
     // ids come in batches: take the first batch now, so the next commits are the operations'
-    let d = m
-        .mknod(&ctx, ROOT_INODE, b"d", FileType::Dir, 0o755, 0, 0, b"")
-        .await
-        .expect("mkdir")
-        .ino;
+    let d = testkit::mkdir(&*m, &ctx, ROOT_INODE, "d").await.ino;
     let first = m.new_slice_id().await.expect("slice id");
 
     let f = m

@@ -55,11 +55,7 @@ async fn a_lock_left_by_a_dead_transaction_is_resolved() {
     let (standin, addr) = StandIn::start("127.0.0.1:0").await.expect("stand-in");
     let m = volume(&addr.to_string(), "locks").await;
     let ctx = Ctx::root();
-    let d = m
-        .mknod(&ctx, ROOT_INODE, b"d", FileType::Dir, 0o755, 0, 0, b"")
-        .await
-        .expect("mkdir")
-        .ino;
+    let d = testkit::mkdir(&*m, &ctx, ROOT_INODE, "d").await.ino;
     // a transaction that prewrote the directory's attributes and died
     standin.leave_lock(&Keys::new("locks").inode(d), 1500);
     let started = Instant::now();
@@ -88,19 +84,8 @@ async fn a_hot_directory_shared_by_two_clients_loses_nothing() {
         a.set_skip_dir_mtime(skip);
         b.set_skip_dir_mtime(skip);
         let before = (a.txn_stats(), b.txn_stats(), standin.counts());
-        let dir = a
-            .mknod(
-                &ctx,
-                ROOT_INODE,
-                format!("hot{round}").as_bytes(),
-                FileType::Dir,
-                0o755,
-                0,
-                0,
-                b"",
-            )
+        let dir = testkit::mkdir(&*a, &ctx, ROOT_INODE, &format!("hot{round}"))
             .await
-            .expect("mkdir")
             .ino;
         let (tasks, files): (usize, usize) = (4, 40);
         testkit::churn_directory(&[a.clone(), b.clone()], dir, tasks, files, 4)
@@ -148,20 +133,7 @@ async fn rmdir_racing_a_create_leaves_no_orphan() {
     let (mut removed, mut refused) = (0, 0);
     for round in 0..60 {
         let name = format!("d{round}");
-        let d = a
-            .mknod(
-                &ctx,
-                ROOT_INODE,
-                name.as_bytes(),
-                FileType::Dir,
-                0o755,
-                0,
-                0,
-                b"",
-            )
-            .await
-            .expect("mkdir")
-            .ino;
+        let d = testkit::mkdir(&*a, &ctx, ROOT_INODE, &name).await.ino;
         let (made, gone) = tokio::join!(
             b.mknod(&ctx, d, b"f", FileType::File, 0o644, 0, 0, b""),
             a.rmdir(&ctx, ROOT_INODE, name.as_bytes()),
@@ -204,11 +176,7 @@ async fn point_reads_take_no_timestamp() {
         .expect("format");
     m.load().await.expect("load");
     let ctx = Ctx::root();
-    let d = m
-        .mknod(&ctx, ROOT_INODE, b"d", FileType::Dir, 0o755, 0, 0, b"")
-        .await
-        .expect("mkdir")
-        .ino;
+    let d = testkit::mkdir(&*m, &ctx, ROOT_INODE, "d").await.ino;
     let f = m
         .mknod(&ctx, d, b"f", FileType::File, 0o644, 0, 0, b"")
         .await
