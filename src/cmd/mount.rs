@@ -251,11 +251,15 @@ fn check_mountpoint(mp: &Path) -> CmdResult<PathBuf> {
     // a mount whose process died (kill -9, OOM) answers ENOTCONN: detach it and go on
     if let Err(e) = std::fs::metadata(mp) {
         if e.raw_os_error() == Some(libc::ENOTCONN) {
-            let st = std::process::Command::new("fusermount3")
-                .arg("-uz")
-                .arg(mp)
-                .status();
-            if matches!(st, Ok(s) if s.success()) {
+            let quiet = |cmd: &str, args: &[&str]| {
+                std::process::Command::new(cmd)
+                    .args(args)
+                    .arg(mp)
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            // fusermount3 for an unprivileged user, umount(8) for root without fuse3
+            if quiet("fusermount3", &["-uz"]) || quiet("umount", &["-l"]) {
                 tracing::warn!(mountpoint = %mp.display(), "detached a dead mount left by a previous process");
             }
         }
@@ -513,6 +517,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
     };
     let vfs = Arc::new(Vfs::new(meta.clone(), store, fmt.clone(), cfg));
     let fs = TidefsFs::new(vfs.clone(), root, rt.handle().clone());
+    let notifier = fs.notifier_slot();
     let mut config = fuser::Config::default();
     config.mount_options = mount_options(&fmt.name, a.read_only, &a.options);
     let allow_other = is_root() || a.options.iter().any(|o| o == "allow_other");
@@ -539,6 +544,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
             tracing::warn!(error = %e, "cannot set the kernel readahead of the mount; sequential reads stay at 128 KiB readahead");
         }
     }
+    let _ = notifier.set(session.notifier());
     let mut unmounter = session.unmount_callable();
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};

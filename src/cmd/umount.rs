@@ -99,27 +99,34 @@ pub(super) fn run(a: Args) -> CmdResult {
         .arg(flag)
         .arg(&mp)
         .output();
-    let ok = match out {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            let msg = String::from_utf8_lossy(&o.stderr).trim().to_string();
-            // root can always fall back to umount(8)
+    let failure = match out {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Err(e) => Some(format!("cannot run fusermount3 ({e})")),
+    };
+    let ok = match failure {
+        None => true,
+        // root can always fall back to umount(8), with or without fuse3 installed
+        Some(msg) => {
             let alt = std::process::Command::new("umount")
                 .args(if a.force { vec!["-l"] } else { vec![] })
                 .arg(&mp)
-                .status();
-            if matches!(alt, Ok(s) if s.success()) {
-                true
-            } else {
-                return Err(format!(
-                    "cannot unmount {}: {msg} (busy? close files using it, or pass --force)",
-                    mp.display()
-                )
-                .into());
+                .output();
+            match alt {
+                Ok(o) if o.status.success() => true,
+                _ if msg.starts_with("cannot run") => {
+                    return Err(
+                        format!("{msg}: install the fuse3 package, or unmount as root").into(),
+                    )
+                }
+                _ => {
+                    return Err(format!(
+                        "cannot unmount {}: {msg} (busy? close files using it, or pass --force)",
+                        mp.display()
+                    )
+                    .into())
+                }
             }
-        }
-        Err(e) => {
-            return Err(format!("cannot run fusermount3 ({e}): install the fuse3 package").into())
         }
     };
     if ok {

@@ -5,14 +5,14 @@ use crate::vfs::{LockReq, Vfs, VfsConfig};
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType as FT,
     Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner,
-    MountOption, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    MountOption, Notifier, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock, ReplyOpen,
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use tidefs_meta::{
     Attr, Ctx, FallocMode, FileType, Ino, LockKind, PosixLock, SetAttr, TimeSet, Timestamp,
@@ -32,6 +32,8 @@ struct Shared {
     root: Ino,
     /// The kernel checks permissions (`default_permissions`), so the metadata layer need not.
     kernel_checks: bool,
+    /// Messages to the kernel outside replies (set once the session exists).
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 /// Mount options for the kernel.
@@ -70,9 +72,16 @@ impl TidefsFs {
                 cfg,
                 root,
                 kernel_checks: true,
+                notifier: Arc::default(),
             }),
             rt,
         }
+    }
+
+    /// Where the mount puts the session's notifier once the session exists: until then (and
+    /// if it never does) the file system sends the kernel nothing outside replies.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.inner.notifier.clone()
     }
 
     /// Serve one request on the calling FUSE thread. Metadata operations finish without ever
@@ -530,6 +539,7 @@ impl Filesystem for TidefsFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let kernel_ino = ino;
         let (s, ctx, ino) = (
             self.inner.clone(),
             self.inner.ctx(req),
@@ -542,6 +552,15 @@ impl Filesystem for TidefsFs {
                     let flags = if keep {
                         FopenFlags::FOPEN_KEEP_CACHE
                     } else {
+                        // close-to-open: the file changed since this mount last opened it
+                        // (another client wrote it), so the size and times the kernel holds
+                        // are stale too, not only its pages; without this a reader here sees
+                        // the old size until the attribute TTL runs out
+                        if let Some(n) = s.notifier.get() {
+                            if let Err(e) = n.inval_inode(kernel_ino, -1, 0) {
+                                tracing::debug!(error = %e, "attribute invalidation at open refused");
+                            }
+                        }
                         FopenFlags::empty()
                     };
                     reply.opened(FileHandle(fh), flags)

@@ -1,0 +1,177 @@
+//! The data path under a file-system exerciser (`tests/data/fsx.py`): random writes, reads,
+//! truncates, fallocate modes, in-file copies, shared mappings, O_DIRECT reads, syncs and
+//! reopens on files that cross 4 MiB block and 64 MiB chunk boundaries, every read checked
+//! against a model of the file. Each file is then checked whole after a remount (blocks from
+//! the store, not from a cache) and through the juicefs binary, the format oracle; a second
+//! mount reads each file after every close (close-to-open consistency across clients).
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const FSX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fsx.py");
+
+fn fsx_run(file: &Path, seed: u64, ops: u32, model: &Path, other: Option<&Path>) -> Child {
+    let mut c = Command::new("python3");
+    c.arg(FSX)
+        .arg("run")
+        .arg(file)
+        .arg(seed.to_string())
+        .arg(ops.to_string())
+        .arg(model);
+    if let Some(o) = other {
+        c.arg("--other").arg(o);
+    }
+    c.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fsx.py")
+}
+
+fn finish(runs: Vec<Child>) {
+    for c in runs {
+        let out = c.wait_with_output().expect("wait for fsx.py");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "fsx failed:\n{text}");
+        // every kind of operation ran (none was refused as unsupported and left out)
+        assert!(text.contains("left out []"), "{text}");
+    }
+}
+
+fn fsx_check(file: &Path, model: &Path) {
+    let out = Command::new("python3")
+        .arg(FSX)
+        .arg("check")
+        .arg(file)
+        .arg(model)
+        .output()
+        .expect("run fsx.py check");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn exercise(v: &Volume, mount_args: &[&str], seeds: &[u64], ops: u32) {
+    let models = v.dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let model = |s: u64| models.join(format!("m{s}"));
+    {
+        let a = v.mount("a", mount_args);
+        let b = v.mount("b", mount_args);
+        let runs = seeds
+            .iter()
+            .map(|&s| {
+                let name = format!("f{s}");
+                fsx_run(&a.p(&name), s, ops, &model(s), Some(&b.p(&name)))
+            })
+            .collect();
+        finish(runs);
+        b.unmount();
+        a.unmount();
+    }
+    // a mount with nothing cached in memory reads every block back
+    {
+        let m = v.mount("c", mount_args);
+        for &s in seeds {
+            fsx_check(&m.p(&format!("f{s}")), &model(s));
+        }
+        m.unmount();
+    }
+    let j = v.mount_juicefs("j");
+    for &s in seeds {
+        fsx_check(&j.p(&format!("f{s}")), &model(s));
+    }
+    j.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+}
+
+fn exercise_local(e: Engine) {
+    let v = Volume::format_on(e, "fsx", &["--trash-days", "0"]);
+    exercise(&v, &[], &[1, 2, 3], 2500);
+}
+
+per_engine!(exercise_local);
+
+#[test]
+fn exercise_compressed_with_small_caches() {
+    let v = Volume::format("fsx-lz4", &["--trash-days", "0", "--compress", "lz4"]);
+    let cache = v.dir.path().join("cache").to_string_lossy().into_owned();
+    exercise(
+        &v,
+        &[
+            "--cache-dir",
+            &cache,
+            "--mem-cache",
+            "8",
+            "--cache-size",
+            "16",
+            "--buffer-size",
+            "32",
+        ],
+        &[4, 5],
+        2000,
+    );
+}
+
+/// On S3 with `--writeback`: blocks are staged on local disk and uploaded later, so a second
+/// mount could not read them yet; each file is checked after `umount --flush`, through a fresh
+/// mount with an empty cache (every block from RGW) and through juicefs.
+#[cfg(tidefs_test_s3)]
+#[test]
+fn exercise_s3_writeback() {
+    let url = std::env::var("TIDEFS_TEST_S3").expect("TIDEFS_TEST_S3");
+    let v = s3_volume_at("fsx-wb", &url, &["--compress", "zstd"]);
+    let models = v.dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let seeds = [6u64, 7];
+    let model = |s: u64| models.join(format!("m{s}"));
+    let small = [
+        "--mem-cache",
+        "8",
+        "--cache-size",
+        "16",
+        "--buffer-size",
+        "32",
+    ];
+    {
+        let mut args = vec!["--writeback"];
+        args.extend_from_slice(&small);
+        let a = v.mount("a", &args);
+        let runs = seeds
+            .iter()
+            .map(|&s| fsx_run(&a.p(&format!("f{s}")), s, 1500, &model(s), None))
+            .collect();
+        finish(runs);
+        ok(tidefs(), &["umount", "--flush", &a.path.to_string_lossy()]);
+        wait_for("unmounted", 20, || !is_mounted(&a.path));
+    }
+    let fresh = v
+        .dir
+        .path()
+        .join("fresh-cache")
+        .to_string_lossy()
+        .into_owned();
+    let mut args = vec!["--cache-dir", &fresh];
+    args.extend_from_slice(&small);
+    let m = v.mount("c", &args);
+    for &s in &seeds {
+        fsx_check(&m.p(&format!("f{s}")), &model(s));
+    }
+    m.unmount();
+    let j = v.mount_juicefs("j");
+    for &s in &seeds {
+        fsx_check(&j.p(&format!("f{s}")), &model(s));
+    }
+    j.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+}
