@@ -6,6 +6,11 @@ checked against an in-memory model of what the file must hold.
                                                       PATH: the same file seen through another
                                                       mount, read after each close
   fsx.py check FILE MODEL                              compare FILE with a saved model
+  fsx.py run ... --crash-state PREFIX                  crash mode: when a call fails (the mount
+                                                      was killed), save what the last fsync made
+                                                      durable and what changed since, exit 3
+  fsx.py crashcheck FILE PREFIX                        after the remount: every fsynced byte
+                                                      nothing changed since reads back
 
 Offsets favour the places where a JuiceFS-format file system changes how it stores bytes: 4 MiB
 block and 64 MiB chunk boundaries, the end of the file, holes. Operations: pwrite, pread, truncate
@@ -13,7 +18,7 @@ block and 64 MiB chunk boundaries, the end of the file, holes. Operations: pwrit
 writes and reads through a shared mapping, O_DIRECT reads, fsync, fdatasync, close and reopen,
 dropping the file's cached pages. The first mismatch stops the run with the recent operations,
 the offset and both versions of the bytes around it (exit status 1)."""
-import ctypes, errno, mmap, os, random, sys
+import ctypes, errno, json, mmap, os, random, sys
 
 BLOCK, CHUNK = 4 << 20, 64 << 20
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
@@ -31,10 +36,18 @@ class Fail(Exception):
     pass
 
 
+class MountGone(Exception):
+    """Crash mode: a call failed, as it does once the mount process was killed."""
+
+
 class Fsx:
-    def __init__(self, path, seed, max_size, other=None):
+    def __init__(self, path, seed, max_size, other=None, crash=None):
         self.path, self.rnd, self.max_size = path, random.Random(seed), max_size
         self.other = other
+        # crash mode: what the last successful fsync made durable, and what may have changed
+        # since (ranges written, or being written, after it; end None = to the end of the file)
+        self.crash = crash
+        self.synced, self.dirty, self.size_dirty = b"", [], True
         self.model = bytearray()
         self.log = []
         self.counts = {}
@@ -68,6 +81,22 @@ class Fsx:
         del self.log[:-25]
 
     # ---- the model
+    def intend(self, start, end):
+        """Record, before issuing it, what an operation may change (for crash mode)."""
+        self.dirty.append((start, end))
+        if end is None or end > len(self.model):
+            self.size_dirty = True
+
+    def synced_now(self):
+        if self.crash:
+            self.synced, self.dirty, self.size_dirty = bytes(self.model), [], False
+
+    def dump_crash_state(self):
+        with open(self.crash + ".model", "wb") as f:
+            f.write(self.synced)
+        with open(self.crash + ".json", "w") as f:
+            json.dump({"dirty": self.dirty, "size_dirty": self.size_dirty}, f)
+
     def model_write(self, off, data):
         end = off + len(data)
         if end > len(self.model):
@@ -97,6 +126,7 @@ class Fsx:
         n = min(self.length(), self.max_size - off)
         data = os.urandom(n)
         self.note(f"pwrite {off} +{n}")
+        self.intend(off, off + n)
         done = 0
         while done < n:
             done += os.pwrite(self.fd, data[done:], off + done)
@@ -117,6 +147,7 @@ class Fsx:
     def op_truncate(self):
         size = self.offset() if self.rnd.random() < 0.5 else self.rnd.randrange(0, len(self.model) + 1)
         self.note(f"truncate {size}")
+        self.intend(size, None)
         os.ftruncate(self.fd, size)
         self.model_resize(size)
 
@@ -125,6 +156,7 @@ class Fsx:
         off, n = self.offset(), self.length()
         n = min(n, self.max_size - off)
         self.note(f"fallocate {kind} {off} +{n}")
+        self.intend(off, off + n)
         if kind == "extend":
             fallocate(self.fd, 0, off, n)
             if off + n > len(self.model):
@@ -154,6 +186,7 @@ class Fsx:
             return
         n = min(n, self.max_size - dst)
         self.note(f"copy_file_range {src} -> {dst} +{n}")
+        self.intend(dst, dst + n)
         data = bytes(self.model[src:src + n])
         done = 0
         while done < n:
@@ -180,6 +213,7 @@ class Fsx:
             else:
                 data = os.urandom(n)
                 self.note(f"mmap write {off} +{n}")
+                self.intend(off, off + n)
                 m[off - base:off - base + n] = data
                 self.model_write(off, data)
                 if self.rnd.random() < 0.5:
@@ -208,6 +242,7 @@ class Fsx:
         else:
             self.note("fdatasync")
             os.fdatasync(self.fd)
+        self.synced_now()
 
     def op_reopen(self):
         self.note("close, reopen")
@@ -239,6 +274,7 @@ class Fsx:
     def op_drop(self):
         self.note("fsync, drop cached pages")
         os.fsync(self.fd)
+        self.synced_now()
         os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
     def op_stat(self):
@@ -253,6 +289,9 @@ class Fsx:
 
     def step(self):
         ops = [(f, w) for f, w in self.OPS if f.__name__ not in self.disabled]
+        if self.crash:
+            # a mapping of a file whose mount died faults (SIGBUS) instead of failing a call
+            ops = [(f, w) for f, w in ops if f.__name__ != "op_mmap"]
         f = self.rnd.choices([f for f, _ in ops], weights=[w for _, w in ops])[0]
         try:
             f(self)
@@ -264,6 +303,8 @@ class Fsx:
                 self.note(f"  -> {os.strerror(e.errno)}: {f.__name__} left out")
                 self.model_unchanged_check()
                 return
+            if self.crash:
+                raise MountGone(f"{self.log[-1]}: {e}") from e
             raise Fail(f"{self.log[-1]}: {e}") from e
         self.counts[f.__name__] = self.counts.get(f.__name__, 0) + 1
 
@@ -293,12 +334,47 @@ def check_file(path, model):
         raise Fail(f"full read of {path} gave {off} bytes, the model has {len(model)}")
 
 
+def crash_check(path, prefix):
+    """After a crash: every byte the last fsync made durable and nothing changed since must
+    read back; the size too, unless an operation since may have changed it."""
+    with open(prefix + ".model", "rb") as f:
+        synced = f.read()
+    with open(prefix + ".json") as f:
+        state = json.load(f)
+    with open(path, "rb") as f:
+        got = f.read()
+    if not state["size_dirty"] and len(got) != len(synced):
+        raise Fail(f"{path} has {len(got)} bytes after the crash; {len(synced)} were fsynced "
+                   f"and nothing changed the size since")
+    limit = min(len(got), len(synced))
+    # the ranges nothing touched since the last fsync
+    clean, at = [], 0
+    for start, end in sorted((s, limit if e is None else min(e, limit)) for s, e in state["dirty"]):
+        if start > at:
+            clean.append((at, min(start, limit)))
+        at = max(at, end)
+    if at < limit:
+        clean.append((at, limit))
+    checked = 0
+    for start, end in clean:
+        if start >= end:
+            continue
+        if got[start:end] != synced[start:end]:
+            first = next(i for i in range(start, end) if got[i] != synced[i])
+            raise Fail(f"{path}: byte {first} differs from what was fsynced "
+                       f"({synced[first:first + 16].hex()} fsynced, {got[first:first + 16].hex()} read)"
+                       f" and no operation changed it since")
+        checked += end - start
+    return (f"fsx crash check ok: {path}: {checked} fsynced bytes intact, {len(state['dirty'])} "
+            f"ranges changed after the last fsync not checked")
+
+
 def main():
     if sys.argv[1] == "run":
         path, seed, nops, model_path = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
         opts = dict(zip(sys.argv[6::2], sys.argv[7::2]))
         max_size = int(opts.get("--max-size", 70 << 20))
-        fx = Fsx(path, seed, max_size, opts.get("--other"))
+        fx = Fsx(path, seed, max_size, opts.get("--other"), opts.get("--crash-state"))
         try:
             for _ in range(nops):
                 fx.step()
@@ -306,11 +382,27 @@ def main():
         except Fail as e:
             print(f"FSX FAILED (seed {seed}): {e}\nlast operations:\n  " + "\n  ".join(fx.log))
             sys.exit(1)
+        except MountGone as e:
+            fx.dump_crash_state()
+            print(f"fsx stopped by a failed call (seed {seed}, {sum(fx.counts.values())} "
+                  f"operations done): {e}; {len(fx.synced)} bytes synced, "
+                  f"{len(fx.dirty)} ranges changed since")
+            sys.exit(3)
+        if fx.crash:
+            fx.synced_now()
+            fx.dump_crash_state()
         os.close(fx.fd)
         with open(model_path, "wb") as f:
             f.write(fx.model)
         print(f"fsx ok: seed {seed}, {nops} operations, final size {len(fx.model)}, "
               f"left out {sorted(fx.disabled)}, counts {fx.counts}")
+    elif sys.argv[1] == "crashcheck":
+        path, prefix = sys.argv[2], sys.argv[3]
+        try:
+            print(crash_check(path, prefix))
+        except Fail as e:
+            print(f"FSX CRASH CHECK FAILED: {e}")
+            sys.exit(1)
     elif sys.argv[1] == "check":
         path, model_path = sys.argv[2], sys.argv[3]
         with open(model_path, "rb") as f:
