@@ -53,6 +53,8 @@ class Fsx:
         self.counts = {}
         self.disabled = set()
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        # a second handle of the same file: writes through one must be seen through the other
+        self.fd2 = os.open(path, os.O_RDWR)
 
     # ---- choosing where and how much
     def offset(self, within=None):
@@ -125,20 +127,38 @@ class Fsx:
         off = self.offset()
         n = min(self.length(), self.max_size - off)
         data = os.urandom(n)
-        self.note(f"pwrite {off} +{n}")
+        fd, which = (self.fd2, " (second handle)") if self.rnd.random() < 0.2 else (self.fd, "")
+        self.note(f"pwrite {off} +{n}{which}")
         self.intend(off, off + n)
         done = 0
         while done < n:
-            done += os.pwrite(self.fd, data[done:], off + done)
+            done += os.pwrite(fd, data[done:], off + done)
         self.model_write(off, data)
+
+    def op_append(self):
+        n = min(self.length(), max(self.max_size - len(self.model), 0))
+        if n == 0:
+            return self.op_truncate()
+        data = os.urandom(n)
+        self.note(f"O_APPEND write +{n} at {len(self.model)}")
+        self.intend(len(self.model), len(self.model) + n)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            done = 0
+            while done < n:
+                done += os.write(fd, data[done:])
+        finally:
+            os.close(fd)
+        self.model_write(len(self.model), data)
 
     def op_read(self):
         off = self.offset(len(self.model) + 1)
         n = self.length()
-        self.note(f"pread {off} +{n}")
+        fd, which = (self.fd2, " (second handle)") if self.rnd.random() < 0.2 else (self.fd, "")
+        self.note(f"pread {off} +{n}{which}")
         got = bytearray()
         while len(got) < n:
-            part = os.pread(self.fd, n - len(got), off + len(got))
+            part = os.pread(fd, n - len(got), off + len(got))
             if not part:
                 break
             got += part
@@ -283,7 +303,7 @@ class Fsx:
         if st != len(self.model):
             raise Fail(f"fstat says {st} bytes, the model says {len(self.model)}")
 
-    OPS = [(op_write, 30), (op_read, 30), (op_truncate, 4), (op_falloc, 5), (op_copy_range, 5),
+    OPS = [(op_write, 30), (op_append, 3), (op_read, 30), (op_truncate, 4), (op_falloc, 5), (op_copy_range, 5),
            (op_mmap, 8), (op_direct_read, 4), (op_sync, 4), (op_reopen, 3), (op_drop, 3),
            (op_stat, 4)]
 
@@ -392,6 +412,7 @@ def main():
             fx.synced_now()
             fx.dump_crash_state()
         os.close(fx.fd)
+        os.close(fx.fd2)
         with open(model_path, "wb") as f:
             f.write(fx.model)
         print(f"fsx ok: seed {seed}, {nops} operations, final size {len(fx.model)}, "
