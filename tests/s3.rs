@@ -316,3 +316,55 @@ fn small_direct_reads_at_and_inside_blocks_read_the_right_bytes_cold() {
     drop(m);
     assert!(v.fsck().contains(" 0 problem(s)"));
 }
+
+/// Every block object carries the CRC32C of its stored (here: lz4-compressed) bytes in the user
+/// metadata field JuiceFS uses; juicefs writes the same field (the oracle for its format) and
+/// checks it when it reads an object whole, which it does reading this volume's blocks.
+#[test]
+fn objects_carry_the_crc32c_that_juicefs_checks() {
+    let v = s3_volume("s3crc", &["--compress", "lz4"]);
+    let data = bytes(31, (9 << 20) + 3);
+    {
+        let m = v.mount("w", &[]);
+        fs::write(m.p("t"), &data).expect("write");
+    }
+    let jdata = bytes(32, (5 << 20) + 1);
+    {
+        let j = v.mount_juicefs("j");
+        assert_eq!(fs::read(j.p("t")).expect("juicefs read"), data);
+        fs::write(j.p("by-juicefs"), &jdata).expect("juicefs write");
+    }
+    {
+        let m = v.mount("r", &[]);
+        assert_eq!(fs::read(m.p("by-juicefs")).expect("read"), jdata);
+    }
+    let (ak, sk) = keys();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let checked = rt.block_on(async {
+        let b = tidefs_chunk::S3Bucket::open(&tidefs_chunk::S3Config {
+            bucket_url: bucket(),
+            access_key: ak,
+            secret_key: sk,
+            ..Default::default()
+        })
+        .expect("bucket");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        b.list(&format!("{}/chunks/", v.name), tx);
+        let mut n = 0;
+        while let Some(o) = rx.recv().await {
+            let o = o.expect("list");
+            let body = b.get(&o.key).await.expect("get");
+            let stored = b.stored_crc32c(&o.key).await.expect("head");
+            assert_eq!(
+                stored,
+                Some(crc32c::crc32c(&body)),
+                "{}: the crc32c metadata does not match the stored bytes",
+                o.key
+            );
+            n += 1;
+        }
+        n
+    });
+    // 3 blocks written by tidefs, 2 by juicefs
+    assert!(checked >= 5, "only {checked} block objects listed");
+}

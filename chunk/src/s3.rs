@@ -23,6 +23,9 @@ use std::time::Duration;
 /// Retries of a temporary failure before it reaches the caller.
 pub const RETRIES: usize = 6;
 
+/// User metadata key of an object's CRC32C (sent as `x-amz-meta-crc32c`), as JuiceFS names it.
+pub const CRC_META: &str = "crc32c";
+
 /// Credentials and addressing of an S3 bucket.
 #[derive(Clone, Default)]
 pub struct S3Config {
@@ -317,10 +320,15 @@ impl S3Bucket {
         self.delete(&key).await
     }
 
-    /// Store `data` under `key` (a PUT is atomic and durable when it returns).
+    /// Store `data` under `key` (a PUT is atomic and durable when it returns). The object
+    /// carries the CRC32C of its bytes as stored (decimal, user metadata `crc32c`), as JuiceFS
+    /// writes it: juicefs checks it when it reads an object whole, so blocks tidefs wrote are
+    /// verified by juicefs clients too.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<()> {
+        let crc = crc32c::crc32c(&data);
         self.op
-            .write(key, data)
+            .write_with(key, data)
+            .user_metadata([(CRC_META.to_string(), crc.to_string())])
             .await
             .map(|_| ())
             .map_err(|e| s3_err("put", key, e))
@@ -424,6 +432,28 @@ impl S3Bucket {
                 }
             }
         });
+    }
+
+    /// The CRC32C an object carries in its user metadata (written by tidefs or juicefs), or
+    /// None when it has none (a HEAD request; an object missing is an error).
+    pub async fn stored_crc32c(&self, key: &str) -> Result<Option<u32>> {
+        let m = self
+            .op
+            .stat(key)
+            .await
+            .map_err(|e| s3_err("stat", key, e))?;
+        let Some(v) = m
+            .user_metadata()
+            .and_then(|u| u.get(CRC_META).map(str::to_string))
+        else {
+            return Ok(None);
+        };
+        v.trim().parse().map(Some).map_err(|_| {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("object {key}: its {CRC_META} metadata {v:?} is not a number"),
+            )
+        })
     }
 
     /// Size of `key`, or None when missing.
