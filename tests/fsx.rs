@@ -3,7 +3,8 @@
 //! reopens on files that cross 4 MiB block and 64 MiB chunk boundaries, every read checked
 //! against a model of the file. Each file is then checked whole after a remount (blocks from
 //! the store, not from a cache) and through the juicefs binary, the format oracle; a second
-//! mount reads each file after every close (close-to-open consistency across clients).
+//! mount reads each file after every close (close-to-open consistency across clients), and
+//! another process stats the files all along.
 mod common;
 
 use common::*;
@@ -73,7 +74,32 @@ fn exercise(v: &Volume, mount_args: &[&str], seeds: &[u64], ops: u32) {
                 fsx_run(&a.p(&name), s, ops, &model(s), Some(&b.p(&name)))
             })
             .collect();
+        // another process stats the files all along (as `ls -l` or a monitor would): a
+        // getattr racing a commit once gave the kernel the size from before the writes
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stats = {
+            let (stop, paths) = (
+                stop.clone(),
+                seeds
+                    .iter()
+                    .map(|s| a.p(&format!("f{s}")))
+                    .collect::<Vec<_>>(),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for p in &paths {
+                        let _ = std::fs::metadata(p);
+                        n += 1;
+                    }
+                }
+                n
+            })
+        };
         finish(runs);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let n = stats.join().expect("stat thread");
+        assert!(n > 100, "the stat loop ran only {n} times");
         b.unmount();
         a.unmount();
     }

@@ -76,7 +76,9 @@ pub(super) async fn compact_all(
             Ok(None) => {}
             Err(e) => {
                 t.failed += 1;
-                bar.println(format!("inode {} chunk {}: {e}", what.0, what.1));
+                // println on a hidden bar (stderr not a terminal) prints nothing: the reason
+                // must reach logs too
+                bar.suspend(|| eprintln!("inode {} chunk {}: {e}", what.0, what.1));
             }
         }
     };

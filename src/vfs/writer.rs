@@ -125,6 +125,8 @@ pub struct FileWriter {
     generation: Arc<AtomicU64>,
     /// Told of each commit (chunks that get many are compacted).
     compactor: Arc<super::compact::Compactor>,
+    /// The mount's count of flushes that committed, bumped after each (see `Vfs::overlay`).
+    commits: Arc<AtomicU64>,
 }
 
 impl FileWriter {
@@ -136,6 +138,7 @@ impl FileWriter {
         budget: Arc<BufferBudget>,
         generation: Arc<AtomicU64>,
         compactor: Arc<super::compact::Compactor>,
+        commits: Arc<AtomicU64>,
     ) -> Self {
         let block_size = store.config().block_size;
         Self {
@@ -147,6 +150,7 @@ impl FileWriter {
             state: tokio::sync::Mutex::new(State::default()),
             generation,
             compactor,
+            commits,
         }
     }
 
@@ -355,6 +359,8 @@ impl FileWriter {
         st.length = 0;
         st.mtime = None;
         self.generation.fetch_add(1, Ordering::Relaxed);
+        // before the state lock is released: whoever waits in `pending` sees the count moved
+        self.commits.fetch_add(1, Ordering::SeqCst);
         match first_err {
             Some(e) => {
                 tracing::error!(ino = self.ino, error = %e, "writing file data failed");
