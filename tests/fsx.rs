@@ -201,3 +201,61 @@ fn exercise_s3_writeback() {
     v.fsck();
     v.juicefs_fsck();
 }
+
+/// The exerciser while `tidefs compact` (through the mount's paths) and `tidefs gc --compact
+/// --delete` (from the metadata) run again and again from other processes: their compactions
+/// race the writes, truncates and frees of the mount; no byte may change, and neither command
+/// may fail (a chunk that changed under a compaction is left for the next one).
+#[test]
+fn exercise_with_compaction_and_gc_alongside() {
+    let v = Volume::format("fsx-gc", &["--trash-days", "0"]);
+    let models = v.dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let seeds = [8u64, 9];
+    let model = |s: u64| models.join(format!("m{s}"));
+    let a = v.mount("a", &[]);
+    let runs = seeds
+        .iter()
+        .map(|&s| fsx_run(&a.p(&format!("f{s}")), s, 2000, &model(s), None))
+        .collect::<Vec<_>>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let maint = {
+        let (stop, url, mnt) = (stop.clone(), v.url.clone(), a.path.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for args in [
+                    vec!["compact".to_string(), mnt.to_string_lossy().into_owned()],
+                    vec![
+                        "gc".into(),
+                        url.clone(),
+                        "--compact".into(),
+                        "--delete".into(),
+                    ],
+                ] {
+                    let out = Command::new(tidefs()).args(&args).output().expect("run");
+                    assert!(
+                        out.status.success(),
+                        "tidefs {args:?} failed: {}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    finish(runs);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = maint.join().expect("compact/gc loop");
+    assert!(rounds >= 3, "only {rounds} compact/gc rounds ran alongside");
+    a.unmount();
+    let m = v.mount("c", &[]);
+    for &s in &seeds {
+        fsx_check(&m.p(&format!("f{s}")), &model(s));
+    }
+    m.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+}

@@ -65,6 +65,17 @@ pub async fn compact_chunk(
             Err(e) => {
                 drop_slices(store, &new).await;
                 let _ = store.delete_slice(id, size).await;
+                // an object gone because the file was overwritten or truncated meanwhile (its
+                // slice freed): the chunk is not what was read, so there is nothing to do now
+                if is_not_found(&e) && meta.read_chunk(ino, indx).await.ok().as_ref() != Some(&old)
+                {
+                    tracing::debug!(
+                        ino,
+                        indx,
+                        "chunk changed while it was compacted; left as it is"
+                    );
+                    return Ok(None);
+                }
                 return Err(e);
             }
         }
@@ -108,6 +119,10 @@ pub async fn compact_chunk(
             Err(e.into())
         }
     }
+}
+
+fn is_not_found(e: &super::error::Error) -> bool {
+    matches!(e, super::error::Error::Data(d) if d.kind() == tidefs_chunk::ErrorKind::NotFound)
 }
 
 async fn drop_slices(store: &ChunkStore, slices: &[Slice]) {
