@@ -259,3 +259,41 @@ fn exercise_with_compaction_and_gc_alongside() {
     v.fsck();
     v.juicefs_fsck();
 }
+
+/// A tidefs mount and a juicefs mount take turns on the same files (each turn a close on one
+/// client and an open on the other), writing and reading: each implementation must read what
+/// the other wrote, down to holes, truncates and in-file copies.
+#[test]
+fn exercise_alternating_with_juicefs() {
+    let v = Volume::format("fsx-jfs", &["--trash-days", "0"]);
+    let models = v.dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let seeds = [10u64, 11];
+    let model = |s: u64| models.join(format!("m{s}"));
+    let a = v.mount("a", &[]);
+    let j = v.mount_juicefs("j");
+    let runs = seeds
+        .iter()
+        .map(|&s| {
+            let name = format!("f{s}");
+            fsx_run(&a.p(&name), s, 2000, &model(s), Some(&j.p(&name)))
+        })
+        .collect::<Vec<_>>();
+    let outs: Vec<String> = runs
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().expect("wait for fsx.py");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "fsx failed:\n{text}");
+            text
+        })
+        .collect();
+    // the turns did happen
+    for text in &outs {
+        assert!(text.contains("'op_switch': "), "{text}");
+    }
+    j.unmount();
+    a.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+}

@@ -264,6 +264,22 @@ class Fsx:
             os.fdatasync(self.fd)
         self.synced_now()
 
+    def op_switch(self):
+        """Carry on through the other mount: close both handles here, open there (each switch
+        is a close followed by an open on another client, so close-to-open must hold for
+        writes as well as reads)."""
+        if not self.other:
+            return self.op_reopen()
+        self.note(f"close, continue through the other mount ({self.other})")
+        os.close(self.fd)
+        os.close(self.fd2)
+        self.path, self.other = self.other, self.path
+        self.fd = os.open(self.path, os.O_RDWR)
+        self.fd2 = os.open(self.path, os.O_RDWR)
+        st = os.fstat(self.fd).st_size
+        if st != len(self.model):
+            raise Fail(f"size through the other mount is {st}, the model says {len(self.model)}")
+
     def op_reopen(self):
         self.note("close, reopen")
         os.close(self.fd)
@@ -305,7 +321,7 @@ class Fsx:
 
     OPS = [(op_write, 30), (op_append, 3), (op_read, 30), (op_truncate, 4), (op_falloc, 5), (op_copy_range, 5),
            (op_mmap, 8), (op_direct_read, 4), (op_sync, 4), (op_reopen, 3), (op_drop, 3),
-           (op_stat, 4)]
+           (op_stat, 4), (op_switch, 2)]
 
     def step(self):
         ops = [(f, w) for f, w in self.OPS if f.__name__ not in self.disabled]
