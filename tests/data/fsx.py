@@ -15,7 +15,8 @@ checked against an in-memory model of what the file must hold.
 Offsets favour the places where a JuiceFS-format file system changes how it stores bytes: 4 MiB
 block and 64 MiB chunk boundaries, the end of the file, holes. Operations: pwrite, pread, truncate
 (grow and shrink), fallocate (extend, punch hole, zero range), copy_file_range inside the file,
-writes and reads through a shared mapping, O_DIRECT reads, fsync, fdatasync, close and reopen,
+writes and reads through a shared mapping, O_DIRECT reads and writes, fsync, fdatasync, close and
+reopen, turns between two mounts,
 dropping the file's cached pages. The first mismatch stops the run with the recent operations,
 the offset and both versions of the bytes around it (exit status 1)."""
 import ctypes, errno, json, mmap, os, random, sys
@@ -255,6 +256,26 @@ class Fsx:
         finally:
             os.close(fd)
 
+    def op_direct_write(self):
+        off = self.rnd.randrange(0, self.max_size) // 4096 * 4096
+        n = min(self.rnd.choice([4096, 65536, 1 << 20, 4 << 20]), (self.max_size - off) // 4096 * 4096)
+        if n == 0:
+            return
+        data = os.urandom(n)
+        self.note(f"O_DIRECT write {off} +{n}")
+        self.intend(off, off + n)
+        fd = os.open(self.path, os.O_WRONLY | os.O_DIRECT)
+        try:
+            buf = mmap.mmap(-1, n)
+            buf[:] = data
+            done = os.pwritev(fd, [buf], off)
+            buf.close()
+        finally:
+            os.close(fd)
+        if done != n:
+            raise Fail(f"O_DIRECT write wrote {done} of {n} bytes")
+        self.model_write(off, data)
+
     def op_sync(self):
         if self.rnd.random() < 0.5:
             self.note("fsync")
@@ -321,7 +342,7 @@ class Fsx:
 
     OPS = [(op_write, 30), (op_append, 3), (op_read, 30), (op_truncate, 4), (op_falloc, 5), (op_copy_range, 5),
            (op_mmap, 8), (op_direct_read, 4), (op_sync, 4), (op_reopen, 3), (op_drop, 3),
-           (op_stat, 4), (op_switch, 2)]
+           (op_stat, 4), (op_switch, 2), (op_direct_write, 3)]
 
     def step(self):
         ops = [(f, w) for f, w in self.OPS if f.__name__ not in self.disabled]
