@@ -4,7 +4,8 @@ checked against an in-memory model of what the file must hold.
   fsx.py run FILE SEED OPS MODEL [--max-size BYTES] [--other PATH]
                                                       operate, then save the model to MODEL;
                                                       PATH: the same file seen through another
-                                                      mount, read after each close
+                                                      mount: read there after each close, and
+                                                      the run takes turns between the two
   fsx.py check FILE MODEL                              compare FILE with a saved model
   fsx.py run ... --crash-state PREFIX                  crash mode: when a call fails (the mount
                                                       was killed), save what the last fsync made
@@ -15,10 +16,10 @@ checked against an in-memory model of what the file must hold.
 Offsets favour the places where a JuiceFS-format file system changes how it stores bytes: 4 MiB
 block and 64 MiB chunk boundaries, the end of the file, holes. Operations: pwrite, pread, truncate
 (grow and shrink), fallocate (extend, punch hole, zero range), copy_file_range inside the file,
-writes and reads through a shared mapping, O_DIRECT reads and writes, fsync, fdatasync, close and
-reopen, turns between two mounts,
-dropping the file's cached pages. The first mismatch stops the run with the recent operations,
-the offset and both versions of the bytes around it (exit status 1)."""
+writes and reads through a shared mapping, O_DIRECT reads and writes, O_APPEND writes, writes and
+reads through a second handle, fsync, fdatasync, close and reopen, dropping the file's cached
+pages, and with --other, turns between two mounts (close on one, open on the other). The first
+mismatch stops the run with the recent operations, the offset and the bytes there (exit 1)."""
 import ctypes, errno, json, mmap, os, random, sys
 
 BLOCK, CHUNK = 4 << 20, 64 << 20
