@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 const FSX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fsx.py");
@@ -60,10 +60,35 @@ fn fsx_check(file: &Path, model: &Path) {
     );
 }
 
+/// Where the model of file `f<seed>` of a test's volume is saved.
+fn model_path(v: &Volume, seed: u64) -> PathBuf {
+    let dir = v.dir.path().join("models");
+    std::fs::create_dir_all(&dir).expect("models dir");
+    dir.join(format!("m{seed}"))
+}
+
+/// Every file `f<seed>` read whole through `m` matches its model.
+fn check_files(v: &Volume, m: &Mount, seeds: &[u64]) {
+    for &s in seeds {
+        fsx_check(&m.p(&format!("f{s}")), &model_path(v, s));
+    }
+}
+
+/// After the runs: a fresh mount (nothing cached in memory: every block is read back) and
+/// juicefs read each file whole, then both fscks find the volume clean.
+fn verify_afterwards(v: &Volume, mount_args: &[&str], seeds: &[u64]) {
+    let m = v.mount("c", mount_args);
+    check_files(v, &m, seeds);
+    m.unmount();
+    let j = v.mount_juicefs("j");
+    check_files(v, &j, seeds);
+    j.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+}
+
 fn exercise(v: &Volume, mount_args: &[&str], seeds: &[u64], ops: u32) {
-    let models = v.dir.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
-    let model = |s: u64| models.join(format!("m{s}"));
+    let model = |s: u64| model_path(v, s);
     {
         let a = v.mount("a", mount_args);
         let b = v.mount("b", mount_args);
@@ -103,21 +128,7 @@ fn exercise(v: &Volume, mount_args: &[&str], seeds: &[u64], ops: u32) {
         b.unmount();
         a.unmount();
     }
-    // a mount with nothing cached in memory reads every block back
-    {
-        let m = v.mount("c", mount_args);
-        for &s in seeds {
-            fsx_check(&m.p(&format!("f{s}")), &model(s));
-        }
-        m.unmount();
-    }
-    let j = v.mount_juicefs("j");
-    for &s in seeds {
-        fsx_check(&j.p(&format!("f{s}")), &model(s));
-    }
-    j.unmount();
-    v.fsck();
-    v.juicefs_fsck();
+    verify_afterwards(v, mount_args, seeds);
 }
 
 fn exercise_local(e: Engine) {
@@ -127,25 +138,24 @@ fn exercise_local(e: Engine) {
 
 per_engine!(exercise_local);
 
+/// Memory cache, disk cache and write buffers far smaller than a file: blocks are evicted and
+/// fetched again all the time, and writes wait for buffer space.
+const SMALL_CACHES: [&str; 6] = [
+    "--mem-cache",
+    "8",
+    "--cache-size",
+    "16",
+    "--buffer-size",
+    "32",
+];
+
 #[test]
 fn exercise_compressed_with_small_caches() {
     let v = Volume::format("fsx-lz4", &["--trash-days", "0", "--compress", "lz4"]);
     let cache = v.dir.path().join("cache").to_string_lossy().into_owned();
-    exercise(
-        &v,
-        &[
-            "--cache-dir",
-            &cache,
-            "--mem-cache",
-            "8",
-            "--cache-size",
-            "16",
-            "--buffer-size",
-            "32",
-        ],
-        &[4, 5],
-        2000,
-    );
+    let mut args = vec!["--cache-dir", &cache];
+    args.extend_from_slice(&SMALL_CACHES);
+    exercise(&v, &args, &[4, 5], 2000);
 }
 
 /// On S3 with `--writeback`: blocks are staged on local disk and uploaded later, so a second
@@ -156,18 +166,9 @@ fn exercise_compressed_with_small_caches() {
 fn exercise_s3_writeback() {
     let url = std::env::var("TIDEFS_TEST_S3").expect("TIDEFS_TEST_S3");
     let v = s3_volume_at("fsx-wb", &url, &["--compress", "zstd"]);
-    let models = v.dir.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
     let seeds = [6u64, 7];
-    let model = |s: u64| models.join(format!("m{s}"));
-    let small = [
-        "--mem-cache",
-        "8",
-        "--cache-size",
-        "16",
-        "--buffer-size",
-        "32",
-    ];
+    let model = |s: u64| model_path(&v, s);
+    let small = SMALL_CACHES;
     {
         let mut args = vec!["--writeback"];
         args.extend_from_slice(&small);
@@ -188,18 +189,7 @@ fn exercise_s3_writeback() {
         .into_owned();
     let mut args = vec!["--cache-dir", &fresh];
     args.extend_from_slice(&small);
-    let m = v.mount("c", &args);
-    for &s in &seeds {
-        fsx_check(&m.p(&format!("f{s}")), &model(s));
-    }
-    m.unmount();
-    let j = v.mount_juicefs("j");
-    for &s in &seeds {
-        fsx_check(&j.p(&format!("f{s}")), &model(s));
-    }
-    j.unmount();
-    v.fsck();
-    v.juicefs_fsck();
+    verify_afterwards(&v, &args, &seeds);
 }
 
 /// The exerciser while `tidefs compact` (through the mount's paths) and `tidefs gc --compact
@@ -209,10 +199,8 @@ fn exercise_s3_writeback() {
 #[test]
 fn exercise_with_compaction_and_gc_alongside() {
     let v = Volume::format("fsx-gc", &["--trash-days", "0"]);
-    let models = v.dir.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
     let seeds = [8u64, 9];
-    let model = |s: u64| models.join(format!("m{s}"));
+    let model = |s: u64| model_path(&v, s);
     let a = v.mount("a", &[]);
     let runs = seeds
         .iter()
@@ -251,13 +239,7 @@ fn exercise_with_compaction_and_gc_alongside() {
     let rounds = maint.join().expect("compact/gc loop");
     assert!(rounds >= 3, "only {rounds} compact/gc rounds ran alongside");
     a.unmount();
-    let m = v.mount("c", &[]);
-    for &s in &seeds {
-        fsx_check(&m.p(&format!("f{s}")), &model(s));
-    }
-    m.unmount();
-    v.fsck();
-    v.juicefs_fsck();
+    verify_afterwards(&v, &[], &seeds);
 }
 
 /// A tidefs mount and a juicefs mount take turns on the same files (each turn a close on one
@@ -266,10 +248,8 @@ fn exercise_with_compaction_and_gc_alongside() {
 #[test]
 fn exercise_alternating_with_juicefs() {
     let v = Volume::format("fsx-jfs", &["--trash-days", "0"]);
-    let models = v.dir.path().join("models");
-    std::fs::create_dir_all(&models).expect("models dir");
     let seeds = [10u64, 11];
-    let model = |s: u64| models.join(format!("m{s}"));
+    let model = |s: u64| model_path(&v, s);
     let a = v.mount("a", &[]);
     let j = v.mount_juicefs("j");
     let runs = seeds

@@ -34,6 +34,17 @@ def fallocate(fd, mode, off, length):
         raise OSError(e, os.strerror(e))
 
 
+def read_upto(fd, off, n):
+    """Up to `n` bytes at `off` (fewer only at the end of the file)."""
+    got = bytearray()
+    while len(got) < n:
+        part = os.pread(fd, n - len(got), off + len(got))
+        if not part:
+            break
+        got += part
+    return bytes(got)
+
+
 class Fail(Exception):
     pass
 
@@ -158,13 +169,7 @@ class Fsx:
         n = self.length()
         fd, which = (self.fd2, " (second handle)") if self.rnd.random() < 0.2 else (self.fd, "")
         self.note(f"pread {off} +{n}{which}")
-        got = bytearray()
-        while len(got) < n:
-            part = os.pread(fd, n - len(got), off + len(got))
-            if not part:
-                break
-            got += part
-        self.compare("pread", off, bytes(got))
+        self.compare("pread", off, read_upto(fd, off, n))
 
     def op_truncate(self):
         size = self.offset() if self.rnd.random() < 0.5 else self.rnd.randrange(0, len(self.model) + 1)
@@ -319,13 +324,7 @@ class Fsx:
                 st = os.fstat(fd).st_size
                 if st != len(self.model):
                     raise Fail(f"the other mount says {st} bytes after close, the model {len(self.model)}")
-                got = bytearray()
-                while len(got) < n:
-                    part = os.pread(fd, n - len(got), off + len(got))
-                    if not part:
-                        break
-                    got += part
-                self.compare("read through the other mount", off, bytes(got))
+                self.compare("read through the other mount", off, read_upto(fd, off, n))
             finally:
                 os.close(fd)
 
