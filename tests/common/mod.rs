@@ -329,6 +329,11 @@ impl Volume {
 
     /// Mount with the juicefs binary.
     pub fn mount_juicefs(&self, tag: &str) -> Mount {
+        self.mount_juicefs_with(tag, &[])
+    }
+
+    /// Mount with the juicefs binary and extra mount flags.
+    pub fn mount_juicefs_with(&self, tag: &str, extra: &[&str]) -> Mount {
         require_fuse();
         let mp = self.mountpoint(tag);
         let log = self.dir.path().join(format!("{tag}.log"));
@@ -343,9 +348,11 @@ impl Volume {
                 &log.to_string_lossy(),
                 "--cache-dir",
                 &cache.to_string_lossy(),
-                &self.url,
-                &mp.to_string_lossy(),
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .chain([self.url.as_str(), &mp.to_string_lossy()])
+            .collect::<Vec<_>>(),
         );
         Mount {
             path: mp,
