@@ -254,17 +254,7 @@ fn exercise_alternating_with_juicefs() {
     // juicefs without kernel metadata caching: what is checked here is that each client reads
     // what the other wrote, not juicefs's own cache coherence (a CI run once saw the juicefs
     // mount report the size from before a truncate tidefs had committed, right after the turn)
-    let j = v.mount_juicefs_with(
-        "j",
-        &[
-            "--attr-cache",
-            "0",
-            "--entry-cache",
-            "0",
-            "--dir-entry-cache",
-            "0",
-        ],
-    );
+    let j = v.mount_juicefs_with("j", &NO_KERNEL_CACHE);
     let runs = seeds
         .iter()
         .map(|&s| {

@@ -88,17 +88,7 @@ fn file_operations() {
 fn two_handles_and_two_mounts_see_each_other() {
     let v = Volume::format("e2e-two", &[]);
     let a = v.mount("a", &[]);
-    let b = v.mount(
-        "b",
-        &[
-            "--attr-cache",
-            "0",
-            "--entry-cache",
-            "0",
-            "--dir-entry-cache",
-            "0",
-        ],
-    );
+    let b = v.mount("b", &NO_KERNEL_CACHE);
     let mut w = fs::File::create(a.p("shared")).expect("create");
     let mut r = fs::File::open(a.p("shared")).expect("open second handle");
     w.write_all(b"first").expect("write");

@@ -465,7 +465,7 @@ impl Vfs {
                 // buffer now; read the attributes again, or the kernel is told the length
                 // from before writes it has already seen (found by tests/data/fsx.py: an
                 // fstat racing a close showed the size from before an append)
-                None if self.commits.load(Ordering::SeqCst) != seen => {
+                None if self.commits_seen() != seen => {
                     if let Ok(fresh) = self.meta.getattr(attr.ino).await {
                         attr = fresh;
                     }
@@ -570,10 +570,12 @@ impl Vfs {
         size: Option<u64>,
     ) -> Result<Attr> {
         self.writable()?;
-        let seen = self.commits_seen();
+        let mut seen = self.commits_seen();
         let mut attr = None;
         if let Some(len) = size {
             self.flush_ino(ino).await?;
+            // after this call's own flush: only a commit racing the truncate calls for a re-read
+            seen = self.commits_seen();
             let truncated = self.meta.truncate(ctx, ino, len).await;
             self.changed(ino);
             attr = Some(truncated?);
@@ -587,6 +589,7 @@ impl Vfs {
             if set.mtime.is_some() {
                 // explicit times must not be overwritten by a later commit of older writes
                 self.flush_ino(ino).await?;
+                seen = self.commits_seen();
             }
             let res = self.meta.setattr(ctx, ino, set).await;
             self.ahead.forget_ino(ino);

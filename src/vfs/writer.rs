@@ -292,6 +292,7 @@ impl FileWriter {
     pub async fn flush(&self) -> Result<()> {
         let mut st = self.state.lock().await;
         let slices = std::mem::take(&mut st.slices);
+        let committing = !slices.is_empty();
         let mut first_err: Option<Error> = None;
         for mut s in slices {
             let size = s.len();
@@ -360,7 +361,10 @@ impl FileWriter {
         st.mtime = None;
         self.generation.fetch_add(1, Ordering::Relaxed);
         // before the state lock is released: whoever waits in `pending` sees the count moved
-        self.commits.fetch_add(1, Ordering::SeqCst);
+        // (an empty flush, as at most closes, commits nothing and moves nothing)
+        if committing {
+            self.commits.fetch_add(1, Ordering::SeqCst);
+        }
         match first_err {
             Some(e) => {
                 tracing::error!(ino = self.ino, error = %e, "writing file data failed");

@@ -78,6 +78,17 @@ pub enum Engine {
     Postgres,
 }
 
+/// Mount flags that turn off the kernel's caching of attributes and entries (tidefs and juicefs
+/// take the same ones).
+pub const NO_KERNEL_CACHE: [&str; 6] = [
+    "--attr-cache",
+    "0",
+    "--entry-cache",
+    "0",
+    "--dir-entry-cache",
+    "0",
+];
+
 /// Tests run once per engine: on SQLite always, on a server when its URL is given (see
 /// `build.rs`; a given URL that cannot be reached fails the test).
 #[macro_export]
