@@ -368,3 +368,85 @@ fn objects_carry_the_crc32c_that_juicefs_checks() {
     // 3 blocks written by tidefs, 2 by juicefs
     assert!(checked >= 5, "only {checked} block objects listed");
 }
+
+/// Slices juicefs wrote have no checksums of tidefs's; tidefs checks their blocks against the
+/// CRC32C their objects were stored with (the `crc32c` field juicefs sends, read from the GET's
+/// own headers). An object whose bytes changed under its field reads as EIO, the log names it,
+/// and the other blocks read as they were: uncompressed with a disk cache (the whole-object
+/// CRC combined from the cache's per-segment CRCs), lz4 without one (a CRC over the stored bytes).
+#[test]
+fn blocks_juicefs_wrote_are_checked_against_the_crc32c_they_were_stored_with() {
+    let (ak, sk) = keys();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let b = tidefs_chunk::S3Bucket::open(&tidefs_chunk::S3Config {
+        bucket_url: bucket(),
+        access_key: ak,
+        secret_key: sk,
+        ..Default::default()
+    })
+    .expect("bucket");
+    for (compress, cache) in [("none", "1024"), ("lz4", "0")] {
+        let v = s3_volume(&format!("s3jcrc{compress}"), &["--compress", compress]);
+        let bad = bytes(41, (6 << 20) + 5);
+        let good = bytes(42, (5 << 20) + 7);
+        let keys = {
+            let j = v.mount_juicefs("j");
+            fs::write(j.p("bad"), &bad).expect("juicefs write");
+            fs::write(j.p("good"), &good).expect("juicefs write");
+            drop(j);
+            let m = v.mount("i", &[]);
+            let info = ok(tidefs(), &["info", &m.p("bad").to_string_lossy()]);
+            info.lines()
+                .filter_map(|l| l.trim().strip_prefix("object "))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        // block 0 of "bad" (4 MiB, named by its length): one byte flips in the store, the
+        // CRC32C field stays what juicefs stored
+        let first = keys
+            .iter()
+            .find(|k| k.ends_with("_0_4194304"))
+            .unwrap_or_else(|| panic!("bad's first block among {keys:?}"))
+            .clone();
+        let full = if first.starts_with(&format!("{}/", v.name)) {
+            first.clone()
+        } else {
+            format!("{}/{first}", v.name)
+        };
+        rt.block_on(async {
+            let stored = b.stored_crc32c(&full).await.expect("head");
+            let want = stored.expect("juicefs stores a crc32c field");
+            let mut raw = b.get(&full).await.expect("get").to_vec();
+            assert_eq!(
+                crc32c::crc32c(&raw),
+                want,
+                "the field is the CRC of the bytes"
+            );
+            let at = raw.len() / 2;
+            raw[at] ^= 0x10;
+            b.put_with_crc(&full, raw.into(), want).await.expect("put");
+        });
+        let m = v.mount("r", &["--cache-size", cache]);
+        assert_eq!(
+            fs::read(m.p("good")).expect("an intact file reads"),
+            good,
+            "{compress}"
+        );
+        let err = fs::read(m.p("bad")).expect_err("a corrupted object must not read as data");
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{compress}: {err}");
+        // block 1 is intact and reads
+        let mut f = fs::File::open(m.p("bad")).expect("open");
+        let mut tail = vec![0u8; 2 << 20];
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(4 << 20)).expect("seek");
+        std::io::Read::read_exact(&mut f, &mut tail).expect("block 1");
+        assert_eq!(tail, bad[4 << 20..(6 << 20)], "{compress}");
+        let log = fs::read_to_string(&m.log).expect("log");
+        let name = first.rsplit('/').next().expect("key name");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("does not match the CRC32C") && l.contains(name)),
+            "{compress}: the log names the corrupted object:\n{log}"
+        );
+        m.unmount();
+    }
+}

@@ -168,6 +168,25 @@ fn s3_code(e: &opendal::Error) -> Option<String> {
 
 /// Classify an OpenDAL error of `op` on `key`: by the S3 error code when there is one, else by
 /// OpenDAL's kind. The message names the code, not the whole response.
+/// The CRC32C an object's metadata carries in its `crc32c` field, if any. A field that is not a
+/// decimal number cannot be checked against: it is logged and the object read unchecked, as one
+/// without the field (the field is a hint written next to the data, not the data).
+fn crc_field(key: &str, m: &opendal::Metadata) -> Option<u32> {
+    let u = m.user_metadata()?;
+    let v = u.get(CRC_META)?;
+    match v.trim().parse() {
+        Ok(c) => Some(c),
+        Err(_) => {
+            tracing::warn!(
+                object = key,
+                value = v,
+                "object's {CRC_META} metadata is not a number: read unchecked"
+            );
+            None
+        }
+    }
+}
+
 fn s3_err(op: &str, key: &str, e: opendal::Error) -> Error {
     use opendal::ErrorKind as K;
     let code = s3_code(&e);
@@ -326,6 +345,13 @@ impl S3Bucket {
     /// verified by juicefs clients too.
     pub async fn put(&self, key: &str, data: Bytes) -> Result<()> {
         let crc = crc32c::crc32c(&data);
+        self.put_with_crc(key, data, crc).await
+    }
+
+    /// Store `data` under `key` with `crc` in its CRC32C field as given, not computed: for
+    /// copying an object with the field its source had (and for tests that play a store whose
+    /// bytes rotted under the field).
+    pub async fn put_with_crc(&self, key: &str, data: Bytes, crc: u32) -> Result<()> {
         self.op
             .write_with(key, data)
             .user_metadata([(CRC_META.to_string(), crc.to_string())])
@@ -336,28 +362,48 @@ impl S3Bucket {
 
     /// The whole object.
     pub async fn get(&self, key: &str) -> Result<Bytes> {
-        self.op
-            .read(key)
+        self.get_with_crc(key).await.map(|(b, _)| b)
+    }
+
+    /// The whole object, with the CRC32C its user metadata says its bytes had when they were
+    /// stored (None when it carries none); read from the GET's own response headers, so it
+    /// costs no extra request.
+    pub async fn get_with_crc(&self, key: &str) -> Result<(Bytes, Option<u32>)> {
+        let reader = self
+            .op
+            .reader(key)
+            .await
+            .map_err(|e| s3_err("get", key, e))?;
+        let data = reader
+            .read(..)
             .await
             .map(|b| b.to_bytes())
-            .map_err(|e| s3_err("get", key, e))
+            .map_err(|e| s3_err("get", key, e))?;
+        Ok((data, reader.metadata().and_then(|m| crc_field(key, m))))
     }
 
     /// The whole object `key`, which must be exactly `len` bytes (a block: the length is in its
     /// key); any other length is a corrupt object. A plain GET, into a pooled page-aligned
-    /// buffer (see [`crate::pool`]).
-    pub async fn get_exact(&self, key: &str, len: usize) -> Result<Bytes> {
+    /// buffer (see [`crate::pool`]), with the CRC32C of its user metadata as in
+    /// [`S3Bucket::get_with_crc`].
+    pub async fn get_exact(&self, key: &str, len: usize) -> Result<(Bytes, Option<u32>)> {
         self.read_pooled(key, None, len).await
     }
 
     /// Exactly `len` bytes of `key` from `off` (a ranged GET); fewer is a corrupt object.
     pub async fn get_range(&self, key: &str, off: u64, len: usize) -> Result<Bytes> {
-        self.read_pooled(key, Some(off), len).await
+        self.read_pooled(key, Some(off), len).await.map(|(b, _)| b)
     }
 
     /// `len` bytes of `key`: the whole object (`from` None) or a range from `from`, read into a
     /// pooled buffer whose data starts page aligned; a different length is a corrupt object.
-    async fn read_pooled(&self, key: &str, from: Option<u64>, len: usize) -> Result<Bytes> {
+    /// A whole read comes with the object's CRC32C field (a range cannot be checked with it).
+    async fn read_pooled(
+        &self,
+        key: &str,
+        from: Option<u64>,
+        len: usize,
+    ) -> Result<(Bytes, Option<u32>)> {
         let (mut buf, pad) = crate::pool::take_aligned(len);
         let reader = self
             .op
@@ -383,7 +429,11 @@ impl S3Bucket {
                 ),
             ));
         }
-        Ok(b)
+        let crc = match from {
+            None => reader.metadata().and_then(|m| crc_field(key, m)),
+            Some(_) => None,
+        };
+        Ok((b, crc))
     }
 
     /// Remove `key`; a missing object is fine.
@@ -442,18 +492,7 @@ impl S3Bucket {
             .stat(key)
             .await
             .map_err(|e| s3_err("stat", key, e))?;
-        let Some(v) = m
-            .user_metadata()
-            .and_then(|u| u.get(CRC_META).map(str::to_string))
-        else {
-            return Ok(None);
-        };
-        v.trim().parse().map(Some).map_err(|_| {
-            Error::new(
-                ErrorKind::Corrupt,
-                format!("object {key}: its {CRC_META} metadata {v:?} is not a number"),
-            )
-        })
+        Ok(crc_field(key, &m))
     }
 
     /// Size of `key`, or None when missing.

@@ -9,7 +9,8 @@ use crate::local::LocalDir;
 use crate::s3::{S3Bucket, S3Config};
 use crate::staging::{Finished, Staging};
 use crate::sums::{
-    block_sums, first_bad_segment, first_bad_segment_by_parts, SumSource, SUM_SEGMENT,
+    block_sums, first_bad_segment, first_bad_segment_by_parts, whole_crc_by_parts, SumSource,
+    SUM_SEGMENT,
 };
 use bytes::Bytes;
 use std::sync::Arc;
@@ -188,17 +189,19 @@ impl Bucket {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
+    /// The whole object `key`, with the CRC32C of its stored bytes when the store keeps one
+    /// next to it (S3 user metadata, written by tidefs and juicefs; a directory has none).
+    async fn get(&self, key: &str) -> Result<(Bytes, Option<u32>)> {
         match self {
-            Bucket::Local(d) => d.get(key).await,
-            Bucket::S3(b) => b.get(key).await,
+            Bucket::Local(d) => d.get(key).await.map(|b| (b, None)),
+            Bucket::S3(b) => b.get_with_crc(key).await,
         }
     }
 
-    /// The whole object `key`, exactly `len` bytes long.
-    async fn get_exact(&self, key: &str, len: usize) -> Result<Bytes> {
+    /// The whole object `key`, exactly `len` bytes long, with its CRC32C as in [`Bucket::get`].
+    async fn get_exact(&self, key: &str, len: usize) -> Result<(Bytes, Option<u32>)> {
         match self {
-            Bucket::Local(d) => d.get_range(key, 0, len).await,
+            Bucket::Local(d) => d.get_range(key, 0, len).await.map(|b| (b, None)),
             Bucket::S3(b) => b.get_exact(key, len).await,
         }
     }
@@ -504,16 +507,16 @@ impl ChunkStore {
 
     /// GET object `key`, within the download limit (counted once it arrived: its size is not
     /// known before).
-    async fn get_object(&self, key: &str) -> Result<Bytes> {
+    async fn get_object(&self, key: &str) -> Result<(Bytes, Option<u32>)> {
         let got = self.dir.get(key).await?;
         if let Some(b) = &self.limits.down {
-            b.take(got.len()).await;
+            b.take(got.0.len()).await;
         }
         Ok(got)
     }
 
     /// GET the whole object `key` of `len` bytes, within the download limit.
-    async fn get_object_exact(&self, key: &str, len: usize) -> Result<Bytes> {
+    async fn get_object_exact(&self, key: &str, len: usize) -> Result<(Bytes, Option<u32>)> {
         if let Some(b) = &self.limits.down {
             b.take(len).await;
         }
@@ -610,6 +613,19 @@ impl ChunkStore {
     }
 
     /// The error (logged) of object `key` failing its checksum at byte `bad`.
+    fn crc_mismatch(&self, key: &str, want: u32, got: u32) -> Error {
+        tracing::error!(
+            object = key,
+            stored_crc32c = want,
+            read_crc32c = got,
+            "object does not match the CRC32C it was stored with: the object store returned corrupted data"
+        );
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("object {key} does not match the CRC32C it was stored with ({want}, read {got}): the object store returned corrupted or truncated data"),
+        )
+    }
+
     fn corrupt(&self, key: &str, bad: usize) -> Error {
         tracing::error!(
             object = key,
@@ -792,27 +808,32 @@ impl ChunkStore {
         key: &str,
         len: u32,
     ) -> Result<(Bytes, Option<Vec<u8>>)> {
+        // the decoded block, and the stored bytes with the CRC32C the store keeps for them
         let get = async {
-            match self.cfg.compression {
+            let (stored, crc) = match self.cfg.compression {
                 // the length is in the key: read exactly that, a shorter object is corrupt
                 Compression::None => {
-                    self.patiently("read", key, Some(&self.downloads), || self.get_object_exact(key, len as usize))
-                        .await
+                    self.patiently("read", key, Some(&self.downloads), || {
+                        self.get_object_exact(key, len as usize)
+                    })
+                    .await?
                 }
-                c => c
-                    .decompress(
-                        &self.patiently("read", key, Some(&self.downloads), || self.get_object(key)).await?,
-                        len as usize,
-                    )
-                    .map(Bytes::from)
-                    .map_err(|e| {
-                        tracing::error!(object = key, error = %e, "object does not decode: the object store returned corrupted data");
-                        Error::new(e.kind(), format!("object {key}: {e}"))
-                    }),
-            }
+                _ => {
+                    self.patiently("read", key, Some(&self.downloads), || self.get_object(key))
+                        .await?
+                }
+            };
+            let data = match self.cfg.compression {
+                Compression::None => stored.clone(),
+                c => c.decompress(&stored, len as usize).map(Bytes::from).map_err(|e| {
+                    tracing::error!(object = key, error = %e, "object does not decode: the object store returned corrupted data");
+                    Error::new(e.kind(), format!("object {key}: {e}"))
+                })?,
+            };
+            Ok::<_, Error>((data, stored, crc))
         };
-        let (data, sums) = tokio::join!(get, self.lookup_sums(id));
-        let data = data?;
+        let (got, sums) = tokio::join!(get, self.lookup_sums(id));
+        let (data, stored, crc) = got?;
         if data.len() != len as usize {
             return Err(Error::new(
                 ErrorKind::Corrupt,
@@ -820,25 +841,41 @@ impl ChunkStore {
             ));
         }
         let sums = sums.as_deref().map(|v| v.as_slice());
-        if self.disk.is_none() {
-            self.verify(sums, key, indx, 0, &data)?;
-            return Ok((data, None));
-        }
-        let trailer = crate::cache::trailer(&data);
-        if let Some(sums) = sums {
-            let bad = first_bad_segment_by_parts(
-                sums,
-                self.cfg.block_size,
-                indx,
-                data.len(),
-                &trailer,
-                crate::cache::SEGMENT,
-            );
-            if let Some(bad) = bad {
-                return Err(self.corrupt(key, bad));
+        let trailer = self.disk.as_ref().map(|_| crate::cache::trailer(&data));
+        match (sums, &trailer) {
+            (Some(sums), Some(trailer)) => {
+                let bad = first_bad_segment_by_parts(
+                    sums,
+                    self.cfg.block_size,
+                    indx,
+                    data.len(),
+                    trailer,
+                    crate::cache::SEGMENT,
+                );
+                if let Some(bad) = bad {
+                    return Err(self.corrupt(key, bad));
+                }
+            }
+            (Some(_), None) => self.verify(sums, key, indx, 0, &data)?,
+            // no sums of ours (a slice juicefs wrote): the CRC32C the object was stored with,
+            // when the store kept one; for an uncompressed block with a cache trailer it is
+            // the trailer's CRCs combined, not another pass over the bytes
+            (None, _) => {
+                if let Some(want) = crc {
+                    let combined = match (&trailer, self.cfg.compression) {
+                        (Some(t), Compression::None) => {
+                            whole_crc_by_parts(data.len(), t, crate::cache::SEGMENT)
+                        }
+                        _ => None,
+                    };
+                    let got = combined.unwrap_or_else(|| crc32c::crc32c(&stored));
+                    if got != want {
+                        return Err(self.crc_mismatch(key, want, got));
+                    }
+                }
             }
         }
-        Ok((data, Some(trailer)))
+        Ok((data, trailer))
     }
 
     /// Bytes `[off, off + n)` of block `indx` of slice `id`. Uses a ranged GET, uncached, when the
@@ -963,7 +1000,7 @@ impl ChunkStore {
 
     /// Read a whole object (raw bytes).
     pub async fn get_raw(&self, key: &str) -> Result<Bytes> {
-        self.get_object(key).await
+        self.get_object(key).await.map(|(b, _)| b)
     }
 
     /// Make every object stored so far durable (called at fsync).

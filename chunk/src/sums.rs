@@ -146,6 +146,28 @@ fn zero_shift(len: usize) -> std::borrow::Cow<'static, ZeroShift> {
     }
 }
 
+/// The CRC32C of a whole block of `len` bytes from the CRC32Cs of its `part`-byte pieces
+/// (little endian, as a disk-cache trailer holds them), combined as in
+/// [`first_bad_segment_by_parts`]: no second pass over the bytes. None when `parts` are not the
+/// pieces of `len` bytes.
+pub fn whole_crc_by_parts(len: usize, parts: &[u8], part: usize) -> Option<u32> {
+    if part == 0 || parts.len() != 4 * len.div_ceil(part) {
+        return None;
+    }
+    let mut whole: Option<u32> = None;
+    for (i, c) in parts.chunks_exact(4).enumerate() {
+        let plen = (len - i * part).min(part);
+        let c = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        whole = Some(match whole {
+            None => c,
+            Some(g) if plen == part => zero_shift(part).apply(g) ^ c,
+            Some(g) => crc32c::crc32c_combine(g, c, plen),
+        });
+    }
+    // the CRC32C of no bytes
+    Some(whole.unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +182,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_whole_crc_combined_from_parts_is_the_crc_of_the_bytes() {
+        let part = SUM_SEGMENT / 2;
+        for n in [
+            0usize,
+            1,
+            part - 1,
+            part,
+            part + 1,
+            4 * SUM_SEGMENT,
+            3 * part + 17,
+        ] {
+            let d: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(29) ^ 0x5a).collect();
+            let parts: Vec<u8> = d
+                .chunks(part)
+                .flat_map(|c| crc32c::crc32c(c).to_le_bytes())
+                .collect();
+            assert_eq!(
+                whole_crc_by_parts(n, &parts, part),
+                Some(crc32c::crc32c(&d)),
+                "{n} bytes"
+            );
+        }
+        // pieces of some other length vouch for nothing
+        assert_eq!(whole_crc_by_parts(10, &[0; 8], part), None);
     }
 
     #[test]
