@@ -271,6 +271,85 @@ fn locks_exclude_within_a_mount() {
     );
 }
 
+/// A process waiting for a lock that gets a signal is interrupted (EINTR, its handler runs), and
+/// one killed while it waits exits at once, without taking the lock later: the kernel's
+/// interrupt reaches the waiting request (fuser as shipped answers interrupts with ENOSYS, after
+/// which the kernel sends none, and a killed waiter hung in `D` state for good).
+#[test]
+fn lock_waits_are_interrupted_by_signals_and_killed_waiters_exit() {
+    let v = Volume::format("e2e-lockintr", &[]);
+    let m = v.mount("a", &[]);
+    fs::write(m.p("lockfile"), b"").expect("create");
+    let script = r#"
+import fcntl, os, signal, sys, time
+p, kind = sys.argv[1], sys.argv[2]
+def take(f, nb=False):
+    if kind == 'posix':
+        fcntl.lockf(f, fcntl.LOCK_EX | (fcntl.LOCK_NB if nb else 0))
+    else:
+        fcntl.flock(f, fcntl.LOCK_EX | (fcntl.LOCK_NB if nb else 0))
+def wait_exit(pid, secs):
+    end = time.time() + secs
+    while time.time() < end:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got:
+            return status
+        time.sleep(0.05)
+    return None
+held = open(p, 'r+')
+take(held)
+# 1: a waiter whose signal handler raises sees the wait end
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    def alarm(*_):
+        raise TimeoutError()
+    signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        take(open(p, 'r+'))
+        os.write(w, b'got')
+    except TimeoutError:
+        os.write(w, b'interrupted')
+    os._exit(0)
+st = wait_exit(pid, 10)
+os.close(w)
+print('signal:', os.read(r, 100).decode() if st is not None else 'stuck')
+# 2: a waiter killed with SIGKILL exits
+pid = os.fork()
+if pid == 0:
+    take(open(p, 'r+'))
+    os._exit(0)
+time.sleep(0.5)
+os.kill(pid, signal.SIGKILL)
+print('kill:', 'exited' if wait_exit(pid, 10) is not None else 'stuck')
+# nobody took the lock on behalf of the dead: once released, a new process gets it at once
+held.close()
+time.sleep(0.3)
+pid = os.fork()
+if pid == 0:
+    try:
+        take(open(p, 'r+'), nb=True)
+        os._exit(0)
+    except OSError:
+        os._exit(1)
+st = wait_exit(pid, 10)
+print('after:', 'free' if st == 0 else 'held')
+"#;
+    let p = m.p("lockfile");
+    for kind in ["posix", "flock"] {
+        let out = ok(
+            "timeout",
+            &["60", "python3", "-c", script, &p.to_string_lossy(), kind],
+        );
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            vec!["signal: interrupted", "kill: exited", "after: free"],
+            "{kind}"
+        );
+    }
+}
+
 #[test]
 fn xattrs_and_special_files() {
     let v = Volume::format("e2e-xattr", &[]);

@@ -52,6 +52,8 @@ pub enum ErrorKind {
     Conflict,
     /// EAGAIN: a lock is held by someone else (and the caller did not ask to wait).
     WouldBlock,
+    /// EINTR: the caller was interrupted by a signal while it waited (for a lock).
+    Interrupted,
     /// The database server cannot be reached or went away (retried for a while first).
     Unavailable,
     /// The metadata engine could not be reached or failed (I/O, protocol, pool). EIO.

@@ -34,6 +34,56 @@ struct Shared {
     kernel_checks: bool,
     /// Messages to the kernel outside replies (set once the session exists).
     notifier: Arc<OnceLock<Notifier>>,
+    /// Requests that wait (lock waits) and can be interrupted.
+    interrupts: parking_lot::Mutex<Interrupts>,
+}
+
+/// How long an interrupt for a request not seen yet is kept: the kernel interrupts only requests
+/// a FUSE thread has read, so the request shows up within moments (another thread dispatching
+/// it) or was answered already and never will.
+const EARLY_INTERRUPT_KEPT: Duration = Duration::from_secs(10);
+
+/// Interruptible requests in flight, by the kernel's request id.
+#[derive(Default)]
+struct Interrupts {
+    waiting: std::collections::HashMap<u64, Arc<tokio::sync::Notify>>,
+    /// Interrupts that came before their request was registered, with when.
+    early: std::collections::VecDeque<(u64, std::time::Instant)>,
+}
+
+impl Interrupts {
+    /// Register request `unique` as interruptible: its notify, already notified when its
+    /// interrupt came first.
+    fn register(&mut self, unique: u64) -> Arc<tokio::sync::Notify> {
+        let n = Arc::new(tokio::sync::Notify::new());
+        if let Some(i) = self.early.iter().position(|(u, _)| *u == unique) {
+            self.early.remove(i);
+            n.notify_one();
+        }
+        self.waiting.insert(unique, n.clone());
+        n
+    }
+
+    /// The kernel interrupts request `unique`.
+    fn interrupt(&mut self, unique: u64) {
+        if let Some(n) = self.waiting.get(&unique) {
+            n.notify_one();
+            return;
+        }
+        let now = std::time::Instant::now();
+        while self
+            .early
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) > EARLY_INTERRUPT_KEPT)
+        {
+            self.early.pop_front();
+        }
+        // interrupts of requests that were answered already are never claimed: bounded
+        if self.early.len() >= 4096 {
+            self.early.pop_front();
+        }
+        self.early.push_back((unique, now));
+    }
 }
 
 /// Mount options for the kernel.
@@ -73,6 +123,7 @@ impl TidefsFs {
                 root,
                 kernel_checks: true,
                 notifier: Arc::default(),
+                interrupts: Default::default(),
             }),
             rt,
         }
@@ -98,14 +149,30 @@ impl TidefsFs {
 
     /// A lock request; one that may wait runs as a task of its own, so a long wait holds no
     /// FUSE thread.
-    fn lock(&self, ino: INodeNo, owner: LockOwner, req: LockReq, wait: bool, reply: ReplyEmpty) {
+    fn lock(
+        &self,
+        unique: u64,
+        ino: INodeNo,
+        owner: LockOwner,
+        req: LockReq,
+        wait: bool,
+        reply: ReplyEmpty,
+    ) {
         let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        let work = async move { empty(reply, s.vfs.lock(ino, owner.0, req, wait).await) };
-        if wait {
-            self.rt.spawn(work);
-        } else {
-            self.serve(work);
+        if !wait {
+            self.serve(
+                async move { empty(reply, s.vfs.lock(ino, owner.0, req, false, None).await) },
+            );
+            return;
         }
+        // registered before this thread lets go of the request, so an interrupt dispatched by
+        // another thread finds it (or is kept until it comes)
+        let interrupt = s.interrupts.lock().register(unique);
+        self.rt.spawn(async move {
+            let res = s.vfs.lock(ino, owner.0, req, true, Some(interrupt)).await;
+            s.interrupts.lock().waiting.remove(&unique);
+            empty(reply, res)
+        });
     }
 }
 
@@ -679,6 +746,7 @@ impl Filesystem for TidefsFs {
                     lock.0,
                     LockReq::Posix(whole_file(LockKind::Unlock, 0)),
                     false,
+                    None,
                 )
                 .await;
             empty(reply, flushed.and(unlocked))
@@ -701,7 +769,7 @@ impl Filesystem for TidefsFs {
             let unlocked = match lock {
                 Some(owner) => {
                     s.vfs
-                        .lock(ino, owner.0, LockReq::Flock(LockKind::Unlock), false)
+                        .lock(ino, owner.0, LockReq::Flock(LockKind::Unlock), false, None)
                         .await
                 }
                 None => Ok(()),
@@ -742,9 +810,13 @@ impl Filesystem for TidefsFs {
         });
     }
 
+    fn interrupt(&self, _req: &Request, unique: fuser::RequestId) {
+        self.inner.interrupts.lock().interrupt(unique.0);
+    }
+
     fn setlk(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         lock_owner: LockOwner,
@@ -758,18 +830,18 @@ impl Filesystem for TidefsFs {
         let Some(kind) = lock_kind(typ) else {
             return reply.error(Errno::EINVAL);
         };
-        let req = LockReq::Posix(PosixLock {
+        let lock = LockReq::Posix(PosixLock {
             kind,
             start,
             end,
             pid,
         });
-        self.lock(ino, lock_owner, req, sleep, reply);
+        self.lock(req.unique().0, ino, lock_owner, lock, sleep, reply);
     }
 
     fn flock(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         lock_owner: LockOwner,
@@ -780,7 +852,14 @@ impl Filesystem for TidefsFs {
         let Some(kind) = lock_kind(typ) else {
             return reply.error(Errno::EINVAL);
         };
-        self.lock(ino, lock_owner, LockReq::Flock(kind), sleep, reply);
+        self.lock(
+            req.unique().0,
+            ino,
+            lock_owner,
+            LockReq::Flock(kind),
+            sleep,
+            reply,
+        );
     }
 
     fn fsync(

@@ -26,6 +26,7 @@ pub fn meta_errno(kind: MetaKind) -> i32 {
         MetaKind::FileTooBig => libc::EFBIG,
         MetaKind::BadHandle => libc::EBADF,
         MetaKind::WouldBlock => libc::EAGAIN,
+        MetaKind::Interrupted => libc::EINTR,
         MetaKind::Conflict
         | MetaKind::Unavailable
         | MetaKind::Engine

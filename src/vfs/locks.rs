@@ -2,6 +2,10 @@
 //! request that may wait (F_SETLKW, flock without LOCK_NB) is retried here until it is granted,
 //! its owner gives up, or the mount ends.
 //!
+//! A waiter gives up with EINTR when the kernel interrupts its request (the waiting process got
+//! a signal, e.g. was killed): otherwise a process killed while it waits could never exit, and
+//! the locks it holds would block the others for good.
+//!
 //! A waiter is woken at once by any release in this mount, and otherwise polls the shared lock
 //! tables with a pause that grows from 1 ms to 50 ms, so a lock released by another client is
 //! picked up within ~50 ms (never the 1 s of a fixed poll), while a long wait costs about 20
@@ -12,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tidefs_meta::{ErrorKind, Ino, LockKind, PosixLock};
+use tokio::sync::Notify;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
 const LONGEST_PAUSE: Duration = Duration::from_millis(50);
@@ -44,8 +49,16 @@ impl Vfs {
     }
 
     /// Take, change or release a lock of `owner` on `ino`; with `wait`, wait while another
-    /// owner holds a conflicting one (EAGAIN otherwise).
-    pub async fn lock(&self, ino: Ino, owner: u64, req: LockReq, wait: bool) -> Result<()> {
+    /// owner holds a conflicting one (EAGAIN otherwise) or until `interrupt` is notified
+    /// (EINTR; a notification given before the wait began counts).
+    pub async fn lock(
+        &self,
+        ino: Ino,
+        owner: u64,
+        req: LockReq,
+        wait: bool,
+        interrupt: Option<Arc<Notify>>,
+    ) -> Result<()> {
         if req.releases() {
             // the owner gives up whatever it was waiting for on this file
             if let Some(flag) = self.lock_waiters.lock().remove(&(ino, owner)) {
@@ -78,9 +91,21 @@ impl Vfs {
                     "the lock owner released the file while waiting",
                 ));
             }
+            let interrupted = async {
+                match &interrupt {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut released => {}
                 _ = tokio::time::sleep(pause) => {}
+                _ = interrupted => {
+                    break Err(Error::posix(
+                        ErrorKind::Interrupted,
+                        "interrupted by a signal while waiting for the lock",
+                    ));
+                }
             }
             pause = (pause * 2).min(LONGEST_PAUSE);
         };

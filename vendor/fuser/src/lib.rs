@@ -920,6 +920,13 @@ pub trait Filesystem: Send + Sync + 'static {
         self.setlk(req, ino, fh, lock_owner, 0, i64::MAX as u64, typ, 0, sleep, reply);
     }
 
+    /// The kernel asks to interrupt request `unique` (the process waiting for it got a
+    /// signal). The filesystem may answer that request early with `EINTR`, or let it finish;
+    /// the interrupt itself gets no reply. An interrupt may arrive before the request it names
+    /// has been dispatched (another thread read it), or after it was answered. (tidefs patch:
+    /// upstream fuser 0.18 answers every interrupt with ENOSYS.)
+    fn interrupt(&self, _req: &Request, _unique: RequestId) {}
+
     /// Map block index within file to block index within device.
     /// Note: This makes sense only for block device backed filesystems mounted
     /// with the 'blkdev' option

@@ -114,9 +114,11 @@ impl<'a> RequestWithSender<'a> {
                 return Err(Errno::EIO);
             }
 
-            ll::Operation::Interrupt(_) => {
-                // TODO: handle FUSE_INTERRUPT
-                return Err(Errno::ENOSYS);
+            ll::Operation::Interrupt(x) => {
+                // tidefs patch: handed to the filesystem, never answered itself (an answer of
+                // ENOSYS would make the kernel stop sending interrupts for good); the
+                // filesystem answers the interrupted request, with EINTR if it gives it up
+                filesystem.interrupt(self.request_header(), x.unique());
             }
 
             ll::Operation::Lookup(x) => {
