@@ -350,6 +350,65 @@ print('after:', 'free' if st == 0 else 'held')
     }
 }
 
+/// The kernel drops a file's capabilities when it is written, reading `security.capability`
+/// before each write; the mount remembers "none" for the attribute TTL so a stream of small
+/// writes is not a metadata read each, and forgets it when the attribute is set: capabilities
+/// set through this mount are dropped by the next write, those set through another mount by a
+/// write after the TTL.
+#[test]
+fn writes_drop_file_capabilities_set_here_or_elsewhere() {
+    let v = Volume::format("e2e-caps", &[]);
+    let a = v.mount("a", &[]);
+    let b = v.mount("b", &[]);
+    fs::write(a.p("prog"), b"#!/bin/sh\n").expect("write");
+    let script = r#"
+import os, struct, sys, time
+pa, pb = sys.argv[1], sys.argv[2]
+CAP = 'security.capability'
+# revision 2, effective, CAP_NET_RAW permitted
+blob = struct.pack('<5I', 0x02000001, 1 << 13, 0, 0, 0)
+def caps(p):
+    try:
+        return os.getxattr(p, CAP)
+    except OSError as e:
+        if e.errno == 61:
+            return None
+        raise
+def write_one(p):
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b'#')
+    os.close(fd)
+assert caps(pa) is None
+write_one(pa)
+os.setxattr(pa, CAP, blob)
+print('set here:', caps(pa) == blob)
+write_one(pa)
+print('after write:', caps(pa))
+write_one(pa)
+os.setxattr(pb, CAP, blob)
+time.sleep(1.5)
+write_one(pa)
+print('set elsewhere, after write:', caps(pb))
+"#;
+    let out = ok(
+        "python3",
+        &[
+            "-c",
+            script,
+            &a.p("prog").to_string_lossy(),
+            &b.p("prog").to_string_lossy(),
+        ],
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "set here: True",
+            "after write: None",
+            "set elsewhere, after write: None"
+        ]
+    );
+}
+
 #[test]
 fn xattrs_and_special_files() {
     let v = Volume::format("e2e-xattr", &[]);

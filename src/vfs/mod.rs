@@ -30,6 +30,9 @@ use tidefs_meta::{
 };
 use writer::{BufferBudget, FileWriter};
 
+/// The attribute holding a file's capabilities, which the kernel reads before each write.
+const CAPS_XATTR: &[u8] = b"security.capability";
+
 /// Settings of one mount.
 #[derive(Debug, Clone)]
 pub struct VfsConfig {
@@ -237,6 +240,12 @@ pub struct Vfs {
     lock_waiters: parking_lot::Mutex<HashMap<(Ino, u64), Arc<std::sync::atomic::AtomicBool>>>,
     /// Entries read ahead for programs that look up many names of one directory.
     ahead: ahead::Lookahead,
+    /// Inodes found to have no `security.capability` attribute, for the attribute TTL (None
+    /// when that is zero). The kernel asks for it before every write(2) to a file (to drop
+    /// the capabilities of a modified program), so a 4 KiB write stream would cost a metadata
+    /// read per write; changes through this mount drop the inode at once, other clients'
+    /// are seen within the TTL, as attributes are. At most 65 536 inodes (a few MiB).
+    no_caps: Option<moka::sync::Cache<Ino, ()>>,
     /// How long a directory handle's page of entries with attributes is handed out: the
     /// shortest kernel cache TTL, at least one second (with no kernel caching the kernel keeps
     /// nothing stale, and a listing is a snapshot anyway).
@@ -268,6 +277,12 @@ impl Vfs {
             store.block_size(),
         );
         let ahead_ttl = cfg.attr_ttl.min(cfg.entry_ttl).min(cfg.dir_entry_ttl);
+        let no_caps = (!cfg.attr_ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(65_536)
+                .time_to_live(cfg.attr_ttl)
+                .build()
+        });
         let compactor = Arc::new(compact::Compactor::new(
             meta.clone(),
             store.clone(),
@@ -290,6 +305,7 @@ impl Vfs {
             drain_at_exit: std::sync::atomic::AtomicBool::new(false),
             lock_waiters: parking_lot::Mutex::new(HashMap::new()),
             ahead: ahead::Lookahead::new(ahead_ttl),
+            no_caps,
             page_life: ahead_ttl.max(Duration::from_secs(1)),
         }
     }
@@ -1097,7 +1113,19 @@ impl Vfs {
     /// getxattr(2).
     pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         check_xattr_namespace(name)?;
-        Ok(self.meta.getxattr(ino, name).await?)
+        let caps = name == CAPS_XATTR;
+        if caps && self.no_caps.as_ref().is_some_and(|c| c.contains_key(&ino)) {
+            return Err(Error::posix(ErrorKind::NoAttr, "no such attribute"));
+        }
+        let res = self.meta.getxattr(ino, name).await;
+        if caps {
+            if let (Some(c), Err(e)) = (&self.no_caps, &res) {
+                if e.kind() == ErrorKind::NoAttr {
+                    c.insert(ino, ());
+                }
+            }
+        }
+        Ok(res?)
     }
 
     /// listxattr(2): names, each NUL-terminated.
@@ -1123,6 +1151,7 @@ impl Vfs {
         check_xattr_namespace(name)?;
         let res = self.meta.setxattr(ctx, ino, name, value, flags).await;
         self.ahead.forget_ino(ino);
+        self.forget_caps(ino);
         Ok(res?)
     }
 
@@ -1132,7 +1161,15 @@ impl Vfs {
         check_xattr_namespace(name)?;
         let res = self.meta.removexattr(ctx, ino, name).await;
         self.ahead.forget_ino(ino);
+        self.forget_caps(ino);
         Ok(res?)
+    }
+
+    /// Drop what is known of `ino`'s capabilities attribute (it was set or removed).
+    fn forget_caps(&self, ino: Ino) {
+        if let Some(c) = &self.no_caps {
+            c.invalidate(&ino);
+        }
     }
 
     /// State of the `--writeback` uploads, when on.
