@@ -18,6 +18,18 @@ fn keys() -> (String, String) {
     s3_keys()
 }
 
+/// The test bucket, opened directly (to look at or damage objects as the store would).
+fn open_bucket() -> tidefs_chunk::S3Bucket {
+    let (ak, sk) = keys();
+    tidefs_chunk::S3Bucket::open(&tidefs_chunk::S3Config {
+        bucket_url: bucket(),
+        access_key: ak,
+        secret_key: sk,
+        ..Default::default()
+    })
+    .expect("bucket")
+}
+
 /// A volume on S3 formatted by tidefs.
 fn s3_volume(what: &str, extra: &[&str]) -> Volume {
     s3_volume_at(what, &bucket(), extra)
@@ -338,16 +350,9 @@ fn objects_carry_the_crc32c_that_juicefs_checks() {
         let m = v.mount("r", &[]);
         assert_eq!(fs::read(m.p("by-juicefs")).expect("read"), jdata);
     }
-    let (ak, sk) = keys();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let checked = rt.block_on(async {
-        let b = tidefs_chunk::S3Bucket::open(&tidefs_chunk::S3Config {
-            bucket_url: bucket(),
-            access_key: ak,
-            secret_key: sk,
-            ..Default::default()
-        })
-        .expect("bucket");
+        let b = open_bucket();
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         b.list(&format!("{}/chunks/", v.name), tx);
         let mut n = 0;
@@ -376,15 +381,8 @@ fn objects_carry_the_crc32c_that_juicefs_checks() {
 /// CRC combined from the cache's per-segment CRCs), lz4 without one (a CRC over the stored bytes).
 #[test]
 fn blocks_juicefs_wrote_are_checked_against_the_crc32c_they_were_stored_with() {
-    let (ak, sk) = keys();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let b = tidefs_chunk::S3Bucket::open(&tidefs_chunk::S3Config {
-        bucket_url: bucket(),
-        access_key: ak,
-        secret_key: sk,
-        ..Default::default()
-    })
-    .expect("bucket");
+    let b = open_bucket();
     for (compress, cache) in [("none", "1024"), ("lz4", "0")] {
         let v = s3_volume(&format!("s3jcrc{compress}"), &["--compress", compress]);
         let bad = bytes(41, (6 << 20) + 5);

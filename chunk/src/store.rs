@@ -612,7 +612,8 @@ impl ChunkStore {
         }
     }
 
-    /// The error (logged) of object `key` failing its checksum at byte `bad`.
+    /// The error (logged) of object `key` whose bytes have CRC32C `got` where the store says
+    /// they were stored with `want`.
     fn crc_mismatch(&self, key: &str, want: u32, got: u32) -> Error {
         tracing::error!(
             object = key,
@@ -626,6 +627,7 @@ impl ChunkStore {
         )
     }
 
+    /// The error (logged) of object `key` failing its checksum at byte `bad`.
     fn corrupt(&self, key: &str, bad: usize) -> Error {
         tracing::error!(
             object = key,
