@@ -409,6 +409,59 @@ print('set elsewhere, after write:', caps(pb))
     );
 }
 
+/// Files may be 128 PiB long (2^31 chunks, as juicefs allows); past that writes, truncates and
+/// fallocates are EFBIG, and shrinking a file of that length costs no more than its data
+/// (stress-ng's fsize stressor grew the mount past 23 GB doing this, until the OOM killer
+/// ended it).
+#[test]
+fn the_largest_file_length_is_128_pib_and_shrinking_from_it_is_cheap() {
+    let v = Volume::format("e2e-fsize", &[]);
+    let m = v.mount("a", &[]);
+    let script = r#"
+import errno, os, sys
+p = sys.argv[1]
+top = 1 << 57
+fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)
+def efbig(f):
+    try:
+        f()
+        return 'ok'
+    except OSError as e:
+        return 'EFBIG' if e.errno == errno.EFBIG else str(e)
+os.pwrite(fd, b'head', 0)
+os.ftruncate(fd, top)
+print('truncate to the largest:', os.fstat(fd).st_size == top)
+print('truncate past it:', efbig(lambda: os.ftruncate(fd, top + 1)))
+os.pwrite(fd, b'z', top - 1)
+print('write past it:', efbig(lambda: os.pwrite(fd, b'x', top)))
+print('fallocate past it:', efbig(lambda: os.posix_fallocate(fd, top - 10, 20)))
+os.fsync(fd)
+os.ftruncate(fd, 2)
+print('shrunk:', os.fstat(fd).st_size, os.pread(fd, 10, 0))
+os.close(fd)
+"#;
+    let out = ok(
+        "timeout",
+        &["60", "python3", "-c", script, &m.p("f").to_string_lossy()],
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "truncate to the largest: True",
+            "truncate past it: EFBIG",
+            "write past it: EFBIG",
+            "fallocate past it: EFBIG",
+            "shrunk: 2 b'he'",
+        ]
+    );
+    m.unmount();
+    assert!(
+        v.fsck().contains(" 0 problem(s)"),
+        "fsck after the largest file"
+    );
+    v.juicefs_fsck();
+}
+
 #[test]
 fn xattrs_and_special_files() {
     let v = Volume::format("e2e-xattr", &[]);

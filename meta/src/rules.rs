@@ -63,18 +63,34 @@ pub(crate) fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> 
     }
 }
 
-/// Records that read `[start, end)` of a file as zeros, one per chunk touched.
-pub(crate) fn zero_records(start: u64, end: u64) -> Vec<(u32, Slice)> {
-    let mut out = Vec::new();
-    let mut off = start;
-    while off < end {
-        let indx = off / CHUNK_SIZE;
-        let pos = off % CHUNK_SIZE;
-        let stop = end.min((indx + 1) * CHUNK_SIZE);
-        out.push((indx as u32, Slice::zeros(pos as u32, (stop - off) as u32)));
-        off = stop;
+/// The record that reads the part of chunk `indx` inside `[start, end)` as zeros, if the range
+/// touches that chunk.
+pub(crate) fn zero_record(indx: u32, start: u64, end: u64) -> Option<Slice> {
+    let c0 = u64::from(indx) * CHUNK_SIZE;
+    let from = start.max(c0);
+    let to = end.min(c0 + CHUNK_SIZE);
+    (from < to).then(|| Slice::zeros((from - c0) as u32, (to - from) as u32))
+}
+
+/// The chunks `[start, end)` touches, first and last (None when empty); chunk indexes fit a
+/// u32 for every length up to [`crate::MAX_FILE_LEN`].
+pub(crate) fn chunk_span(start: u64, end: u64) -> Option<(u32, u32)> {
+    if start >= end {
+        return None;
     }
-    out
+    let first = u32::try_from(start / CHUNK_SIZE).ok()?;
+    let last = u32::try_from((end - 1) / CHUNK_SIZE).ok()?;
+    Some((first, last))
+}
+
+/// Where zero records go when `[start, end)` is zeroed and, when shrinking to `drop_from`,
+/// every chunk from `ceil(drop_from / CHUNK_SIZE)` on is dropped whole: the range cut at the
+/// first dropped chunk (a truncate from 2^56 bytes to 0 zeroes nothing, it drops chunks).
+pub(crate) fn zero_end(end: u64, drop_from: Option<u64>) -> u64 {
+    match drop_from {
+        Some(l) => end.min(l.div_ceil(CHUNK_SIZE).saturating_mul(CHUNK_SIZE)),
+        None => end,
+    }
 }
 
 /// The slices of a delayed-slices record: big-endian (id u64, size u32) pairs.

@@ -27,7 +27,8 @@ macro_rules! conformance_suite {
             fallocate_modes, readdir_pages_with_cursor, unlinked_open_file_lives_until_close,
             setgid_directory, sticky_directory, permission_checks, read_only_refuses_writes,
             setattr_times_and_owner, check_clean_after_operations, statfs_counts, slice_ids_unique,
-            compact_chunk_swaps_its_prefix, slice_checksums_kept_with_slices, chunks_page_walks_every_chunk);
+            compact_chunk_swaps_its_prefix, slice_checksums_kept_with_slices, chunks_page_walks_every_chunk,
+            huge_sparse_ranges_cost_only_their_chunks);
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
         $(
@@ -710,6 +711,22 @@ pub async fn fallocate_modes(m: Arc<dyn Meta>) {
         punch_hole: true,
         zero_range: false,
     };
+    // a chunk without records reads as zeros already: punching it writes nothing
+    m.fallocate(&ctx, f.ino, punch, 100, 200)
+        .await
+        .expect("punch");
+    assert!(m.read_chunk(f.ino, 0).await.expect("chunk").is_empty());
+    let id = m.new_slice_id().await.expect("id");
+    let data = Slice {
+        pos: 0,
+        id,
+        size: 1000,
+        off: 0,
+        len: 1000,
+    };
+    m.write_slice(f.ino, 0, data, Timestamp::now())
+        .await
+        .expect("write");
     m.fallocate(&ctx, f.ino, punch, 100, 200)
         .await
         .expect("punch");
@@ -737,6 +754,71 @@ pub async fn fallocate_modes(m: Arc<dyn Meta>) {
             .expect("zero")
             .length,
         9000
+    );
+}
+
+/// Ranges over a huge sparse file cost only the chunks that hold records: a truncate from the
+/// largest length down drops chunks without zeroing the ones in between (it allocated one
+/// record per chunk in memory before: 2^31 of them killed the mount), a zeroed range writes
+/// records only where there is data, and lengths past [`crate::MAX_FILE_LEN`] are EFBIG.
+pub async fn huge_sparse_ranges_cost_only_their_chunks(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
+    let far = 1u32 << 20;
+    for indx in [0, far] {
+        let id = m.new_slice_id().await.expect("id");
+        let s = Slice {
+            pos: 0,
+            id,
+            size: 1000,
+            off: 0,
+            len: 1000,
+        };
+        m.write_slice(f.ino, indx, s, Timestamp::now())
+            .await
+            .expect("write");
+    }
+    assert_eq!(
+        m.truncate(&ctx, f.ino, crate::MAX_FILE_LEN)
+            .await
+            .expect("largest length")
+            .length,
+        crate::MAX_FILE_LEN
+    );
+    assert_eq!(
+        kind_of(m.truncate(&ctx, f.ino, crate::MAX_FILE_LEN + 1).await).await,
+        Some(ErrorKind::FileTooBig)
+    );
+    let zero = FallocMode {
+        keep_size: true,
+        punch_hole: false,
+        zero_range: true,
+    };
+    // 2^20 + 1 chunks, two with records
+    m.fallocate(
+        &ctx,
+        f.ino,
+        zero,
+        500,
+        (u64::from(far) + 1) * CHUNK_SIZE - 500,
+    )
+    .await
+    .expect("zero range");
+    assert_eq!(
+        m.read_chunk(f.ino, 0).await.expect("chunk").last(),
+        Some(&Slice::zeros(500, (CHUNK_SIZE - 500) as u32))
+    );
+    assert_eq!(
+        m.read_chunk(f.ino, far).await.expect("chunk").last(),
+        Some(&Slice::zeros(0, CHUNK_SIZE as u32))
+    );
+    assert!(m.read_chunk(f.ino, 7).await.expect("hole").is_empty());
+    let a = m.truncate(&ctx, f.ino, 10).await.expect("shrink");
+    assert_eq!(a.length, 10);
+    assert!(m.read_chunk(f.ino, far).await.expect("dropped").is_empty());
+    assert_eq!(
+        m.read_chunk(f.ino, 0).await.expect("chunk").last(),
+        Some(&Slice::zeros(10, (CHUNK_SIZE - 10) as u32))
     );
 }
 

@@ -22,8 +22,10 @@ pub const MAX_SYMLINK_LEN: usize = 4096;
 pub const CHUNK_SIZE: u64 = 64 << 20;
 /// Length reported for directories.
 pub const DIR_LENGTH: u64 = 4096;
-/// Largest file length accepted (JuiceFS and Linux agree on i64::MAX).
-pub const MAX_FILE_LEN: u64 = i64::MAX as u64;
+/// Largest file length accepted: 2^31 chunks (128 PiB), as JuiceFS (`ChunkSize << 31`); past it
+/// a chunk index would not fit the format's 32-bit (signed, in JuiceFS) field. Writes, truncates
+/// and fallocates past it are EFBIG.
+pub const MAX_FILE_LEN: u64 = CHUNK_SIZE << 31;
 
 /// `st_mode` bits for the special permission flags.
 pub const S_ISUID: u16 = 0o4000;

@@ -21,8 +21,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
 use crate::rules::{
-    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, decode_delayed,
-    lock_poisoned, new_dir_attr, new_mode_and_gid, xattr_name, zero_records, Fix,
+    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, chunk_span,
+    decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid, xattr_name, zero_end,
+    zero_record, Fix,
 };
 use crate::slice::{self, Slice};
 use crate::sql::locks::{apply as plock_apply, conflict as plock_conflict};
@@ -1465,11 +1466,40 @@ impl Inner {
         freed: &mut Vec<(u64, u32)>,
     ) -> Result<()> {
         let first_dropped = drop_from.map(|l| l.div_ceil(CHUNK_SIZE));
-        for (indx, rec) in zero_records(start, end) {
-            if first_dropped.is_some_and(|f| u64::from(indx) >= f) {
-                continue;
+        // zero records only where the chunk has records: a chunk without any reads as zeros
+        // already, and a range of 2^40 sparse bytes must not cost a key per chunk
+        let zend = zero_end(end, drop_from);
+        if let Some((lo, hi)) = chunk_span(start, zend) {
+            let prefix = tx.k.chunks(ino);
+            let mut from = tx.k.chunk(ino, lo);
+            let until = match hi.checked_add(1) {
+                Some(h) => tx.k.chunk(ino, h),
+                None => prefix_end(&prefix),
+            };
+            let mut present = Vec::new();
+            loop {
+                let batch = tx.t.scan(&from, &until, SCAN_BATCH).await?;
+                let n = batch.len();
+                for (k, _) in &batch {
+                    let tail = k.get(prefix.len()..).unwrap_or_default();
+                    let indx = <[u8; 4]>::try_from(tail)
+                        .map(u32::from_be_bytes)
+                        .map_err(|_| Error::corrupt(format!("chunk key of inode {ino}")))?;
+                    present.push(indx);
+                }
+                match batch.last() {
+                    Some((k, _)) if n == SCAN_BATCH => {
+                        from = k.clone();
+                        from.push(0);
+                    }
+                    _ => break,
+                }
             }
-            tx.append_slices(ino, indx, &[rec]).await?;
+            for indx in present {
+                if let Some(rec) = zero_record(indx, start, zend) {
+                    tx.append_slices(ino, indx, &[rec]).await?;
+                }
+            }
         }
         if let Some(f) = first_dropped {
             let from = tx.k.chunk(ino, u32::try_from(f).unwrap_or(u32::MAX));

@@ -20,8 +20,9 @@ use crate::error::{from_db, is_unique_violation, Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
 use crate::rules::{
-    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, decode_delayed,
-    lock_poisoned, new_dir_attr, new_mode_and_gid, xattr_name, zero_records, Fix,
+    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, chunk_span,
+    decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid, xattr_name, zero_end,
+    zero_record, Fix,
 };
 use crate::slice::{self, Slice};
 use crate::types::*;
@@ -2057,11 +2058,24 @@ impl Inner {
         freed: &mut Vec<(u64, u32)>,
     ) -> Result<()> {
         let first_dropped = drop_from.map(|l| l.div_ceil(CHUNK_SIZE));
-        for (indx, rec) in zero_records(start, end) {
-            if first_dropped.is_some_and(|f| u64::from(indx) >= f) {
-                continue;
+        // zero records only where the chunk has records: a chunk without any reads as zeros
+        // already, and a range of 2^40 sparse bytes must not cost a row per chunk
+        if let Some((lo, hi)) = chunk_span(start, zero_end(end, drop_from)) {
+            let rows = q("SELECT indx FROM jfs_chunk WHERE inode = ? AND indx >= ? AND indx <= ? ORDER BY indx")
+                .bind(ino as i64)
+                .bind(i64::from(lo))
+                .bind(i64::from(hi))
+                .fetch_all(&mut *c)
+                .await
+                .map_err(db("zero range"))?;
+            for r in rows {
+                let indx: i64 = r.try_get(0).map_err(db("zero range"))?;
+                let indx = u32::try_from(indx)
+                    .map_err(|_| Error::corrupt(format!("chunk index {indx} of inode {ino}")))?;
+                if let Some(rec) = zero_record(indx, start, zero_end(end, drop_from)) {
+                    append_slices(c, ino, indx, &[rec], false).await?;
+                }
             }
-            append_slices(c, ino, indx, &[rec], false).await?;
         }
         if let Some(f) = first_dropped {
             let rows = q("SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ?")
