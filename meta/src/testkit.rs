@@ -41,6 +41,17 @@ macro_rules! conformance_suite {
     };
 }
 
+/// A new slice of 1 000 bytes at the start of a chunk.
+async fn slice_of_1000<M: Meta + ?Sized>(m: &M) -> Slice {
+    Slice {
+        pos: 0,
+        id: m.new_slice_id().await.expect("id"),
+        size: 1000,
+        off: 0,
+        len: 1000,
+    }
+}
+
 /// A user that is not root.
 pub fn user(uid: u32, gid: u32) -> Ctx {
     Ctx {
@@ -650,14 +661,7 @@ pub async fn write_read_chunk_and_length(m: Arc<dyn Meta>) {
 pub async fn truncate_appends_zeros(m: Arc<dyn Meta>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
-    let id = m.new_slice_id().await.expect("id");
-    let s = Slice {
-        pos: 0,
-        id,
-        size: 1000,
-        off: 0,
-        len: 1000,
-    };
+    let s = slice_of_1000(&*m).await;
     m.write_slice(f.ino, 0, s, Timestamp::now())
         .await
         .expect("write");
@@ -716,14 +720,7 @@ pub async fn fallocate_modes(m: Arc<dyn Meta>) {
         .await
         .expect("punch");
     assert!(m.read_chunk(f.ino, 0).await.expect("chunk").is_empty());
-    let id = m.new_slice_id().await.expect("id");
-    let data = Slice {
-        pos: 0,
-        id,
-        size: 1000,
-        off: 0,
-        len: 1000,
-    };
+    let data = slice_of_1000(&*m).await;
     m.write_slice(f.ino, 0, data, Timestamp::now())
         .await
         .expect("write");
@@ -766,14 +763,7 @@ pub async fn huge_sparse_ranges_cost_only_their_chunks(m: Arc<dyn Meta>) {
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     let far = 1u32 << 20;
     for indx in [0, far] {
-        let id = m.new_slice_id().await.expect("id");
-        let s = Slice {
-            pos: 0,
-            id,
-            size: 1000,
-            off: 0,
-            len: 1000,
-        };
+        let s = slice_of_1000(&*m).await;
         m.write_slice(f.ino, indx, s, Timestamp::now())
             .await
             .expect("write");
