@@ -350,6 +350,51 @@ print('after:', 'free' if st == 0 else 'held')
     }
 }
 
+/// Two processes of one mount each holding a byte the other waits for: the one whose wait
+/// would close the cycle gets EDEADLK at once (as local file systems answer), the other gets
+/// its lock when the first lets go. (juicefs, like tidefs before, left both waiting for good.)
+#[test]
+fn a_posix_lock_wait_that_would_deadlock_fails_with_edeadlk() {
+    let v = Volume::format("e2e-deadlk", &[]);
+    let m = v.mount("a", &[]);
+    fs::write(m.p("f"), b"ab").expect("create");
+    let script = r#"
+import errno, fcntl, os, sys, time
+p = sys.argv[1]
+f = open(p, 'r+')
+fcntl.lockf(f, fcntl.LOCK_EX, 1, 0)
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    g = open(p, 'r+')
+    fcntl.lockf(g, fcntl.LOCK_EX, 1, 1)
+    os.write(w, b'1')
+    try:
+        fcntl.lockf(g, fcntl.LOCK_EX, 1, 0)
+        os._exit(0)
+    except OSError as e:
+        os._exit(1)
+os.read(r, 1)
+time.sleep(0.5)
+try:
+    fcntl.lockf(f, fcntl.LOCK_EX, 1, 1)
+    print('parent: got it')
+except OSError as e:
+    print('parent:', 'EDEADLK' if e.errno == errno.EDEADLK else e)
+f.close()
+_, st = os.waitpid(pid, 0)
+print('child:', os.WEXITSTATUS(st))
+"#;
+    let out = ok(
+        "timeout",
+        &["30", "python3", "-c", script, &m.p("f").to_string_lossy()],
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["parent: EDEADLK", "child: 0"]
+    );
+}
+
 /// The kernel drops a file's capabilities when it is written, reading `security.capability`
 /// before each write; the mount remembers "none" for the attribute TTL so a stream of small
 /// writes is not a metadata read each, and forgets it when the attribute is set: capabilities

@@ -54,6 +54,8 @@ pub enum ErrorKind {
     WouldBlock,
     /// EINTR: the caller was interrupted by a signal while it waited (for a lock).
     Interrupted,
+    /// EDEADLK: waiting for the lock would wait forever (a cycle of waiting lock owners).
+    Deadlock,
     /// The database server cannot be reached or went away (retried for a while first).
     Unavailable,
     /// The metadata engine could not be reached or failed (I/O, protocol, pool). EIO.

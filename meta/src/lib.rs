@@ -275,6 +275,12 @@ pub trait Meta: Send + Sync {
     async fn flock(&self, ino: Ino, owner: u64, kind: LockKind) -> Result<()>;
     /// The first POSIX lock of another owner that conflicts with `lock`, if any (F_GETLK).
     async fn getlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Option<PosixLock>>;
+    /// Owners, in this client's session, of POSIX locks on `ino` that conflict with `lock` of
+    /// `owner` (for finding deadlocks among the processes of one mount). Engines that cannot
+    /// tell return none, and no deadlock is found.
+    async fn lock_blockers(&self, _ino: Ino, _owner: u64, _lock: PosixLock) -> Result<Vec<u64>> {
+        Ok(Vec::new())
+    }
     /// Take, change or release (part of) the POSIX locks of `owner` on `ino` without waiting
     /// (F_SETLK): `WouldBlock` when another owner's lock conflicts.
     async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()>;

@@ -27,6 +27,7 @@ pub fn meta_errno(kind: MetaKind) -> i32 {
         MetaKind::BadHandle => libc::EBADF,
         MetaKind::WouldBlock => libc::EAGAIN,
         MetaKind::Interrupted => libc::EINTR,
+        MetaKind::Deadlock => libc::EDEADLK,
         MetaKind::Conflict
         | MetaKind::Unavailable
         | MetaKind::Engine

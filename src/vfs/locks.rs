@@ -19,6 +19,9 @@ use tidefs_meta::{ErrorKind, Ino, LockKind, PosixLock};
 use tokio::sync::Notify;
 
 const FIRST_PAUSE: Duration = Duration::from_millis(1);
+/// Longest chain of waiting owners followed when looking for a deadlock (the kernel's limit for
+/// local locks is 10 too).
+const MAX_DEADLOCK_DEPTH: u32 = 10;
 const LONGEST_PAUSE: Duration = Duration::from_millis(50);
 
 /// A lock request.
@@ -76,6 +79,7 @@ impl Vfs {
             .lock()
             .insert((ino, owner), Arc::clone(&cancelled));
         let mut pause = FIRST_PAUSE;
+        let mut checked = false;
         let res = loop {
             // registered before the attempt, so a release between the two is not missed
             let released = self.lock_released.notified();
@@ -84,6 +88,18 @@ impl Vfs {
             match self.try_lock(ino, owner, req).await {
                 Err(e) if e.meta_kind() == Some(ErrorKind::WouldBlock) => {}
                 other => break other,
+            }
+            // a POSIX lock about to wait: it must not close a cycle of owners of this mount
+            // waiting for each other (as the kernel answers local locks: EDEADLK)
+            if let (LockReq::Posix(lock), false) = (req, checked) {
+                checked = true;
+                self.posix_waiting.lock().insert(owner, (ino, lock));
+                if self.closes_a_cycle(owner, ino, lock).await {
+                    break Err(Error::posix(
+                        ErrorKind::Deadlock,
+                        "waiting for this lock would deadlock: its holder waits for a lock of the caller",
+                    ));
+                }
             }
             if cancelled.load(Ordering::Relaxed) {
                 break Err(Error::posix(
@@ -109,6 +125,9 @@ impl Vfs {
             }
             pause = (pause * 2).min(LONGEST_PAUSE);
         };
+        if checked {
+            self.posix_waiting.lock().remove(&owner);
+        }
         let mut waiters = self.lock_waiters.lock();
         if waiters
             .get(&(ino, owner))
@@ -117,6 +136,33 @@ impl Vfs {
             waiters.remove(&(ino, owner));
         }
         res
+    }
+
+    /// Whether `me`, waiting for `lock` on `ino`, would wait for itself: following "holds a
+    /// lock that blocks" from the owners in the way through the owners of this mount that wait
+    /// in turn, up to [`MAX_DEADLOCK_DEPTH`] steps. Owners of other mounts are not followed (their
+    /// waits are not known here); a lookup that fails finds no deadlock.
+    async fn closes_a_cycle(&self, me: u64, ino: Ino, lock: PosixLock) -> bool {
+        let mut todo = vec![(ino, me, lock, 0u32)];
+        let mut seen = std::collections::HashSet::new();
+        while let Some((ino, owner, lock, depth)) = todo.pop() {
+            let Ok(blockers) = self.meta.lock_blockers(ino, owner, lock).await else {
+                return false;
+            };
+            for b in blockers {
+                if b == me {
+                    return true;
+                }
+                if depth + 1 >= MAX_DEADLOCK_DEPTH || !seen.insert(b) {
+                    continue;
+                }
+                let next = self.posix_waiting.lock().get(&b).copied();
+                if let Some((i, l)) = next {
+                    todo.push((i, b, l, depth + 1));
+                }
+            }
+        }
+        false
     }
 
     /// The first conflicting POSIX lock of another owner (F_GETLK).

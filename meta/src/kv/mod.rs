@@ -2348,6 +2348,25 @@ impl Inner {
         })
     }
 
+    async fn lock_blockers(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Vec<u64>> {
+        let sid = self.sid.load(Ordering::Relaxed);
+        kv_read!(self, "lock blockers", |tx| {
+            let mut found = Vec::new();
+            if let Some(v) = tx.get(&tx.k.plock(ino)).await? {
+                for l in decode_plocks(&v)? {
+                    if l.sid != sid || l.owner == owner {
+                        continue;
+                    }
+                    let recs = plock_decode(&l.records)?;
+                    if plock_conflict(&recs, lock.kind, lock.start, lock.end).is_some() {
+                        found.push(l.owner);
+                    }
+                }
+            }
+            found
+        })
+    }
+
     async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()> {
         let key = (ino, owner);
         if lock.kind == LockKind::Unlock && !self.lock_held(&self.plocks, key) {
@@ -2661,6 +2680,9 @@ impl Meta for KvMeta {
     }
     async fn getlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Option<PosixLock>> {
         self.inner.getlk(ino, owner, lock).await
+    }
+    async fn lock_blockers(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Vec<u64>> {
+        self.inner.lock_blockers(ino, owner, lock).await
     }
     async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()> {
         self.inner.setlk(ino, owner, lock).await

@@ -247,6 +247,35 @@ impl Inner {
         })
     }
 
+    pub(super) async fn lock_blockers(
+        &self,
+        ino: Ino,
+        owner: u64,
+        lock: PosixLock,
+    ) -> Result<Vec<u64>> {
+        let sid = self.sid.load(Ordering::Relaxed) as i64;
+        read!(self, "lock blockers", |c| {
+            let rows = q("SELECT owner, records FROM jfs_plock WHERE inode = ? AND sid = ?")
+                .bind(ino as i64)
+                .bind(sid)
+                .fetch_all(c)
+                .await
+                .map_err(db("lock blockers"))?;
+            let mut found = Vec::new();
+            for r in &rows {
+                let o: i64 = r.try_get(0).map_err(db("lock blockers"))?;
+                if o == owner as i64 {
+                    continue;
+                }
+                let recs = decode(&r.try_get::<Vec<u8>>(1).map_err(db("lock blockers"))?)?;
+                if conflict(&recs, lock.kind, lock.start, lock.end).is_some() {
+                    found.push(o as u64);
+                }
+            }
+            found
+        })
+    }
+
     pub(super) async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()> {
         let key = (ino, owner);
         if lock.kind == LockKind::Unlock && !self.lock_held(&self.plocks, key) {

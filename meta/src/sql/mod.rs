@@ -3464,6 +3464,9 @@ impl Meta for SqlMeta {
     async fn getlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Option<PosixLock>> {
         self.inner.getlk(ino, owner, lock).await
     }
+    async fn lock_blockers(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Vec<u64>> {
+        self.inner.lock_blockers(ino, owner, lock).await
+    }
     async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()> {
         self.inner.setlk(ino, owner, lock).await
     }
