@@ -2060,7 +2060,8 @@ impl Inner {
         let first_dropped = drop_from.map(|l| l.div_ceil(CHUNK_SIZE));
         // zero records only where the chunk has records: a chunk without any reads as zeros
         // already, and a range of 2^40 sparse bytes must not cost a row per chunk
-        if let Some((lo, hi)) = chunk_span(start, zero_end(end, drop_from)) {
+        let zend = zero_end(end, drop_from);
+        if let Some((lo, hi)) = chunk_span(start, zend) {
             let rows = q("SELECT indx FROM jfs_chunk WHERE inode = ? AND indx >= ? AND indx <= ? ORDER BY indx")
                 .bind(ino as i64)
                 .bind(i64::from(lo))
@@ -2072,7 +2073,7 @@ impl Inner {
                 let indx: i64 = r.try_get(0).map_err(db("zero range"))?;
                 let indx = u32::try_from(indx)
                     .map_err(|_| Error::corrupt(format!("chunk index {indx} of inode {ino}")))?;
-                if let Some(rec) = zero_record(indx, start, zero_end(end, drop_from)) {
+                if let Some(rec) = zero_record(indx, start, zend) {
                     append_slices(c, ino, indx, &[rec], false).await?;
                 }
             }
