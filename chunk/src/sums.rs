@@ -84,19 +84,25 @@ pub fn first_bad_segment_by_parts(
         for p in s * per_sum..((s + 1) * per_sum).min(len.div_ceil(part)) {
             let plen = (len - p * part).min(part);
             let c = crc(p)?;
-            got = Some(match got {
-                None => c,
-                // a whole part: four table lookups; a block's short last part: the general
-                // (slow: ~40 32x32 bit-matrix products) combination, once per block at most
-                Some(g) if plen == part => zero_shift(part).apply(g) ^ c,
-                Some(g) => crc32c::crc32c_combine(g, c, plen),
-            });
+            got = Some(append_crc(got, c, plen, part));
         }
         if got.map(|g| g.to_le_bytes()) != Some([want[0], want[1], want[2], want[3]]) {
             return Some(s * SUM_SEGMENT);
         }
     }
     None
+}
+
+/// The CRC32C of the bytes `so_far` covers followed by a piece of `plen` bytes whose CRC32C is
+/// `c` (pieces are `part` bytes but for a short last one).
+fn append_crc(so_far: Option<u32>, c: u32, plen: usize, part: usize) -> u32 {
+    match so_far {
+        None => c,
+        // a whole part: four table lookups; a block's short last part: the general (slow:
+        // ~40 32x32 bit-matrix products) combination, once per block at most
+        Some(g) if plen == part => zero_shift(part).apply(g) ^ c,
+        Some(g) => crc32c::crc32c_combine(g, c, plen),
+    }
 }
 
 /// The CRC32C of a byte string followed by `len` zero bytes, from the CRC32C of the string:
@@ -158,11 +164,7 @@ pub fn whole_crc_by_parts(len: usize, parts: &[u8], part: usize) -> Option<u32> 
     for (i, c) in parts.chunks_exact(4).enumerate() {
         let plen = (len - i * part).min(part);
         let c = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        whole = Some(match whole {
-            None => c,
-            Some(g) if plen == part => zero_shift(part).apply(g) ^ c,
-            Some(g) => crc32c::crc32c_combine(g, c, plen),
-        });
+        whole = Some(append_crc(whole, c, plen, part));
     }
     // the CRC32C of no bytes
     Some(whole.unwrap_or(0))

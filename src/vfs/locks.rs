@@ -42,6 +42,14 @@ impl LockReq {
     }
 }
 
+/// A lock request waiting in this mount.
+pub(crate) struct Waiter {
+    /// Set when the owner releases the file: the wait gives up.
+    cancelled: Arc<AtomicBool>,
+    /// What it waits for, when a POSIX lock (for finding deadlocks).
+    posix: Option<PosixLock>,
+}
+
 impl Vfs {
     async fn try_lock(&self, ino: Ino, owner: u64, req: LockReq) -> Result<()> {
         match req {
@@ -64,8 +72,8 @@ impl Vfs {
     ) -> Result<()> {
         if req.releases() {
             // the owner gives up whatever it was waiting for on this file
-            if let Some(flag) = self.lock_waiters.lock().remove(&(ino, owner)) {
-                flag.store(true, Ordering::Relaxed);
+            if let Some(w) = self.lock_waiters.lock().remove(&(ino, owner)) {
+                w.cancelled.store(true, Ordering::Relaxed);
             }
             let res = self.try_lock(ino, owner, req).await;
             self.lock_released.notify_waiters();
@@ -75,9 +83,17 @@ impl Vfs {
             return self.try_lock(ino, owner, req).await;
         }
         let cancelled = Arc::new(AtomicBool::new(false));
-        self.lock_waiters
-            .lock()
-            .insert((ino, owner), Arc::clone(&cancelled));
+        let posix = match req {
+            LockReq::Posix(lock) => Some(lock),
+            LockReq::Flock(_) => None,
+        };
+        self.lock_waiters.lock().insert(
+            (ino, owner),
+            Waiter {
+                cancelled: Arc::clone(&cancelled),
+                posix,
+            },
+        );
         let mut pause = FIRST_PAUSE;
         let mut checked = false;
         let res = loop {
@@ -91,9 +107,8 @@ impl Vfs {
             }
             // a POSIX lock about to wait: it must not close a cycle of owners of this mount
             // waiting for each other (as the kernel answers local locks: EDEADLK)
-            if let (LockReq::Posix(lock), false) = (req, checked) {
+            if let (Some(lock), false) = (posix, checked) {
                 checked = true;
-                self.posix_waiting.lock().insert(owner, (ino, lock));
                 if self.closes_a_cycle(owner, ino, lock).await {
                     break Err(Error::posix(
                         ErrorKind::Deadlock,
@@ -125,13 +140,10 @@ impl Vfs {
             }
             pause = (pause * 2).min(LONGEST_PAUSE);
         };
-        if checked {
-            self.posix_waiting.lock().remove(&owner);
-        }
         let mut waiters = self.lock_waiters.lock();
         if waiters
             .get(&(ino, owner))
-            .is_some_and(|f| Arc::ptr_eq(f, &cancelled))
+            .is_some_and(|w| Arc::ptr_eq(&w.cancelled, &cancelled))
         {
             waiters.remove(&(ino, owner));
         }
@@ -156,7 +168,12 @@ impl Vfs {
                 if depth + 1 >= MAX_DEADLOCK_DEPTH || !seen.insert(b) {
                     continue;
                 }
-                let next = self.posix_waiting.lock().get(&b).copied();
+                // what owner `b` waits for in this mount, if it waits for a POSIX lock
+                let next = self
+                    .lock_waiters
+                    .lock()
+                    .iter()
+                    .find_map(|((i, o), w)| w.posix.filter(|_| *o == b).map(|l| (*i, l)));
                 if let Some((i, l)) = next {
                     todo.push((i, b, l, depth + 1));
                 }

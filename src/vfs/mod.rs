@@ -236,10 +236,8 @@ pub struct Vfs {
     lock_released: tokio::sync::Notify,
     /// Wait for staged uploads when the mount ends (`umount --flush` asked).
     drain_at_exit: std::sync::atomic::AtomicBool,
-    /// Lock requests waiting, by (inode, owner); set to give up.
-    lock_waiters: parking_lot::Mutex<HashMap<(Ino, u64), Arc<std::sync::atomic::AtomicBool>>>,
-    /// POSIX lock requests waiting, by owner: what each waits for (deadlock detection).
-    posix_waiting: parking_lot::Mutex<HashMap<u64, (Ino, tidefs_meta::PosixLock)>>,
+    /// Lock requests waiting, by (inode, owner).
+    lock_waiters: parking_lot::Mutex<HashMap<(Ino, u64), locks::Waiter>>,
     /// Entries read ahead for programs that look up many names of one directory.
     ahead: ahead::Lookahead,
     /// Inodes found to have no `security.capability` attribute, for the attribute TTL (None
@@ -306,7 +304,6 @@ impl Vfs {
             lock_released: tokio::sync::Notify::new(),
             drain_at_exit: std::sync::atomic::AtomicBool::new(false),
             lock_waiters: parking_lot::Mutex::new(HashMap::new()),
-            posix_waiting: parking_lot::Mutex::new(HashMap::new()),
             ahead: ahead::Lookahead::new(ahead_ttl),
             no_caps,
             page_life: ahead_ttl.max(Duration::from_secs(1)),

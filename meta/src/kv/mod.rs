@@ -2328,10 +2328,17 @@ impl Inner {
         Ok(())
     }
 
-    async fn getlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Option<PosixLock>> {
+    /// The POSIX locks on `ino` of owners other than `owner` (of this session) that conflict
+    /// with `lock`, one per owner, with whether the owner is of this session.
+    async fn conflicting(
+        &self,
+        ino: Ino,
+        owner: u64,
+        lock: PosixLock,
+    ) -> Result<Vec<(bool, u64, PosixLock)>> {
         let sid = self.sid.load(Ordering::Relaxed);
         kv_read!(self, "getlk", |tx| {
-            let mut found = None;
+            let mut found = Vec::new();
             if let Some(v) = tx.get(&tx.k.plock(ino)).await? {
                 for l in decode_plocks(&v)? {
                     if l.sid == sid && l.owner == owner {
@@ -2339,8 +2346,7 @@ impl Inner {
                     }
                     let recs = plock_decode(&l.records)?;
                     if let Some(hit) = plock_conflict(&recs, lock.kind, lock.start, lock.end) {
-                        found = Some(plock_wire(hit));
-                        break;
+                        found.push((l.sid == sid, l.owner, plock_wire(hit)));
                     }
                 }
             }
@@ -2348,23 +2354,17 @@ impl Inner {
         })
     }
 
+    async fn getlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Option<PosixLock>> {
+        let found = self.conflicting(ino, owner, lock).await?;
+        Ok(found.into_iter().next().map(|(_, _, l)| l))
+    }
+
     async fn lock_blockers(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Vec<u64>> {
-        let sid = self.sid.load(Ordering::Relaxed);
-        kv_read!(self, "lock blockers", |tx| {
-            let mut found = Vec::new();
-            if let Some(v) = tx.get(&tx.k.plock(ino)).await? {
-                for l in decode_plocks(&v)? {
-                    if l.sid != sid || l.owner == owner {
-                        continue;
-                    }
-                    let recs = plock_decode(&l.records)?;
-                    if plock_conflict(&recs, lock.kind, lock.start, lock.end).is_some() {
-                        found.push(l.owner);
-                    }
-                }
-            }
-            found
-        })
+        let found = self.conflicting(ino, owner, lock).await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(mine, o, _)| mine.then_some(o))
+            .collect())
     }
 
     async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()> {

@@ -217,12 +217,14 @@ impl Inner {
         Ok(())
     }
 
-    pub(super) async fn getlk(
+    /// The POSIX locks on `ino` of owners other than `owner` (of this session) that conflict
+    /// with `lock`, one per owner, with whether the owner is of this session.
+    async fn conflicting(
         &self,
         ino: Ino,
         owner: u64,
         lock: PosixLock,
-    ) -> Result<Option<PosixLock>> {
+    ) -> Result<Vec<(bool, u64, PosixLock)>> {
         let sid = self.sid.load(Ordering::Relaxed) as i64;
         read!(self, "getlk", |c| {
             let rows = q("SELECT sid, owner, records FROM jfs_plock WHERE inode = ?")
@@ -230,7 +232,7 @@ impl Inner {
                 .fetch_all(c)
                 .await
                 .map_err(db("getlk"))?;
-            let mut found = None;
+            let mut found = Vec::new();
             for r in &rows {
                 let s: i64 = r.try_get(0).map_err(db("getlk"))?;
                 let o: i64 = r.try_get(1).map_err(db("getlk"))?;
@@ -239,12 +241,21 @@ impl Inner {
                 }
                 let recs = decode(&r.try_get::<Vec<u8>>(2).map_err(db("getlk"))?)?;
                 if let Some(hit) = conflict(&recs, lock.kind, lock.start, lock.end) {
-                    found = Some(wire(hit));
-                    break;
+                    found.push((s == sid, o as u64, wire(hit)));
                 }
             }
             found
         })
+    }
+
+    pub(super) async fn getlk(
+        &self,
+        ino: Ino,
+        owner: u64,
+        lock: PosixLock,
+    ) -> Result<Option<PosixLock>> {
+        let found = self.conflicting(ino, owner, lock).await?;
+        Ok(found.into_iter().next().map(|(_, _, l)| l))
     }
 
     pub(super) async fn lock_blockers(
@@ -253,27 +264,11 @@ impl Inner {
         owner: u64,
         lock: PosixLock,
     ) -> Result<Vec<u64>> {
-        let sid = self.sid.load(Ordering::Relaxed) as i64;
-        read!(self, "lock blockers", |c| {
-            let rows = q("SELECT owner, records FROM jfs_plock WHERE inode = ? AND sid = ?")
-                .bind(ino as i64)
-                .bind(sid)
-                .fetch_all(c)
-                .await
-                .map_err(db("lock blockers"))?;
-            let mut found = Vec::new();
-            for r in &rows {
-                let o: i64 = r.try_get(0).map_err(db("lock blockers"))?;
-                if o == owner as i64 {
-                    continue;
-                }
-                let recs = decode(&r.try_get::<Vec<u8>>(1).map_err(db("lock blockers"))?)?;
-                if conflict(&recs, lock.kind, lock.start, lock.end).is_some() {
-                    found.push(o as u64);
-                }
-            }
-            found
-        })
+        let found = self.conflicting(ino, owner, lock).await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(mine, o, _)| mine.then_some(o))
+            .collect())
     }
 
     pub(super) async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()> {
