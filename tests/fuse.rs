@@ -434,6 +434,15 @@ os.setxattr(pb, CAP, blob)
 time.sleep(1.5)
 write_one(pa)
 print('set elsewhere, after write:', caps(pb))
+# a descriptor kept open: its writes refresh no attributes, so this kernel has no reason to
+# look for capabilities again; the mount drops them
+fd = os.open(pa, os.O_WRONLY | os.O_APPEND)
+os.write(fd, b'#')
+os.setxattr(pb, CAP, blob)
+time.sleep(1.5)
+os.write(fd, b'#')
+print('set elsewhere, after a write through an open descriptor:', caps(pb))
+os.close(fd)
 "#;
     let out = ok(
         "python3",
@@ -449,8 +458,125 @@ print('set elsewhere, after write:', caps(pb))
         vec![
             "set here: True",
             "after write: None",
-            "set elsewhere, after write: None"
+            "set elsewhere, after write: None",
+            "set elsewhere, after a write through an open descriptor: None"
         ]
+    );
+}
+
+/// Modifying a file drops its privileges the way a local file system does: the mount
+/// negotiates FUSE_HANDLE_KILLPRIV_V2, so the kernel no longer does it for us. The same script
+/// runs in a local directory (the oracle) and on the mount, and every line must match: writes,
+/// truncates, fallocate and copy_file_range by an unprivileged user clear set-user-id and
+/// group-executable set-group-id (set-group-id without group execute stays), root's keep
+/// them, chown clears them, and capabilities go on every write and truncate, also after
+/// earlier writes found nothing to drop.
+#[test]
+fn modifying_a_file_drops_set_id_bits_and_capabilities_as_a_local_file_system_does() {
+    let v = Volume::format("e2e-killpriv", &[]);
+    let m = v.mount("a", &[]);
+    let local = v.dir.path().join("local");
+    fs::create_dir(&local).expect("local dir");
+    let script = r#"
+import os, struct, sys
+d = sys.argv[1]
+os.chmod(d, 0o777)
+CAP = 'security.capability'
+blob = struct.pack('<5I', 0x02000001, 1 << 13, 0, 0, 0)
+def as_nobody(f):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([]); os.setgid(65534); os.setuid(65534)
+            f()
+            os._exit(0)
+        except BaseException as e:
+            print('child failed:', e, flush=True)
+            os._exit(1)
+    _, st = os.waitpid(pid, 0)
+    assert st == 0, st
+def mk(name, mode, data=b'0123456789'):
+    p = os.path.join(d, name)
+    with open(p, 'wb') as f:
+        f.write(data)
+    os.chown(p, 65534, 65534)
+    os.chmod(p, mode)
+    return p
+def write(p):
+    fd = os.open(p, os.O_WRONLY)
+    os.pwrite(fd, b'x', 3)
+    os.close(fd)
+def trunc(p):
+    fd = os.open(p, os.O_WRONLY)
+    os.ftruncate(fd, 5)
+    os.close(fd)
+def falloc(p):
+    fd = os.open(p, os.O_WRONLY)
+    os.posix_fallocate(fd, 0, 8192)
+    os.close(fd)
+def copy_into(p):
+    src = os.path.join(d, 'src')
+    fi = os.open(src, os.O_RDONLY)
+    fo = os.open(p, os.O_WRONLY)
+    os.copy_file_range(fi, fo, 4, 0, 0)
+    os.close(fi); os.close(fo)
+def caps(p):
+    try:
+        os.getxattr(p, CAP)
+        return 'caps'
+    except OSError as e:
+        if e.errno == 61:
+            return 'none'
+        raise
+def show(what, p):
+    print(what, oct(os.stat(p).st_mode & 0o7777), flush=True)
+with open(os.path.join(d, 'src'), 'wb') as f:
+    f.write(b'abcd')
+os.chmod(os.path.join(d, 'src'), 0o644)
+for mode in (0o4755, 0o2755, 0o2745, 0o6755, 0o6711):
+    for name, op in (('write', write), ('truncate', trunc), ('fallocate', falloc), ('copy', copy_into)):
+        p = mk('%s-%o' % (name, mode), mode)
+        as_nobody(lambda: op(p))
+        show('nobody %s %o ->' % (name, mode), p)
+        p = mk('root-%s-%o' % (name, mode), mode)
+        op(p)
+        show('root %s %o ->' % (name, mode), p)
+for mode in (0o4755, 0o2755, 0o2745, 0o6755):
+    p = mk('chown-same-%o' % mode, mode)
+    os.chown(p, 65534, -1)
+    show('chown to the same owner %o ->' % mode, p)
+    p = mk('chown-other-%o' % mode, mode)
+    os.chown(p, 0, 0)
+    show('chown to another owner %o ->' % mode, p)
+# after writes that found nothing to drop, set-user-id set again is still dropped
+p = mk('again', 0o755)
+for _ in range(3):
+    as_nobody(lambda: write(p))
+os.chmod(p, 0o4755)
+as_nobody(lambda: write(p))
+show('set again after writes ->', p)
+# capabilities: set, then each kind of modification by root drops them
+for name, op in (('write', write), ('truncate', trunc)):
+    p = mk('caps-' + name, 0o755)
+    write(p)
+    os.setxattr(p, CAP, blob)
+    print('caps set before %s:' % name, caps(p))
+    op(p)
+    print('caps after root %s:' % name, caps(p))
+    os.setxattr(p, CAP, blob)
+    write(p)
+    print('caps set again, after another write:', caps(p))
+"#;
+    let oracle = ok("python3", &["-c", script, &local.to_string_lossy()]);
+    let got = ok("python3", &["-c", script, &m.path.to_string_lossy()]);
+    assert!(
+        oracle.contains("nobody write 4755 -> 0o755"),
+        "the oracle ran: {oracle}"
+    );
+    let (want, have): (Vec<_>, Vec<_>) = (oracle.lines().collect(), got.lines().collect());
+    assert_eq!(
+        have, want,
+        "tidefs (left) against the local file system (right)"
     );
 }
 

@@ -338,6 +338,10 @@ impl Filesystem for TidefsFs {
             // locks go to the volume, so they exclude across every mount of it
             InitFlags::FUSE_POSIX_LOCKS,
             InitFlags::FUSE_FLOCK_LOCKS,
+            // this daemon drops set-user-id, set-group-id and capabilities of modified files
+            // (`Vfs::kill_privs`): the kernel then stops asking for `security.capability`
+            // before every write(2) (a round trip per small write otherwise)
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ] {
             let _ = config.add_capabilities(flag);
         }
@@ -402,6 +406,7 @@ impl Filesystem for TidefsFs {
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<BsdFileFlags>,
+        kill_suidgid: bool,
         reply: ReplyAttr,
     ) {
         let (s, ctx, ino) = (
@@ -417,7 +422,22 @@ impl Filesystem for TidefsFs {
             mtime: mtime.map(time_set),
         };
         self.serve(async move {
-            match s.vfs.setattr(&ctx, ino, &set, size).await {
+            let res = match s.vfs.setattr(&ctx, ino, &set, size).await {
+                // a truncate drops capabilities; the kernel marks chowns, and the truncates
+                // of callers without CAP_FSETID, to drop set-user-id and set-group-id too
+                Ok(mut a) if size.is_some() || kill_suidgid => {
+                    match s.vfs.kill_privs(ino, kill_suidgid).await {
+                        Ok(Some(mode)) => {
+                            a.mode = mode;
+                            Ok(a)
+                        }
+                        Ok(None) => Ok(a),
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            };
+            match res {
                 Ok(a) => reply.attr(&s.cfg.attr_ttl, &s.attr(&a)),
                 Err(e) => reply.error(err(&e)),
             }
@@ -703,11 +723,11 @@ impl Filesystem for TidefsFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _wf: WriteFlags,
+        wf: WriteFlags,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
@@ -716,9 +736,13 @@ impl Filesystem for TidefsFs {
         // allocation per request cost page faults and zeroing on every large write)
         let mut buf = tidefs_chunk::pool::take(data.len());
         buf.extend_from_slice(data);
-        let s = self.inner.clone();
+        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
+        let suidgid = wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         self.serve(async move {
-            let res = s.vfs.write(fh.0, offset, &buf).await;
+            let res = match s.vfs.kill_privs(ino, suidgid).await {
+                Ok(_) => s.vfs.write(fh.0, offset, &buf).await,
+                Err(e) => Err(e),
+            };
             tidefs_chunk::pool::give(buf);
             match res {
                 Ok(n) => reply.written(n),
@@ -1081,14 +1105,18 @@ impl Filesystem for TidefsFs {
     fn fallocate(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let (s, ctx) = (self.inner.clone(), self.inner.ctx(req));
+        let (s, ctx, ino) = (
+            self.inner.clone(),
+            self.inner.ctx(req),
+            self.inner.real(ino),
+        );
         let known =
             libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
         if mode & !known != 0 {
@@ -1100,9 +1128,16 @@ impl Filesystem for TidefsFs {
             punch_hole: mode & libc::FALLOC_FL_PUNCH_HOLE != 0,
             zero_range: mode & libc::FALLOC_FL_ZERO_RANGE != 0,
         };
-        self.serve(
-            async move { empty(reply, s.vfs.fallocate(&ctx, fh.0, m, offset, length).await) },
-        );
+        // the kernel sends no kill flag with these: a caller other than root is taken to
+        // lack CAP_FSETID
+        let suidgid = req.uid() != 0;
+        self.serve(async move {
+            let res = match s.vfs.kill_privs(ino, suidgid).await {
+                Ok(_) => s.vfs.fallocate(&ctx, fh.0, m, offset, length).await,
+                Err(e) => Err(e),
+            };
+            empty(reply, res)
+        });
     }
 
     fn ioctl(
@@ -1123,25 +1158,31 @@ impl Filesystem for TidefsFs {
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
-        _ino_out: INodeNo,
+        ino_out: INodeNo,
         fh_out: FileHandle,
         offset_out: u64,
         len: u64,
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        let s = self.inner.clone();
+        let (s, ino_out) = (self.inner.clone(), self.inner.real(ino_out));
         let len = len.min(u64::from(u32::MAX) & !0xfff);
+        // as for fallocate: no kill flag comes with these
+        let suidgid = req.uid() != 0;
         self.serve(async move {
-            match s
-                .vfs
-                .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
-                .await
-            {
+            let res = match s.vfs.kill_privs(ino_out, suidgid).await {
+                Ok(_) => {
+                    s.vfs
+                        .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match res {
                 Ok(n) => reply.written(n as u32),
                 Err(e) => reply.error(err(&e)),
             }

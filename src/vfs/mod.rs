@@ -26,7 +26,7 @@ use tidefs_chunk::ChunkStore;
 use tidefs_meta::slice::{resolve, Segment};
 use tidefs_meta::{
     Attr, Ctx, DirEntry, ErrorKind, FallocMode, FileType, Format, Ino, Meta, RenameFlags, SetAttr,
-    StatFs, XattrFlags, ROOT_INODE, TRASH_INODE, TRASH_NAME,
+    StatFs, XattrFlags, ROOT_INODE, S_ISGID, S_ISUID, TRASH_INODE, TRASH_NAME,
 };
 use writer::{BufferBudget, FileWriter};
 
@@ -246,6 +246,10 @@ pub struct Vfs {
     /// read per write; changes through this mount drop the inode at once, other clients'
     /// are seen within the TTL, as attributes are. At most 65 536 inodes (a few MiB).
     no_caps: Option<moka::sync::Cache<Ino, ()>>,
+    /// Regular files found with nothing for a write to drop (no `security.capability`, neither
+    /// set-user-id nor group-executable set-group-id), for the attribute TTL (None when that
+    /// is zero): see [`Vfs::kill_privs`]. Same bound and staleness as `no_caps`.
+    plain: Option<moka::sync::Cache<Ino, ()>>,
     /// How long a directory handle's page of entries with attributes is handed out: the
     /// shortest kernel cache TTL, at least one second (with no kernel caching the kernel keeps
     /// nothing stale, and a listing is a snapshot anyway).
@@ -277,12 +281,15 @@ impl Vfs {
             store.block_size(),
         );
         let ahead_ttl = cfg.attr_ttl.min(cfg.entry_ttl).min(cfg.dir_entry_ttl);
-        let no_caps = (!cfg.attr_ttl.is_zero()).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(65_536)
-                .time_to_live(cfg.attr_ttl)
-                .build()
-        });
+        let per_inode_ttl = || {
+            (!cfg.attr_ttl.is_zero()).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(65_536)
+                    .time_to_live(cfg.attr_ttl)
+                    .build()
+            })
+        };
+        let (no_caps, plain) = (per_inode_ttl(), per_inode_ttl());
         let compactor = Arc::new(compact::Compactor::new(
             meta.clone(),
             store.clone(),
@@ -306,6 +313,7 @@ impl Vfs {
             lock_waiters: parking_lot::Mutex::new(HashMap::new()),
             ahead: ahead::Lookahead::new(ahead_ttl),
             no_caps,
+            plain,
             page_life: ahead_ttl.max(Duration::from_secs(1)),
         }
     }
@@ -609,6 +617,7 @@ impl Vfs {
             }
             let res = self.meta.setattr(ctx, ino, set).await;
             self.ahead.forget_ino(ino);
+            self.forget_plain(ino);
             attr = Some(res?);
         }
         match attr {
@@ -962,6 +971,13 @@ impl Vfs {
             .await;
         self.forget_entry(parent, name);
         let a = res?;
+        // a new file carries no capabilities, and usually nothing else a write would drop
+        if let Some(c) = &self.no_caps {
+            c.insert(a.ino, ());
+        }
+        if let (Some(c), 0) = (&self.plain, kill_bits(a.mode)) {
+            c.insert(a.ino, ());
+        }
         self.meta.opened(a.ino);
         self.files.lock().entry(a.ino).or_default().handles += 1;
         let fh = self.new_handle(a.ino);
@@ -1170,6 +1186,63 @@ impl Vfs {
         if let Some(c) = &self.no_caps {
             c.invalidate(&ino);
         }
+        self.forget_plain(ino);
+    }
+
+    /// Drop "nothing to kill" for `ino` (its mode or capabilities may have changed).
+    fn forget_plain(&self, ino: Ino) {
+        if let Some(c) = &self.plain {
+            c.invalidate(&ino);
+        }
+    }
+
+    /// Take from regular file `ino` what modifying it takes, as the kernel does for local file
+    /// systems and leaves to the daemon on a mount that negotiated `FUSE_HANDLE_KILLPRIV_V2`:
+    /// its `security.capability` attribute always, and when `suidgid` (the kernel marks the
+    /// write, truncate or chown of a caller without `CAP_FSETID`, and every chown) set-user-id,
+    /// plus set-group-id when the file is group-executable. Returns the new permission bits
+    /// when they changed. A file found with nothing to drop is remembered for the attribute
+    /// TTL, so a stream of small writes costs a lookup in memory each, not the `getxattr`
+    /// round trip per write(2) the kernel made before.
+    pub async fn kill_privs(&self, ino: Ino, suidgid: bool) -> Result<Option<u16>> {
+        if self.plain.as_ref().is_some_and(|c| c.contains_key(&ino)) {
+            return Ok(None);
+        }
+        self.writable()?;
+        let a = self.meta.getattr(ino).await?;
+        if a.typ != FileType::File {
+            return Ok(None);
+        }
+        let kill = kill_bits(a.mode);
+        let mut changed = None;
+        if kill != 0 && suidgid {
+            let set = SetAttr {
+                mode: Some(a.mode & !kill),
+                ..SetAttr::default()
+            };
+            let res = self.meta.setattr(&Ctx::root(), ino, &set).await;
+            self.ahead.forget_ino(ino);
+            changed = Some(res?.mode);
+        }
+        match self.getxattr(ino, CAPS_XATTR).await {
+            Ok(_) => {
+                let res = self.meta.removexattr(&Ctx::root(), ino, CAPS_XATTR).await;
+                self.ahead.forget_ino(ino);
+                self.forget_caps(ino);
+                match res {
+                    Err(e) if e.kind() != ErrorKind::NoAttr => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            Err(e) if e.meta_kind() == Some(ErrorKind::NoAttr) => {}
+            Err(e) => return Err(e),
+        }
+        if kill == 0 || changed.is_some() {
+            if let Some(c) = &self.plain {
+                c.insert(ino, ());
+            }
+        }
+        Ok(changed)
     }
 
     /// State of the `--writeback` uploads, when on.
@@ -1231,6 +1304,16 @@ impl Vfs {
 /// unsupported rather than stored and ignored: POSIX ACLs (not yet), and SELinux labels (a FUSE
 /// volume shared by many hosts has no label policy; JuiceFS answers the same). Answering
 /// EOPNOTSUPP for `security.selinux` also tells `ls -l` to stop asking for every entry.
+/// The bits modifying a file with `mode` clears: set-user-id, and set-group-id when the file is
+/// group-executable (without group execute it marks mandatory locking, and stays).
+fn kill_bits(mode: u16) -> u16 {
+    let mut kill = mode & S_ISUID;
+    if mode & (S_ISGID | 0o010) == (S_ISGID | 0o010) {
+        kill |= S_ISGID;
+    }
+    kill
+}
+
 fn check_xattr_namespace(name: &[u8]) -> Result<()> {
     if name.starts_with(b"system.posix_acl_") {
         return Err(Error::posix(

@@ -415,6 +415,12 @@ mod op {
                 None
             }
         }
+        /// Whether the kernel asks the file system to kill set-user-id and set-group-id
+        /// (`FATTR_KILL_SUIDGID`: a chown of a non-directory, or a truncate by a caller without
+        /// `CAP_FSETID`, on a mount that negotiated `FUSE_HANDLE_KILLPRIV_V2`).
+        pub(crate) fn kill_suidgid(&self) -> bool {
+            self.valid().contains(FattrFlags::FATTR_KILL_SUIDGID)
+        }
         /// The value set by the [`Open`] method. See [`FileHandle`].
         ///
         /// This will only be set if the user passed a file-descriptor to set the
