@@ -332,46 +332,69 @@ fn small_direct_reads_at_and_inside_blocks_read_the_right_bytes_cold() {
 /// Every block object carries the CRC32C of its stored (here: lz4-compressed) bytes in the user
 /// metadata field JuiceFS uses; juicefs writes the same field (the oracle for its format) and
 /// checks it when it reads an object whole, which it does reading this volume's blocks.
+/// Every block object carries the CRC32C of its stored bytes in its metadata (juicefs checks
+/// it; tidefs checks it for juicefs's slices): compressed (computed over the compressed bytes),
+/// uncompressed (combined from the block's checksums, not a second pass), uploaded from the
+/// `--writeback` staging area (combined from the staged file's trailer), and as juicefs writes.
 #[test]
 fn objects_carry_the_crc32c_that_juicefs_checks() {
-    let v = s3_volume("s3crc", &["--compress", "lz4"]);
-    let data = bytes(31, (9 << 20) + 3);
-    {
-        let m = v.mount("w", &[]);
-        fs::write(m.p("t"), &data).expect("write");
-    }
-    let jdata = bytes(32, (5 << 20) + 1);
-    {
-        let j = v.mount_juicefs("j");
-        assert_eq!(fs::read(j.p("t")).expect("juicefs read"), data);
-        fs::write(j.p("by-juicefs"), &jdata).expect("juicefs write");
-    }
-    {
-        let m = v.mount("r", &[]);
-        assert_eq!(fs::read(m.p("by-juicefs")).expect("read"), jdata);
-    }
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let checked = rt.block_on(async {
-        let b = open_bucket();
-        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-        b.list(&format!("{}/chunks/", v.name), tx);
-        let mut n = 0;
-        while let Some(o) = rx.recv().await {
-            let o = o.expect("list");
-            let body = b.get(&o.key).await.expect("get");
-            let stored = b.stored_crc32c(&o.key).await.expect("head");
-            assert_eq!(
-                stored,
-                Some(crc32c::crc32c(&body)),
-                "{}: the crc32c metadata does not match the stored bytes",
-                o.key
-            );
-            n += 1;
+    for (what, extra) in [("s3crc", &["--compress", "lz4"][..]), ("s3crc-raw", &[][..])] {
+        let v = s3_volume(what, extra);
+        let data = bytes(31, (9 << 20) + 3);
+        {
+            let m = v.mount("w", &[]);
+            fs::write(m.p("t"), &data).expect("write");
         }
-        n
-    });
-    // 3 blocks written by tidefs, 2 by juicefs
-    assert!(checked >= 5, "only {checked} block objects listed");
+        let wdata = bytes(33, (6 << 20) + 5);
+        {
+            let cache = v.dir.path().join("wb-cache");
+            let m = v.mount(
+                "wb",
+                &[
+                    "--writeback",
+                    "--cache-dir",
+                    &cache.to_string_lossy(),
+                    "--free-space-ratio",
+                    ROOMY,
+                ],
+            );
+            fs::write(m.p("staged"), &wdata).expect("write staged");
+            ok(tidefs(), &["umount", "--flush", &m.path.to_string_lossy()]);
+        }
+        let jdata = bytes(32, (5 << 20) + 1);
+        {
+            let j = v.mount_juicefs("j");
+            assert_eq!(fs::read(j.p("t")).expect("juicefs read"), data);
+            assert_eq!(fs::read(j.p("staged")).expect("juicefs read"), wdata);
+            fs::write(j.p("by-juicefs"), &jdata).expect("juicefs write");
+        }
+        {
+            let m = v.mount("r", &[]);
+            assert_eq!(fs::read(m.p("by-juicefs")).expect("read"), jdata);
+        }
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let checked = rt.block_on(async {
+            let b = open_bucket();
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            b.list(&format!("{}/chunks/", v.name), tx);
+            let mut n = 0;
+            while let Some(o) = rx.recv().await {
+                let o = o.expect("list");
+                let body = b.get(&o.key).await.expect("get");
+                let stored = b.stored_crc32c(&o.key).await.expect("head");
+                assert_eq!(
+                    stored,
+                    Some(crc32c::crc32c(&body)),
+                    "{}: the crc32c metadata does not match the stored bytes ({what})",
+                    o.key
+                );
+                n += 1;
+            }
+            n
+        });
+        // 3 blocks written by tidefs, 2 uploaded from staging, 2 by juicefs
+        assert!(checked >= 7, "only {checked} block objects listed ({what})");
+    }
 }
 
 /// Slices juicefs wrote have no checksums of tidefs's; tidefs checks their blocks against the

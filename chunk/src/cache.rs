@@ -541,6 +541,12 @@ fn f_seek(mut f: &std::fs::File, at: usize) -> std::io::Result<u64> {
 /// Read the whole file of a block of `len` bytes written by [`write_block_file`] and check it:
 /// None when it is missing, of the wrong length, or fails a checksum.
 pub(crate) fn read_block_file(path: &Path, len: usize) -> Option<Bytes> {
+    read_block_file_with_crc(path, len).map(|(b, _)| b)
+}
+
+/// [`read_block_file`], with the CRC32C of the whole block combined from the verified trailer
+/// (None only for a trailer of the wrong length, which does not verify anyway).
+pub(crate) fn read_block_file_with_crc(path: &Path, len: usize) -> Option<(Bytes, Option<u32>)> {
     let f = std::fs::File::open(path).ok()?;
     let want = file_len(len) as usize;
     if f.metadata().ok()?.len() != want as u64 {
@@ -549,8 +555,9 @@ pub(crate) fn read_block_file(path: &Path, len: usize) -> Option<Bytes> {
     let mut buf = crate::pool::take(want);
     match f.take(want as u64).read_to_end(&mut buf) {
         Ok(n) if n == want && verify(&buf[..len], &buf[len..]) => {
+            let crc = crate::sums::whole_crc_by_parts(len, &buf[len..], SEGMENT);
             buf.truncate(len);
-            Some(crate::pool::into_bytes(buf))
+            Some((crate::pool::into_bytes(buf), crc))
         }
         _ => {
             crate::pool::give(buf);

@@ -182,10 +182,13 @@ impl Bucket {
         }
     }
 
-    async fn put(&self, key: &str, data: Bytes) -> Result<()> {
-        match self {
-            Bucket::Local(d) => d.put(key, data).await,
-            Bucket::S3(b) => b.put(key, data).await,
+    /// Store `data` under `key`; `crc`, its CRC32C when the caller knows it already (S3 keeps
+    /// it with the object; computed here otherwise).
+    async fn put(&self, key: &str, data: Bytes, crc: Option<u32>) -> Result<()> {
+        match (self, crc) {
+            (Bucket::Local(d), _) => d.put(key, data).await,
+            (Bucket::S3(b), Some(crc)) => b.put_with_crc(key, data, crc).await,
+            (Bucket::S3(b), None) => b.put(key, data).await,
         }
     }
 
@@ -376,24 +379,27 @@ impl ChunkStore {
             return; // deleted, or uploaded already
         };
         let p = path.clone();
-        let data = tokio::task::spawn_blocking(move || crate::cache::read_block_file(&p, len))
-            .await
-            .ok()
-            .flatten();
-        let Some(data) = data else {
+        let data = tokio::task::spawn_blocking(move || {
+            crate::cache::read_block_file_with_crc(&p, len)
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((data, data_crc)) = data else {
             if wb.staging.forget(&ck) {
                 tracing::error!(file = %path.display(), object = %q.key, "a staged block cannot be read back (removed or corrupted on the cache disk): its data is lost; fsck will report the object missing");
             }
             return;
         };
+        // uncompressed, the stored bytes' CRC32C is the one the staging trailer gave
         let body = match self.cfg.compression {
-            Compression::None => Ok(data.clone()),
-            c => c.compress(&data).map(Bytes::from),
+            Compression::None => Ok((data.clone(), data_crc)),
+            c => c.compress(&data).map(|b| (Bytes::from(b), None)),
         };
         let put = match body {
-            Ok(body) => {
+            Ok((body, crc)) => {
                 self.patiently("upload", &q.key, None, || {
-                    self.put_object(&q.key, body.clone())
+                    self.put_object(&q.key, body.clone(), crc)
                 })
                 .await
             }
@@ -498,11 +504,11 @@ impl ChunkStore {
     }
 
     /// PUT object `key`, within the upload limit.
-    async fn put_object(&self, key: &str, body: Bytes) -> Result<()> {
+    async fn put_object(&self, key: &str, body: Bytes, crc: Option<u32>) -> Result<()> {
         if let Some(b) = &self.limits.up {
             b.take(body.len()).await;
         }
-        self.dir.put(key, body).await
+        self.dir.put(key, body, crc).await
     }
 
     /// GET object `key`, within the download limit (counted once it arrived: its size is not
@@ -736,7 +742,7 @@ impl ChunkStore {
 
     /// Store one whole object under `key` (used for `juicefs_uuid`).
     pub async fn put_raw(&self, key: &str, data: Vec<u8>) -> Result<()> {
-        self.put_object(key, Bytes::from(data)).await
+        self.put_object(key, Bytes::from(data), None).await
     }
 
     /// Store block `indx` of slice `id`; returns the block's checksums (see [`crate::sums`]).
@@ -750,12 +756,19 @@ impl ChunkStore {
                 return Ok(sums);
             }
         }
-        let body = match self.cfg.compression {
-            Compression::None => data.clone(),
-            c => Bytes::from(c.compress(&data)?),
+        // the stored bytes' CRC32C: for an uncompressed block, the block sums combined (table
+        // lookups) instead of a second pass over 4 MiB
+        let (body, crc) = match self.cfg.compression {
+            Compression::None => (
+                data.clone(),
+                whole_crc_by_parts(data.len(), &sums, crate::sums::SUM_SEGMENT),
+            ),
+            c => (Bytes::from(c.compress(&data)?), None),
         };
-        self.patiently("upload", &key, None, || self.put_object(&key, body.clone()))
-            .await?;
+        self.patiently("upload", &key, None, || {
+            self.put_object(&key, body.clone(), crc)
+        })
+        .await?;
         // written blocks are not kept in memory: most are not read back by this client, and
         // keeping them would grow the mount by the cache size on every large write; the disk
         // cache takes them when it has one
