@@ -20,7 +20,10 @@ size in a fresh directory: sequential write and read (cold = empty disk cache an
 warm = from the disk cache after a remount), 4 KiB random reads (cold), and the model-load
 scenario: one 2 GiB file (--model-mib) read whole by 8 processes at once, cold from S3, warm from
 the disk cache, and after `warmup` (the warmup time is its own row); plus the same 8 readers on a
-plain local directory (page cache dropped) as the bound. Marked [s3].
+plain local directory (page cache dropped) as the bound. Marked [s3]. The S3 server shares this
+machine's two cores with the clients (RGW and the OSD take most of them in the write and cold
+rows), so the [s3] rows also give each mount's own CPU seconds per GiB in the sequential write,
+the cold read and the cold model load: what the client costs, apart from the server.
 """
 import argparse, datetime, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -181,6 +184,25 @@ def vm(pid, field):
         pass
     return 0
 
+def cpu_seconds(t):
+    """User + system CPU seconds the mount process has used so far (0 for a plain directory)."""
+    pid = t.pid()
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+def with_cpu(t, fn):
+    """fn()'s result and the mount's CPU seconds spent meanwhile: client efficiency, apart from
+    the S3 server that shares this machine's cores."""
+    c0 = cpu_seconds(t)
+    r = fn()
+    return r, cpu_seconds(t) - c0
+
 def timed(fn):
     t = time.perf_counter()
     fn()
@@ -251,9 +273,14 @@ def s3_rows(t, a, add):
         drop_caches()
         add(f"model load {model_mib} MiB x {MODEL_READERS} readers, warm disk cache (MiB/s){sfx}", "local", model_mib / model_load(t, f"{t.mnt}/model"))
         return
-    add(f"seq write {a.size_mib} MiB (MiB/s){sfx}", who, seq_write(t, a.size_mib))
+    gib = a.size_mib / 1024
+    rate, cpu = with_cpu(t, lambda: seq_write(t, a.size_mib))
+    add(f"seq write {a.size_mib} MiB (MiB/s){sfx}", who, rate)
+    add(f"mount CPU per GiB, seq write (s){sfx}", who, cpu / gib)
     t.umount(); t.empty_cache(); drop_caches(); t.mount()
-    add(f"seq read cold {a.size_mib} MiB (MiB/s){sfx}", who, seq_read(t, a.size_mib))
+    rate, cpu = with_cpu(t, lambda: seq_read(t, a.size_mib))
+    add(f"seq read cold {a.size_mib} MiB (MiB/s){sfx}", who, rate)
+    add(f"mount CPU per GiB, seq read cold (s){sfx}", who, cpu / gib)
     t.umount(); drop_caches(); t.mount()
     add(f"seq read from disk cache {a.size_mib} MiB (MiB/s){sfx}", who, seq_read(t, a.size_mib))
     os.remove(f"{t.mnt}/big")
@@ -275,7 +302,9 @@ def s3_rows(t, a, add):
     sh(f"dd if=/dev/urandom of={t.mnt}/model bs=1M count={model_mib} conv=fsync status=none")
     model = f"{t.mnt}/model"
     t.umount(); t.empty_cache(); drop_caches(); t.mount()
-    add(f"model load {model_mib} MiB x {MODEL_READERS} readers, cold (MiB/s){sfx}", who, model_mib / model_load(t, model))
+    secs, cpu = with_cpu(t, lambda: model_load(t, model))
+    add(f"model load {model_mib} MiB x {MODEL_READERS} readers, cold (MiB/s){sfx}", who, model_mib / secs)
+    add(f"mount CPU per GiB, model load cold (s){sfx}", who, cpu / (model_mib / 1024))
     t.umount(); drop_caches(); t.mount()
     add(f"model load {model_mib} MiB x {MODEL_READERS} readers, warm disk cache (MiB/s){sfx}", who, model_mib / model_load(t, model))
     t.umount(); t.empty_cache(); drop_caches(); t.mount()
@@ -413,7 +442,7 @@ def main():
         where = "data in S3 (the RGW of scripts/services.sh, on this machine)" if a.s3_only else (
             "data in a local directory" + (" and, for [s3] rows, in S3 (RGW on this machine)" if a.s3 else ""))
         f.write(f"# tidefs vs juicefs, metadata on {a.meta}, {where}, {a.rounds} interleaved rounds\n\n{table}\n\n"
-                "For RSS, latency and `ls -l` seconds lower is better; for every other row higher is better. "
+                "For RSS, latency, mount CPU and `ls -l` seconds lower is better; for every other row higher is better. "
                 "`local` is a plain directory on the same disk, `bindfs` a passthrough FUSE mount of one.\n")
     with open(f"{a.out}/{stamp}.json", "w") as f:
         json.dump(result, f, indent=1)

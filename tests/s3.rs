@@ -338,7 +338,10 @@ fn small_direct_reads_at_and_inside_blocks_read_the_right_bytes_cold() {
 /// `--writeback` staging area (combined from the staged file's trailer), and as juicefs writes.
 #[test]
 fn objects_carry_the_crc32c_that_juicefs_checks() {
-    for (what, extra) in [("s3crc", &["--compress", "lz4"][..]), ("s3crc-raw", &[][..])] {
+    for (what, extra) in [
+        ("s3crc", &["--compress", "lz4"][..]),
+        ("s3crc-raw", &[][..]),
+    ] {
         let v = s3_volume(what, extra);
         let data = bytes(31, (9 << 20) + 3);
         {

@@ -80,6 +80,8 @@ pub struct ListedEntry {
 #[derive(Default)]
 struct OpenFile {
     handles: u32,
+    /// The read streams of all the file's handles together (see [`Handle::file_reads`]).
+    reads: Arc<readahead::Window>,
     writer: Option<Arc<FileWriter>>,
     /// Bumped by every change of the file's data made here (commit, truncate, fallocate).
     generation: Arc<AtomicU64>,
@@ -112,6 +114,11 @@ struct Handle {
     ino: Ino,
     /// Readahead window of this handle.
     ahead: readahead::Window,
+    /// For a file, the read streams of all its handles in this mount: processes reading one
+    /// file share the page cache, so each one's reads skip what the others brought in and
+    /// look random through its own handle, while together they read in sequence. A read
+    /// continuing either is sequential (and fetches whole blocks, joining loads under way).
+    file_reads: Option<Arc<readahead::Window>>,
     /// A directory handle's last page of stored entries: the kernel asks for a few dozen
     /// entries per request, the engine answers a page of hundreds or thousands in one query,
     /// and the rest of the page serves the requests that follow.
@@ -358,6 +365,10 @@ impl Vfs {
                 "refused": ra.stats.refused.load(Ordering::Relaxed),
             },
             "disk_cache": disk,
+            "store": {
+                "gets": self.store.downloaded.gets.load(Ordering::Relaxed),
+                "get_bytes": self.store.downloaded.bytes.load(Ordering::Relaxed),
+            },
         })
     }
 
@@ -519,11 +530,13 @@ impl Vfs {
 
     fn new_handle(&self, ino: Ino) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let file_reads = self.files.lock().get(&ino).map(|f| f.reads.clone());
         self.handles.lock().insert(
             fh,
             Arc::new(Handle {
                 ino,
                 ahead: readahead::Window::default(),
+                file_reads,
                 dir_page: parking_lot::Mutex::new(DirPage::default()),
             }),
         );
@@ -998,10 +1011,16 @@ impl Vfs {
             return Ok(bytes::Bytes::new());
         }
         let n = u64::from(size).min(length - off);
-        // Sequential: the read continues one of the handle's recent runs (near its end, in
-        // any order, as the kernel's readahead sends them) that started at offset 0 or has
-        // read 512 KiB; see `readahead`.
-        let sequential = h.ahead.is_sequential(off, n);
+        // Sequential: the read continues one of the recent runs of the handle, or of all the
+        // file's handles together (near its end, in any order, as the kernel's readahead sends
+        // them) that started at offset 0 or has read 512 KiB; see `readahead`.
+        let own = h.ahead.is_sequential(off, n);
+        // both track the read, whatever the first says
+        let shared = h
+            .file_reads
+            .as_ref()
+            .is_some_and(|w| w.is_sequential(off, n));
+        let sequential = own || shared;
         let ahead = if sequential {
             let bs = u64::from(self.store.block_size().max(1));
             Some((&h.ahead, self.readahead.sequential(&h.ahead, off / bs)))

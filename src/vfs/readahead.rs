@@ -1,6 +1,10 @@
 //! Readahead of blocks for sequential readers: a window per open handle that grows while the
 //! reader goes on in sequence and shrinks when memory is short.
 //!
+//! - A read is sequential when it continues a stream of its handle, or of all the handles of
+//!   its file together (readers of one file share the page cache and each sees only the pages
+//!   nobody brought in yet: their reads look random one by one, sequential together).
+//!
 //! - A handle's window starts at one block when its reads turn sequential and doubles each time
 //!   the reader enters a new block, up to [`ReadAhead::max_window`]; a random read closes it.
 //! - Prefetches of the whole mount are bounded: blocks being fetched ahead (each counted once,
@@ -21,8 +25,9 @@ use tidefs_chunk::ChunkStore;
 /// Largest window of one reader, in blocks, whatever the memory cache.
 const MAX_WINDOW: u32 = 64;
 
-/// Read streams tracked per handle (a program may read a few places of a file in turn).
-const STREAMS: usize = 4;
+/// Read streams tracked per handle (a program may read a few places of a file in turn), and
+/// per open file for all its handles together.
+const STREAMS: usize = 8;
 
 /// Distance from a stream's end within which a read continues it: the kernel's readahead
 /// sends several reads at once and FUSE threads serve them in any order.
@@ -45,7 +50,7 @@ struct Stream {
     from_start: bool,
 }
 
-/// The readahead state of one open handle.
+/// The readahead state of one open handle (and, for stream detection only, of one open file).
 #[derive(Debug, Default)]
 pub(crate) struct Window {
     /// Blocks fetched ahead of the reader (0: not sequential).

@@ -80,7 +80,7 @@ pub(crate) async fn read(
         parts
     });
     let futs = reads.map(|(out_off, id, size, bindx, blen, boff, take)| async move {
-        let data = if sequential || take * 2 >= blen || store.is_cached(id, bindx) {
+        let data = if sequential || take * 2 >= blen || store.has_or_loads(id, bindx) {
             let why = if sequential {
                 tidefs_chunk::Admit::Sequential
             } else {
