@@ -253,9 +253,10 @@ pub struct Vfs {
     /// read per write; changes through this mount drop the inode at once, other clients'
     /// are seen within the TTL, as attributes are. At most 65 536 inodes (a few MiB).
     no_caps: Option<moka::sync::Cache<Ino, ()>>,
-    /// Regular files found with nothing for a write to drop (no `security.capability`, neither
-    /// set-user-id nor group-executable set-group-id), for the attribute TTL (None when that
-    /// is zero): see [`Vfs::kill_privs`]. Same bound and staleness as `no_caps`.
+    /// Regular files whose mode has nothing for a write to drop (neither set-user-id nor
+    /// group-executable set-group-id), seen at open, create or a previous write, for the
+    /// attribute TTL (None when that is zero): see [`Vfs::kill_privs`]. Same bound and
+    /// staleness as `no_caps`; chmod and chown through this mount forget the inode.
     plain: Option<moka::sync::Cache<Ino, ()>>,
     /// How long a directory handle's page of entries with attributes is handed out: the
     /// shortest kernel cache TTL, at least one second (with no kernel caching the kernel keeps
@@ -962,6 +963,12 @@ impl Vfs {
             f.cache = ReadCache::default();
             f.generation.fetch_add(1, Ordering::Relaxed);
         }
+        // the mode just read tells the writes to come what they must drop
+        if kill_bits(a.mode) == 0 {
+            self.remember_plain(ino, a.mode);
+        } else {
+            self.forget_plain(ino);
+        }
         let fh = self.new_handle(ino);
         let a = self.overlay(a, seen).await;
         let keep = self.keep_cache(&a);
@@ -988,9 +995,7 @@ impl Vfs {
         if let Some(c) = &self.no_caps {
             c.insert(a.ino, ());
         }
-        if let (Some(c), 0) = (&self.plain, kill_bits(a.mode)) {
-            c.insert(a.ino, ());
-        }
+        self.remember_plain(a.ino, a.mode);
         self.meta.opened(a.ino);
         self.files.lock().entry(a.ino).or_default().handles += 1;
         let fh = self.new_handle(a.ino);
@@ -1205,10 +1210,9 @@ impl Vfs {
         if let Some(c) = &self.no_caps {
             c.invalidate(&ino);
         }
-        self.forget_plain(ino);
     }
 
-    /// Drop "nothing to kill" for `ino` (its mode or capabilities may have changed).
+    /// Drop "nothing in the mode to kill" for `ino` (its mode may have changed).
     fn forget_plain(&self, ino: Ino) {
         if let Some(c) = &self.plain {
             c.invalidate(&ino);
@@ -1220,48 +1224,63 @@ impl Vfs {
     /// its `security.capability` attribute always, and when `suidgid` (the kernel marks the
     /// write, truncate or chown of a caller without `CAP_FSETID`, and every chown) set-user-id,
     /// plus set-group-id when the file is group-executable. Returns the new permission bits
-    /// when they changed. A file found with nothing to drop is remembered for the attribute
-    /// TTL, so a stream of small writes costs a lookup in memory each, not the `getxattr`
-    /// round trip per write(2) the kernel made before.
+    /// when they changed. What was found is remembered for the attribute TTL (no capabilities
+    /// in `no_caps`, which the kernel's own first `getxattr` fills; nothing in the mode to drop
+    /// in `plain`, which opens and creates fill), so a stream of writes costs two lookups in
+    /// memory each, not the `getxattr` round trip per write(2) the kernel made before.
     pub async fn kill_privs(&self, ino: Ino, suidgid: bool) -> Result<Option<u16>> {
-        if self.plain.as_ref().is_some_and(|c| c.contains_key(&ino)) {
+        let known = |c: &Option<moka::sync::Cache<Ino, ()>>| {
+            c.as_ref().is_some_and(|c| c.contains_key(&ino))
+        };
+        let (mode_plain, no_caps) = (known(&self.plain), known(&self.no_caps));
+        if mode_plain && no_caps {
             return Ok(None);
         }
         self.writable()?;
-        let a = self.meta.getattr(ino).await?;
-        if a.typ != FileType::File {
-            return Ok(None);
-        }
-        let kill = kill_bits(a.mode);
         let mut changed = None;
-        if kill != 0 && suidgid {
-            let set = SetAttr {
-                mode: Some(a.mode & !kill),
-                ..SetAttr::default()
-            };
-            let res = self.meta.setattr(&Ctx::root(), ino, &set).await;
-            self.ahead.forget_ino(ino);
-            changed = Some(res?.mode);
-        }
-        match self.getxattr(ino, CAPS_XATTR).await {
-            Ok(_) => {
-                let res = self.meta.removexattr(&Ctx::root(), ino, CAPS_XATTR).await;
-                self.ahead.forget_ino(ino);
-                self.forget_caps(ino);
-                match res {
-                    Err(e) if e.kind() != ErrorKind::NoAttr => return Err(e.into()),
-                    _ => {}
-                }
+        if !mode_plain {
+            let a = self.meta.getattr(ino).await?;
+            if a.typ != FileType::File {
+                return Ok(None);
             }
-            Err(e) if e.meta_kind() == Some(ErrorKind::NoAttr) => {}
-            Err(e) => return Err(e),
+            let kill = kill_bits(a.mode);
+            if kill != 0 && suidgid {
+                let set = SetAttr {
+                    mode: Some(a.mode & !kill),
+                    ..SetAttr::default()
+                };
+                let res = self.meta.setattr(&Ctx::root(), ino, &set).await;
+                self.ahead.forget_ino(ino);
+                changed = Some(res?.mode);
+            }
+            if kill == 0 || changed.is_some() {
+                self.remember_plain(ino, 0);
+            }
         }
-        if kill == 0 || changed.is_some() {
-            if let Some(c) = &self.plain {
-                c.insert(ino, ());
+        if !no_caps {
+            match self.getxattr(ino, CAPS_XATTR).await {
+                Ok(_) => {
+                    let res = self.meta.removexattr(&Ctx::root(), ino, CAPS_XATTR).await;
+                    self.ahead.forget_ino(ino);
+                    self.forget_caps(ino);
+                    match res {
+                        Err(e) if e.kind() != ErrorKind::NoAttr => return Err(e.into()),
+                        _ => {}
+                    }
+                }
+                Err(e) if e.meta_kind() == Some(ErrorKind::NoAttr) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(changed)
+    }
+
+    /// Remember that regular file `ino`, of permission bits `mode`, has nothing in its mode for
+    /// a write to drop (when so).
+    fn remember_plain(&self, ino: Ino, mode: u16) {
+        if let (Some(c), 0) = (&self.plain, kill_bits(mode)) {
+            c.insert(ino, ());
+        }
     }
 
     /// State of the `--writeback` uploads, when on.
