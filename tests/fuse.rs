@@ -469,7 +469,7 @@ os.close(fd)
 /// runs in a local directory (the oracle) and on the mount, and every line must match: writes,
 /// truncates, fallocate and copy_file_range by an unprivileged user clear set-user-id and
 /// group-executable set-group-id (set-group-id without group execute stays), root's keep
-/// them, chown clears them, and capabilities go on every write and truncate, also after
+/// them, chown clears them, and capabilities go on every write, truncate and chown, also after
 /// earlier writes found nothing to drop.
 #[test]
 fn modifying_a_file_drops_set_id_bits_and_capabilities_as_a_local_file_system_does() {
@@ -556,7 +556,9 @@ os.chmod(p, 0o4755)
 as_nobody(lambda: write(p))
 show('set again after writes ->', p)
 # capabilities: set, then each kind of modification by root drops them
-for name, op in (('write', write), ('truncate', trunc)):
+def chown_root(p):
+    os.chown(p, 0, 0)
+for name, op in (('write', write), ('truncate', trunc), ('chown', chown_root)):
     p = mk('caps-' + name, 0o755)
     write(p)
     os.setxattr(p, CAP, blob)
