@@ -135,7 +135,9 @@ fn readers_sharing_a_file_fetch_each_block_once() {
             "a reader read wrong bytes"
         );
     }
-    let st = stats(&v);
+    // the same counters as `tidefs stats --json` prints them
+    let out = ok(tidefs(), &["stats", "--json", &m.path.to_string_lossy()]);
+    let st: serde_json::Value = serde_json::from_str(&out).expect("stats --json");
     let fetched = st["store"]["get_bytes"].as_u64().expect("get_bytes") - before;
     eprintln!("8 readers of {size} bytes fetched {fetched} bytes: {st}");
     // a little slack: the first reads of each handle, before the streams meet (0-1.5 MiB
@@ -143,6 +145,22 @@ fn readers_sharing_a_file_fetch_each_block_once() {
     assert!(
         fetched <= size as u64 + (3 << 20),
         "{fetched} bytes fetched from the store for one {size}-byte file"
+    );
+    // the live view: a header, then one line of rates per interval
+    let out = ok(
+        tidefs(),
+        &["stats", "-c", "2", "-i", "0.2", &m.path.to_string_lossy()],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[1].contains("GET MiB/s"), "{out}");
+    let first = lines[3].split_whitespace().next().unwrap_or("");
+    assert!(first.parse::<f64>().is_ok(), "{out}");
+    let outside = run(tidefs(), &["stats", "/tmp"]);
+    assert!(!outside.status.success());
+    assert!(
+        String::from_utf8_lossy(&outside.stderr).contains("not inside a tidefs mount"),
+        "{outside:?}"
     );
     m.unmount();
 }

@@ -287,9 +287,13 @@ impl Bucket {
 impl ChunkStore {
     /// A store over the bucket `dir`.
     pub fn new(dir: Bucket, cfg: StoreConfig) -> Self {
+        // least recently used goes first: blocks fetched ahead are inserted before anyone reads
+        // them, and the default TinyLFU admission would turn many of them away (seen once,
+        // against blocks read twice) once the cache is full, to be fetched again
         let cache = moka::future::Cache::builder()
             .max_capacity(cfg.mem_cache_bytes.max(1))
             .weigher(|_k: &(u64, u32), v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .build();
         Self {
             dir,

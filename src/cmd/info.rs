@@ -17,6 +17,32 @@ pub struct Args {
 }
 
 /// The mount point holding `path` and what its mount process recorded.
+/// The mount point holding `path` (canonicalized), its runtime record, and the path of its
+/// control socket; `what` names the command in the message when there is none.
+pub(super) fn find_control(
+    path: &Path,
+    what: &str,
+) -> super::CmdResult<(PathBuf, serde_json::Value, PathBuf)> {
+    let canon = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (mp, rec) = find_mount(&canon).ok_or_else(|| {
+        format!(
+            "{} is not inside a tidefs mount ({what} works on a running mount)",
+            path.display()
+        )
+    })?;
+    let socket = rec
+        .get("control")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            format!(
+                "the mount at {} has no control channel (mounted by an older tidefs?): remount it",
+                mp.display()
+            )
+        })?;
+    Ok((mp, rec, socket))
+}
+
 pub(super) fn find_mount(path: &Path) -> Option<(PathBuf, serde_json::Value)> {
     let mut p = Some(path);
     while let Some(dir) = p {

@@ -8,6 +8,7 @@ mod fsck;
 mod gc;
 mod info;
 mod mount;
+mod stats;
 mod status;
 mod umount;
 mod warmup;
@@ -53,6 +54,8 @@ enum Command {
     Gc(gc::Args),
     /// Fill (--check: measure, --evict: empty) the disk cache of a running mount with files.
     Warmup(warmup::Args),
+    /// Show what a running mount is doing: downloads, disk cache, readahead, buffers, uploads.
+    Stats(stats::Args),
     /// Quick benchmark of any directory: big-file and small-file throughput, stat rate.
     Bench(bench::Args),
     /// Print the version.
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Status(a) => block_on(status::run(a)),
         Command::Info(a) => block_on(info::run(a)),
         Command::Warmup(a) => warmup::run(a),
+        Command::Stats(a) => stats::run(a),
         Command::Fsck(a) => block_on(fsck::run(a)),
         Command::Gc(a) => block_on(gc::run(a)),
         Command::Compact(a) => block_on(compact::run(a)),

@@ -42,23 +42,8 @@ struct Job {
 
 /// Add the regular files at and under `path` to the job of its mount.
 fn collect(path: &Path, jobs: &mut BTreeMap<PathBuf, Job>) -> CmdResult<()> {
+    let (mp, rec, socket) = super::info::find_control(path, "warmup")?;
     let canon = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (mp, rec) = super::info::find_mount(&canon).ok_or_else(|| {
-        format!(
-            "{} is not inside a tidefs mount (warmup works on a running mount)",
-            path.display()
-        )
-    })?;
-    let socket = rec
-        .get("control")
-        .and_then(|v| v.as_str())
-        .map(PathBuf::from)
-        .ok_or_else(|| {
-            format!(
-                "the mount at {} has no control channel (mounted by an older tidefs?): remount it",
-                mp.display()
-            )
-        })?;
     let root = rec
         .get("root")
         .and_then(|v| v.as_u64())
