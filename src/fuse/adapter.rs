@@ -422,21 +422,18 @@ impl Filesystem for TidefsFs {
             mtime: mtime.map(time_set),
         };
         self.serve(async move {
-            let res = match s.vfs.setattr(&ctx, ino, &set, size).await {
+            let res = async {
+                let mut a = s.vfs.setattr(&ctx, ino, &set, size).await?;
                 // a truncate drops capabilities; the kernel marks chowns, and the truncates
                 // of callers without CAP_FSETID, to drop set-user-id and set-group-id too
-                Ok(mut a) if size.is_some() || kill_suidgid => {
-                    match s.vfs.kill_privs(ino, kill_suidgid).await {
-                        Ok(Some(mode)) => {
-                            a.mode = mode;
-                            Ok(a)
-                        }
-                        Ok(None) => Ok(a),
-                        Err(e) => Err(e),
+                if size.is_some() || kill_suidgid {
+                    if let Some(mode) = s.vfs.kill_privs(ino, kill_suidgid).await? {
+                        a.mode = mode;
                     }
                 }
-                other => other,
-            };
+                Ok::<_, crate::vfs::Error>(a)
+            }
+            .await;
             match res {
                 Ok(a) => reply.attr(&s.cfg.attr_ttl, &s.attr(&a)),
                 Err(e) => reply.error(err(&e)),
@@ -739,10 +736,11 @@ impl Filesystem for TidefsFs {
         let (s, ino) = (self.inner.clone(), self.inner.real(ino));
         let suidgid = wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         self.serve(async move {
-            let res = match s.vfs.kill_privs(ino, suidgid).await {
-                Ok(_) => s.vfs.write(fh.0, offset, &buf).await,
-                Err(e) => Err(e),
-            };
+            let res = async {
+                s.vfs.kill_privs(ino, suidgid).await?;
+                s.vfs.write(fh.0, offset, &buf).await
+            }
+            .await;
             tidefs_chunk::pool::give(buf);
             match res {
                 Ok(n) => reply.written(n),
@@ -1132,10 +1130,11 @@ impl Filesystem for TidefsFs {
         // lack CAP_FSETID
         let suidgid = req.uid() != 0;
         self.serve(async move {
-            let res = match s.vfs.kill_privs(ino, suidgid).await {
-                Ok(_) => s.vfs.fallocate(&ctx, fh.0, m, offset, length).await,
-                Err(e) => Err(e),
-            };
+            let res = async {
+                s.vfs.kill_privs(ino, suidgid).await?;
+                s.vfs.fallocate(&ctx, fh.0, m, offset, length).await
+            }
+            .await;
             empty(reply, res)
         });
     }
@@ -1174,14 +1173,13 @@ impl Filesystem for TidefsFs {
         // as for fallocate: no kill flag comes with these
         let suidgid = req.uid() != 0;
         self.serve(async move {
-            let res = match s.vfs.kill_privs(ino_out, suidgid).await {
-                Ok(_) => {
-                    s.vfs
-                        .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
+            let res = async {
+                s.vfs.kill_privs(ino_out, suidgid).await?;
+                s.vfs
+                    .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+                    .await
+            }
+            .await;
             match res {
                 Ok(n) => reply.written(n as u32),
                 Err(e) => reply.error(err(&e)),
