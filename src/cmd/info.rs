@@ -17,6 +17,17 @@ pub struct Args {
 }
 
 /// The mount point holding `path` and what its mount process recorded.
+/// A connection to the control channel at `socket` of a running mount.
+pub(super) fn connect_control(socket: &Path) -> super::CmdResult<std::os::unix::net::UnixStream> {
+    std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach the mount process at {}: {e} (is the mount still running?)",
+            socket.display()
+        )
+        .into()
+    })
+}
+
 /// The mount point holding `path` (canonicalized), its runtime record, and the path of its
 /// control socket; `what` names the command in the message when there is none.
 pub(super) fn find_control(

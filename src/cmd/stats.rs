@@ -5,7 +5,6 @@
 
 use super::{human, CmdResult};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -28,12 +27,7 @@ pub struct Args {
 
 /// One `stats` answer of the mount at `socket`.
 fn ask(socket: &Path) -> CmdResult<serde_json::Value> {
-    let conn = UnixStream::connect(socket).map_err(|e| {
-        format!(
-            "cannot reach the mount process at {}: {e} (is the mount still running?)",
-            socket.display()
-        )
-    })?;
+    let conn = super::info::connect_control(socket)?;
     let mut w = conn.try_clone()?;
     writeln!(w, "{}", serde_json::json!({ "op": "stats" }))?;
     let mut line = String::new();

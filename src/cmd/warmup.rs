@@ -6,7 +6,6 @@ use super::{human, CmdResult};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -108,12 +107,7 @@ impl Totals {
 
 /// Run one mount's job, advancing `bar` by block bytes done.
 fn run_job(job: &Job, mode: &str, threads: u16, bar: &indicatif::ProgressBar) -> CmdResult<Totals> {
-    let conn = UnixStream::connect(&job.socket).map_err(|e| {
-        format!(
-            "cannot reach the mount process at {}: {e} (is the mount still running?)",
-            job.socket.display()
-        )
-    })?;
+    let conn = super::info::connect_control(&job.socket)?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut writer = conn;
     let mut total = Totals::default();

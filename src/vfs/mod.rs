@@ -964,11 +964,7 @@ impl Vfs {
             f.generation.fetch_add(1, Ordering::Relaxed);
         }
         // the mode just read tells the writes to come what they must drop
-        if kill_bits(a.mode) == 0 {
-            self.remember_plain(ino, a.mode);
-        } else {
-            self.forget_plain(ino);
-        }
+        self.note_mode(ino, a.mode);
         let fh = self.new_handle(ino);
         let a = self.overlay(a, seen).await;
         let keep = self.keep_cache(&a);
@@ -995,7 +991,7 @@ impl Vfs {
         if let Some(c) = &self.no_caps {
             c.insert(a.ino, ());
         }
-        self.remember_plain(a.ino, a.mode);
+        self.note_mode(a.ino, a.mode);
         self.meta.opened(a.ino);
         self.files.lock().entry(a.ino).or_default().handles += 1;
         let fh = self.new_handle(a.ino);
@@ -1253,9 +1249,7 @@ impl Vfs {
                 self.ahead.forget_ino(ino);
                 changed = Some(res?.mode);
             }
-            if kill == 0 || changed.is_some() {
-                self.remember_plain(ino, 0);
-            }
+            self.note_mode(ino, changed.unwrap_or(a.mode));
         }
         if !no_caps {
             match self.getxattr(ino, CAPS_XATTR).await {
@@ -1275,11 +1269,12 @@ impl Vfs {
         Ok(changed)
     }
 
-    /// Remember that regular file `ino`, of permission bits `mode`, has nothing in its mode for
-    /// a write to drop (when so).
-    fn remember_plain(&self, ino: Ino, mode: u16) {
-        if let (Some(c), 0) = (&self.plain, kill_bits(mode)) {
-            c.insert(ino, ());
+    /// Record what regular file `ino`, of permission bits `mode` as just read or set, has in
+    /// its mode for a write to drop: nothing (remembered), or set-id bits (forgotten).
+    fn note_mode(&self, ino: Ino, mode: u16) {
+        match (&self.plain, kill_bits(mode)) {
+            (Some(c), 0) => c.insert(ino, ()),
+            _ => self.forget_plain(ino),
         }
     }
 

@@ -191,7 +191,7 @@ impl ReadAhead {
             if start >= u64::from(size) {
                 return;
             }
-            if store.is_cached(id, bindx) {
+            if store.has_or_loads(id, bindx) {
                 continue;
             }
             let blen = (u64::from(size) - start).min(bs);
