@@ -245,3 +245,118 @@ fn mysql_tables_match_what_juicefs_creates() {
 fn postgres_tables_match_what_juicefs_creates() {
     tables_match_what_juicefs_creates(Engine::Postgres);
 }
+
+/// copy_file_range(2) on `fin` into `fout`: `len` bytes from `off_in` to `off_out`, looping
+/// until done or the source ends (Python's wrapper of the system call).
+fn copy_range(fin: &Path, off_in: u64, fout: &Path, off_out: u64, len: u64) {
+    sh(&format!(
+        "python3 -c \"
+import os
+i = os.open('{}', os.O_RDONLY)
+o = os.open('{}', os.O_WRONLY | os.O_CREAT, 0o644)
+done = 0
+while done < {len}:
+    n = os.copy_file_range(i, o, {len} - done, {off_in} + done, {off_out} + done)
+    if n == 0:
+        break
+    done += n
+\"",
+        fin.display(),
+        fout.display()
+    ));
+}
+
+/// copy_file_range shares slices instead of moving data, with the reference counts juicefs
+/// keeps: a copy stores no object, either file outlives the other, the last one to go frees the
+/// objects, and juicefs reads and fscks the copies; copies juicefs made are freed right by
+/// tidefs.
+#[test]
+fn copies_share_slices_both_ways() {
+    let v = Volume::format("interop-copy", &["--trash-days", "0"]);
+    let m = v.mount("t", &[]);
+    // the source: written, overwritten in the middle, a hole, more data in the next chunk
+    let mut want = bytes(1, 9 << 20);
+    want[(3 << 20) + 5..(3 << 20) + 100_005].copy_from_slice(&bytes(2, 100_000));
+    want.resize((64 << 20) + 123, 0);
+    want.extend_from_slice(&bytes(3, 2 << 20));
+    fs::write(m.p("src"), &want[..9 << 20]).expect("write");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(m.p("src"))
+            .expect("open");
+        f.seek(SeekFrom::Start((3 << 20) + 5)).expect("seek");
+        f.write_all(&bytes(2, 100_000)).expect("overwrite");
+        f.seek(SeekFrom::Start((64 << 20) + 123)).expect("seek");
+        f.write_all(&bytes(3, 2 << 20)).expect("append past a hole");
+    }
+    fs::write(m.p("part"), bytes(4, 5000)).expect("part");
+    let objects = v.object_count();
+    copy_range(&m.p("src"), 0, &m.p("whole"), 0, want.len() as u64);
+    // unaligned, across the hole and the chunk boundary, into a file that has data
+    let (off_in, off_out, len) = ((3 << 20) - 7, 1234u64, 62u64 << 20);
+    copy_range(&m.p("src"), off_in, &m.p("part"), off_out, len);
+    let mut part = bytes(4, 5000);
+    part.resize(off_out as usize, 0);
+    part.extend_from_slice(&want[off_in as usize..(off_in + len) as usize]);
+    sh(&format!(
+        "cp {} {}",
+        m.p("src").display(),
+        m.p("by-cp").display()
+    ));
+    assert_eq!(v.object_count(), objects, "a copy stored objects");
+    assert!(
+        fs::read(m.p("whole")).expect("whole") == want,
+        "copy differs"
+    );
+    assert!(
+        fs::read(m.p("part")).expect("part") == part,
+        "partial copy differs"
+    );
+    assert!(fs::read(m.p("by-cp")).expect("cp") == want, "cp differs");
+    // the source goes; the copies keep its objects
+    fs::remove_file(m.p("src")).expect("rm src");
+    fs::remove_file(m.p("by-cp")).expect("rm by-cp");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        v.object_count(),
+        objects,
+        "objects still shared were deleted"
+    );
+    m.unmount();
+    v.fsck();
+    let report = v.juicefs_fsck();
+    assert!(!report.contains("lost"), "juicefs fsck: {report}");
+    // juicefs copies tidefs's copy (before any juicefs read: a read of a chunk of five or more
+    // records makes juicefs compact it, which writes objects)
+    let j = v.mount_juicefs("j");
+    copy_range(&j.p("whole"), 0, &j.p("by-juicefs"), 0, want.len() as u64);
+    j.unmount();
+    assert_eq!(v.object_count(), objects, "juicefs's copy stored objects");
+    // and reads every copy (read-only: no compaction)
+    let j = v.mount_juicefs_with("jr", &["--read-only"]);
+    for (name, data) in [("whole", &want), ("part", &part), ("by-juicefs", &want)] {
+        assert!(
+            fs::read(j.p(name)).expect("read") == *data,
+            "juicefs reads {name} wrong"
+        );
+    }
+    j.unmount();
+    // tidefs frees what juicefs shared only when the last file goes
+    let m = v.mount("t2", &[]);
+    fs::remove_file(m.p("whole")).expect("rm whole");
+    fs::remove_file(m.p("part")).expect("rm part");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        fs::read(m.p("by-juicefs")).expect("by-juicefs") == want,
+        "juicefs's copy lost data"
+    );
+    let report = v.juicefs_fsck();
+    assert!(!report.contains("lost"), "juicefs fsck: {report}");
+    fs::remove_file(m.p("by-juicefs")).expect("rm by-juicefs");
+    wait_for("every object freed", 30, || v.object_count() == "0");
+    m.unmount();
+    v.fsck();
+    v.juicefs_fsck();
+}

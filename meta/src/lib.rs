@@ -196,6 +196,19 @@ pub trait Meta: Send + Sync {
         let _ = sums;
         self.write_slice(ino, indx, slice, mtime).await
     }
+    /// copy_file_range(2) without moving data: `[off_in, off_in + len)` of `src` (clipped at
+    /// its end) becomes `[off_out, ...)` of `dst` by records pointing at the same slices, each
+    /// one more reference to its slice (as JuiceFS shares them). Returns the bytes copied and
+    /// `dst`'s new attributes. Both must be regular files; the ranges must not overlap when
+    /// they are the same file.
+    async fn copy_range(
+        &self,
+        src: Ino,
+        off_in: u64,
+        dst: Ino,
+        off_out: u64,
+        len: u64,
+    ) -> Result<(u64, Attr)>;
     /// Block checksums of slice `id`, when it has them.
     async fn slice_sums(&self, id: u64) -> Result<Option<Vec<u8>>> {
         let _ = id;

@@ -72,6 +72,52 @@ pub(crate) fn zero_record(indx: u32, start: u64, end: u64) -> Option<Slice> {
     (from < to).then(|| Slice::zeros((from - c0) as u32, (to - from) as u32))
 }
 
+/// How many bytes `copy_file_range` from `[off_in, off_in + len)` of `s` to `off_out` of `d`
+/// copies: the range clipped at the source's end. Both must be regular files, the destination
+/// may not grow past the largest file, and a file may not be copied onto an overlapping range
+/// of itself.
+pub(crate) fn copy_extent(s: &Attr, off_in: u64, d: &Attr, off_out: u64, len: u64) -> Result<u64> {
+    for a in [s, d] {
+        match a.typ {
+            FileType::File => {}
+            FileType::Dir => return Err(Error::is_dir("copy_file_range of a directory")),
+            _ => {
+                return Err(Error::invalid(
+                    "copy_file_range of a file that is not regular",
+                ))
+            }
+        }
+    }
+    let n = len.min(s.length.saturating_sub(off_in));
+    if n == 0 {
+        return Ok(0);
+    }
+    if off_out.checked_add(n).is_none_or(|e| e > MAX_FILE_LEN) {
+        return Err(Error::new(
+            ErrorKind::FileTooBig,
+            "copy past the largest file size",
+        ));
+    }
+    if s.ino == d.ino && off_in < off_out + n && off_out < off_in + n {
+        return Err(Error::invalid(
+            "copy_file_range onto an overlapping range of the same file",
+        ));
+    }
+    Ok(n)
+}
+
+/// The references a copy plan adds: records per shared slice `(id, size)`.
+pub(crate) fn shared_refs(plan: &[(u32, Vec<Slice>)]) -> Vec<((u64, u32), i64)> {
+    let mut refs: HashMap<(u64, u32), i64> = HashMap::new();
+    for s in plan.iter().flat_map(|(_, r)| r).filter(|s| s.id != 0) {
+        *refs.entry((s.id, s.size)).or_default() += 1;
+    }
+    let mut out: Vec<_> = refs.into_iter().collect();
+    // one order for every transaction: concurrent copies of one slice lock its row in turn
+    out.sort_unstable();
+    out
+}
+
 /// The chunks `[start, end)` touches, first and last (None when empty); chunk indexes fit a
 /// u32 for every length up to [`crate::MAX_FILE_LEN`].
 pub(crate) fn chunk_span(start: u64, end: u64) -> Option<(u32, u32)> {

@@ -5,7 +5,10 @@
 //! wins, byte by byte; bytes that no record covers read as zeros, and so do bytes of records with
 //! slice id 0 (written by truncate and hole punching).
 
+use std::collections::BTreeMap;
+
 use crate::error::{Error, Result};
+use crate::types::CHUNK_SIZE;
 
 /// Length of one encoded record.
 pub const SLICE_RECORD_LEN: usize = 24;
@@ -163,6 +166,90 @@ pub fn resolve(slices: &[Slice]) -> Vec<Segment> {
     segs
 }
 
+/// The records that make `[off_out, off_out + len)` of a file read as `[off_in, off_in + len)`
+/// of a source file whose chunks are `src` (by chunk index; a missing chunk is a hole): the
+/// source's visible runs, pointing into the same slices, and zero records over its holes and
+/// zero runs. Grouped by destination chunk, in order; every record lies inside its chunk. This is
+/// how `copy_file_range` shares data instead of copying it: each returned record with a slice id
+/// is one more reference to that slice.
+pub fn copy_plan(
+    src: &BTreeMap<u32, Vec<Slice>>,
+    off_in: u64,
+    len: u64,
+    off_out: u64,
+) -> Vec<(u32, Vec<Slice>)> {
+    copy_plan_in(CHUNK_SIZE, src, off_in, len, off_out)
+}
+
+fn copy_plan_in(
+    chunk: u64,
+    src: &BTreeMap<u32, Vec<Slice>>,
+    off_in: u64,
+    len: u64,
+    off_out: u64,
+) -> Vec<(u32, Vec<Slice>)> {
+    let mut out: BTreeMap<u32, Vec<Slice>> = BTreeMap::new();
+    if len == 0 {
+        return Vec::new();
+    }
+    let end_in = off_in + len;
+    // place source bytes `[at, at + n)` (slice `id` from `off`) at their destination, split at
+    // destination chunk boundaries; contiguous zero records in one chunk become one
+    let mut place = |at: u64, n: u64, id: u64, size: u32, off: u64| {
+        let (mut d, mut n, mut off) = (at - off_in + off_out, n, off);
+        while n > 0 {
+            let indx = (d / chunk) as u32;
+            let pos = d % chunk;
+            let take = n.min(chunk - pos);
+            let recs = out.entry(indx).or_default();
+            match recs.last_mut() {
+                Some(last) if id == 0 && last.id == 0 && last.end() == pos => {
+                    last.len += take as u32;
+                    last.size = last.len;
+                }
+                _ if id == 0 => recs.push(Slice::zeros(pos as u32, take as u32)),
+                _ => recs.push(Slice {
+                    pos: pos as u32,
+                    id,
+                    size,
+                    off: off as u32,
+                    len: take as u32,
+                }),
+            }
+            d += take;
+            off += take;
+            n -= take;
+        }
+    };
+    let empty = Vec::new();
+    for indx in off_in / chunk..=(end_in - 1) / chunk {
+        let base = indx * chunk;
+        let (lo, hi) = (off_in.max(base), end_in.min(base + chunk));
+        let records = src.get(&(indx as u32)).unwrap_or(&empty);
+        let mut at = lo;
+        for g in resolve(records) {
+            let (gs, ge) = (base + g.pos, base + g.end());
+            if ge <= at {
+                continue;
+            }
+            if gs >= hi {
+                break;
+            }
+            if gs > at {
+                place(at, gs - at, 0, 0, 0);
+                at = gs;
+            }
+            let e = ge.min(hi);
+            place(at, e - at, g.id, g.size, g.off + (at - gs));
+            at = e;
+        }
+        if at < hi {
+            place(at, hi - at, 0, 0, 0);
+        }
+    }
+    out.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +335,58 @@ mod tests {
                 prop_assert!(w[0].end() <= w[1].pos);
             }
             prop_assert_eq!(flatten(&segs, 300), model(&slices, 300));
+        }
+
+        #[test]
+        fn copy_plan_reproduces_the_source_range(
+            src_raw in proptest::collection::vec((0u32..4, 0u32..64, 1u32..40, 0u64..4, 0u32..9), 0..16),
+            dst_raw in proptest::collection::vec((0u32..4, 0u32..64, 1u32..40, 0u32..9), 0..6),
+            off_in in 0u64..256,
+            len in 0u64..200,
+            off_out in 0u64..300,
+        ) {
+            const CH: u64 = 64;
+            const FILE: usize = 700;
+            // source and destination chunks: records clipped to their chunk, distinct ids
+            let mut src: BTreeMap<u32, Vec<Slice>> = BTreeMap::new();
+            for (i, &(indx, pos, len, zero, off)) in src_raw.iter().enumerate() {
+                let len = len.min(CH as u32 - pos);
+                let id = if zero == 0 { 0 } else { 100 + i as u64 };
+                src.entry(indx).or_default().push(Slice { pos, id, size: off + len, off, len });
+            }
+            let mut dst: BTreeMap<u32, Vec<Slice>> = BTreeMap::new();
+            for (i, &(indx, pos, len, off)) in dst_raw.iter().enumerate() {
+                let len = len.min(CH as u32 - pos);
+                if len == 0 { continue; }
+                dst.entry(indx + 1).or_default().push(Slice { pos, id: 900 + i as u64, size: off + len, off, len });
+            }
+            // the file as bytes: which slice and offset, or None for zeros
+            let bytes_of = |chunks: &BTreeMap<u32, Vec<Slice>>| {
+                let mut b = vec![None; FILE];
+                for (indx, recs) in chunks {
+                    for (j, x) in model(recs, CH as usize).into_iter().enumerate() {
+                        b[*indx as usize * CH as usize + j] = x.filter(|(id, _)| *id != 0);
+                    }
+                }
+                b
+            };
+            let before = bytes_of(&dst);
+            let plan = copy_plan_in(CH, &src, off_in, len, off_out);
+            for (indx, recs) in &plan {
+                for r in recs {
+                    prop_assert!(r.len > 0 && r.end() <= CH, "record {:?} outside its chunk", r);
+                }
+                dst.entry(*indx).or_default().extend_from_slice(recs);
+            }
+            let after = bytes_of(&dst);
+            let source = bytes_of(&src);
+            for i in 0..FILE as u64 {
+                if i >= off_out && i < off_out + len {
+                    prop_assert_eq!(after[i as usize], source[(i - off_out + off_in) as usize], "byte {}", i);
+                } else {
+                    prop_assert_eq!(after[i as usize], before[i as usize], "byte {} outside the range", i);
+                }
+            }
         }
 
         #[test]

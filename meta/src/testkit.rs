@@ -27,7 +27,7 @@ macro_rules! conformance_suite {
             fallocate_modes, readdir_pages_with_cursor, unlinked_open_file_lives_until_close,
             setgid_directory, sticky_directory, permission_checks, read_only_refuses_writes,
             setattr_times_and_owner, check_clean_after_operations, statfs_counts, slice_ids_unique,
-            compact_chunk_swaps_its_prefix, slice_checksums_kept_with_slices, chunks_page_walks_every_chunk,
+            compact_chunk_swaps_its_prefix, copy_range_shares_slices, slice_checksums_kept_with_slices, chunks_page_walks_every_chunk,
             huge_sparse_ranges_cost_only_their_chunks);
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
@@ -1242,6 +1242,101 @@ pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
         .expect("stale compact"));
     assert_eq!(m.read_chunk(f.ino, 0).await.expect("read"), vec![new, late]);
     assert!(m.check(false).await.expect("check").is_empty());
+    let left = m.leftovers().await.expect("leftovers");
+    assert!(left.delayed.is_empty() && left.unreferenced.is_empty());
+}
+
+/// copy_file_range shares the source's slices: the destination's records point into them
+/// (holes become zero records), each shared record is one more reference, and a slice is freed
+/// only when the last file holding it lets go.
+pub async fn copy_range_shares_slices(m: Arc<dyn Meta>) {
+    let ctx = root();
+    let freed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = freed.clone();
+    m.set_slice_deleter(Arc::new(move |id, size| {
+        if let Ok(mut v) = seen.lock() {
+            v.push((id, size));
+        }
+        Box::pin(async { Ok(()) })
+    }));
+    let freed_now = || {
+        let mut v = freed.lock().map(|v| v.clone()).unwrap_or_default();
+        v.sort_unstable();
+        v
+    };
+    let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
+    let b = mkfile(&m, &ctx, ROOT_INODE, "b").await;
+    let t = Timestamp::now();
+    let slice = |id: u64, pos: u32, len: u32| Slice {
+        pos,
+        id,
+        size: len,
+        off: 0,
+        len,
+    };
+    let sa = slice(m.new_slice_id().await.expect("id"), 0, 1000);
+    let sb = slice(m.new_slice_id().await.expect("id"), 500, 100);
+    let sc = slice(m.new_slice_id().await.expect("id"), 0, 1000);
+    m.write_slice(a.ino, 0, sa, t).await.expect("write");
+    m.write_slice(a.ino, 0, sb, t).await.expect("write");
+    m.write_slice(a.ino, 1, sc, t).await.expect("write");
+    // a: sa [0,500) sb [500,600) sa [600,1000), a hole to the next chunk, sc [0,1000) there
+    let (n, attr) = m
+        .copy_range(a.ino, 200, b.ino, 10, u64::MAX)
+        .await
+        .expect("copy");
+    assert_eq!(n, CHUNK_SIZE + 800, "clipped at the source's end");
+    assert_eq!(attr.length, CHUNK_SIZE + 810);
+    assert_eq!(m.getattr(b.ino).await.expect("b").length, CHUNK_SIZE + 810);
+    let at = |s: Slice, pos: u32, off: u32, len: u32| Slice { pos, off, len, ..s };
+    let tail = (CHUNK_SIZE - 190) as u32;
+    assert_eq!(
+        m.read_chunk(b.ino, 0).await.expect("chunk 0"),
+        vec![
+            at(sa, 10, 200, 300),
+            at(sb, 310, 0, 100),
+            at(sa, 410, 600, 400),
+            Slice::zeros(810, tail - 810),
+            at(sc, tail, 0, 190),
+        ]
+    );
+    assert_eq!(
+        m.read_chunk(b.ino, 1).await.expect("chunk 1"),
+        vec![at(sc, 0, 190, 810)]
+    );
+    // nothing past the source's end, and no overlapping copy onto the same file
+    let (n, _) = m
+        .copy_range(a.ino, CHUNK_SIZE + 1000, b.ino, 0, 10)
+        .await
+        .expect("copy at the end");
+    assert_eq!(n, 0);
+    assert_eq!(
+        kind_of(m.copy_range(a.ino, 0, a.ino, 500, 1000).await).await,
+        Some(ErrorKind::Invalid)
+    );
+    let (n, _) = m
+        .copy_range(a.ino, 0, a.ino, 2000, 100)
+        .await
+        .expect("copy within the file");
+    assert_eq!(n, 100);
+    let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
+    assert_eq!(
+        kind_of(m.copy_range(a.ino, 0, d.ino, 0, 10).await).await,
+        Some(ErrorKind::IsDir)
+    );
+    assert!(m.check(false).await.expect("check").is_empty());
+    // the source lets go: everything is still held by the copy
+    m.truncate(&ctx, a.ino, 0).await.expect("truncate a");
+    assert_eq!(
+        freed_now(),
+        Vec::<(u64, u32)>::new(),
+        "shared slices were freed"
+    );
+    // the copy lets go: each slice is freed once
+    m.truncate(&ctx, b.ino, 0).await.expect("truncate b");
+    let mut want = vec![(sa.id, sa.size), (sb.id, sb.size), (sc.id, sc.size)];
+    want.sort_unstable();
+    assert_eq!(freed_now(), want);
     let left = m.leftovers().await.expect("leftovers");
     assert!(left.delayed.is_empty() && left.unreferenced.is_empty());
 }

@@ -1117,7 +1117,10 @@ impl Vfs {
         Ok(())
     }
 
-    /// copy_file_range(2): copies through this client (data is read and written again).
+    /// copy_file_range(2): no data moves. Writes of either file buffered here are committed
+    /// first; then the destination range gets records pointing at the source's slices (one
+    /// metadata transaction, as JuiceFS does it), so copying a 100 GB model takes milliseconds
+    /// and no object storage. Returns the bytes copied (fewer at the source's end).
     pub async fn copy_file_range(
         &self,
         fh_in: u64,
@@ -1127,21 +1130,14 @@ impl Vfs {
         len: u64,
     ) -> Result<u64> {
         self.writable()?;
-        let mut done = 0u64;
-        const STEP: u64 = 4 << 20;
-        while done < len {
-            let n = (len - done).min(STEP) as u32;
-            let buf = self.read(fh_in, off_in + done, n).await?;
-            if buf.is_empty() {
-                break;
-            }
-            self.write(fh_out, off_out + done, &buf).await?;
-            done += buf.len() as u64;
-            if (buf.len() as u32) < n {
-                break;
-            }
+        let (src, dst) = (self.handle(fh_in)?.ino, self.handle(fh_out)?.ino);
+        self.flush_ino(src).await?;
+        if dst != src {
+            self.flush_ino(dst).await?;
         }
-        Ok(done)
+        let res = self.meta.copy_range(src, off_in, dst, off_out, len).await;
+        self.changed(dst);
+        Ok(res?.0)
     }
 
     // ---- extended attributes ---------------------------------------------------------------

@@ -189,6 +189,23 @@ async fn copy_file_range_copies() {
     let got = v.read(b, 0, 200_000).await.expect("read");
     assert_eq!(got.len(), 100_010);
     assert_eq!(&got[10..], &data[1000..101_000]);
+    // writes still buffered on either side land before the copy, and nothing of them after it
+    let late = pattern(9, 300_000);
+    v.write(b, 0, &late).await.expect("buffered write to b");
+    v.write(a, 0, &late[..5000])
+        .await
+        .expect("buffered write to a");
+    assert_eq!(
+        v.copy_file_range(a, 0, b, 100, 20_000)
+            .await
+            .expect("copy over buffered writes"),
+        20_000
+    );
+    let mut want = late.clone();
+    want[100..5100].copy_from_slice(&late[..5000]);
+    want[5100..20_100].copy_from_slice(&data[5000..20_000]);
+    v.flush(b).await.expect("flush");
+    assert!(v.read(b, 0, 400_000).await.expect("read") == want);
 }
 
 #[derive(Debug, Clone)]

@@ -21,9 +21,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
 use crate::rules::{
-    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, chunk_span,
-    decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid, xattr_name, zero_end,
-    zero_record, Fix,
+    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, chunk_span, copy_extent,
+    decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid, shared_refs, xattr_name,
+    zero_end, zero_record, Fix,
 };
 use crate::slice::{self, Slice};
 use crate::sql::locks::{apply as plock_apply, conflict as plock_conflict};
@@ -32,7 +32,7 @@ use crate::types::*;
 use crate::{ChunkSlices, Meta, Problem, SliceDeleter, XattrFlags};
 use async_trait::async_trait;
 use keys::*;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -1810,6 +1810,55 @@ impl Inner {
         })
     }
 
+    async fn copy_range(
+        &self,
+        src: Ino,
+        off_in: u64,
+        dst: Ino,
+        off_out: u64,
+        len: u64,
+    ) -> Result<(u64, Attr)> {
+        self.writable()?;
+        let now = Timestamp::now();
+        kv_txn!(self, "copy range", |tx| {
+            let s = tx.must_attr(src).await?;
+            let mut d = tx.must_attr(dst).await?;
+            let n = copy_extent(&s, off_in, &d, off_out, len)?;
+            if n > 0 {
+                let (lo, hi) = chunk_span(off_in, off_in + n)
+                    .ok_or_else(|| Error::invalid("copy range past the largest file"))?;
+                let mut chunks = BTreeMap::new();
+                for indx in lo..=hi {
+                    let records = tx.read_chunk(src, indx).await?;
+                    if !records.is_empty() {
+                        chunks.insert(indx, records);
+                    }
+                }
+                let plan = slice::copy_plan(&chunks, off_in, n, off_out);
+                for (indx, records) in &plan {
+                    tx.append_slices(dst, *indx, records).await?;
+                }
+                for ((id, size), more) in shared_refs(&plan) {
+                    // the stored count is the references less one
+                    let key = tx.k.slice_ref(id, size);
+                    let v = decode_counter(tx.get(&key).await?.as_deref())? + more;
+                    tx.put(key, encode_counter(v)).await?;
+                }
+                let end = off_out + n;
+                if end > d.length {
+                    let delta = align4k(end) - align4k(d.length);
+                    self.check_capacity(tx, delta).await?;
+                    tx.space += delta;
+                    d.length = end;
+                }
+                d.mtime = now;
+                d.ctime = now;
+                tx.set_attr(&d).await?;
+            }
+            (n, d)
+        })
+    }
+
     async fn setxattr(
         &self,
         ctx: &Ctx,
@@ -2588,6 +2637,16 @@ impl Meta for KvMeta {
     }
     async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
         self.inner.write_slice(ino, indx, slice, mtime, &[]).await
+    }
+    async fn copy_range(
+        &self,
+        src: Ino,
+        off_in: u64,
+        dst: Ino,
+        off_out: u64,
+        len: u64,
+    ) -> Result<(u64, Attr)> {
+        self.inner.copy_range(src, off_in, dst, off_out, len).await
     }
     async fn write_slice_summed(
         &self,

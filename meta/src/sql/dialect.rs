@@ -64,6 +64,17 @@ pub(crate) fn ref_slice(d: Dialect) -> &'static str {
     }
 }
 
+/// More references to a slice, for records that share it: binds `id, size, n + 1, n` for `n`
+/// more. A missing row stands for the one reference its
+/// first record holds, so it is created with that one counted.
+pub(crate) fn share_slice(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?,?,?) ON CONFLICT (chunkid) DO UPDATE SET refs = refs + ?",
+        Dialect::Mysql => "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?,?,?) ON DUPLICATE KEY UPDATE refs = refs + ?",
+        Dialect::Postgres => "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?,?,?) ON CONFLICT (chunkid) DO UPDATE SET refs = jfs_chunk_ref.refs + ?",
+    }
+}
+
 /// Set extended attribute `?` of inode `?` to `?`, creating or replacing it.
 pub(crate) fn set_xattr(d: Dialect) -> &'static str {
     match d {

@@ -20,9 +20,9 @@ use crate::error::{from_db, is_unique_violation, Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
 use crate::rules::{
-    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, chunk_span,
-    decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid, xattr_name, zero_end,
-    zero_record, Fix,
+    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, chunk_span, copy_extent,
+    decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid, shared_refs, xattr_name,
+    zero_end, zero_record, Fix,
 };
 use crate::slice::{self, Slice};
 use crate::types::*;
@@ -31,7 +31,7 @@ use crate::{ChunkSlices, Meta, Problem, SliceDeleter, XattrFlags};
 use async_trait::async_trait;
 use db::{q, q_owned, Dialect, Pool, Row, Tx};
 use rusqlite::{Connection, OpenFlags};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -2473,6 +2473,78 @@ impl Inner {
         })
     }
 
+    async fn copy_range(
+        &self,
+        src: Ino,
+        off_in: u64,
+        dst: Ino,
+        off_out: u64,
+        len: u64,
+    ) -> Result<(u64, Attr)> {
+        self.writable()?;
+        let now = Timestamp::now();
+        txn!(self, "copy range", |tx| {
+            // both nodes locked, the lower inode first
+            let (s, mut d) = if src <= dst {
+                let s = must_node(tx, src).await?;
+                (s, must_node(tx, dst).await?)
+            } else {
+                let d = must_node(tx, dst).await?;
+                (must_node(tx, src).await?, d)
+            };
+            let n = copy_extent(&s, off_in, &d, off_out, len)?;
+            if n > 0 {
+                let (lo, hi) = chunk_span(off_in, off_in + n)
+                    .ok_or_else(|| Error::invalid("copy range past the largest file"))?;
+                let mut chunks = BTreeMap::new();
+                for r in q(locked!(
+                    tx,
+                    "SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ? AND indx <= ?"
+                ))
+                .bind(src as i64)
+                .bind(i64::from(lo))
+                .bind(i64::from(hi))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("copy range"))?
+                {
+                    let indx: i64 = r.try_get(0).map_err(db("copy range"))?;
+                    let buf: Vec<u8> = r.try_get(1).map_err(db("copy range"))?;
+                    let indx = u32::try_from(indx).map_err(|_| {
+                        Error::corrupt(format!("chunk index {indx} of inode {src}"))
+                    })?;
+                    chunks.insert(indx, slice::decode_all(&buf)?);
+                }
+                let plan = slice::copy_plan(&chunks, off_in, n, off_out);
+                for (indx, records) in &plan {
+                    let fresh = d.length <= u64::from(*indx) * CHUNK_SIZE;
+                    append_slices(tx, dst, *indx, records, fresh).await?;
+                }
+                for ((id, size), more) in shared_refs(&plan) {
+                    q(dialect::share_slice(tx.dialect()))
+                        .bind(id as i64)
+                        .bind(i64::from(size))
+                        .bind(more + 1)
+                        .bind(more)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("copy range"))?;
+                }
+                let end = off_out + n;
+                if end > d.length {
+                    let delta = align4k(end) - align4k(d.length);
+                    self.check_capacity(tx, delta).await?;
+                    tx.space_delta += delta;
+                    d.length = end;
+                }
+                d.mtime = now;
+                d.ctime = now;
+                update_node(tx, &d).await?;
+            }
+            (n, d)
+        })
+    }
+
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let name = xattr_name(name)?;
         let mut c = self.conn().await?;
@@ -3355,6 +3427,16 @@ impl Meta for SqlMeta {
         sums: &[u8],
     ) -> Result<()> {
         self.inner.write_slice(ino, indx, slice, mtime, sums).await
+    }
+    async fn copy_range(
+        &self,
+        src: Ino,
+        off_in: u64,
+        dst: Ino,
+        off_out: u64,
+        len: u64,
+    ) -> Result<(u64, Attr)> {
+        self.inner.copy_range(src, off_in, dst, off_out, len).await
     }
     async fn slice_sums(&self, id: u64) -> Result<Option<Vec<u8>>> {
         if !self.inner.sums_ok.load(Ordering::Relaxed) {
