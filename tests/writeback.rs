@@ -153,6 +153,58 @@ fn blocks_deleted_before_their_upload_never_reach_the_store() {
     m.unmount();
 }
 
+/// A copy of a file whose blocks are still staged shares them: removing the original keeps
+/// them staged, the flush uploads them once, and the copy reads back whole from the store.
+#[test]
+fn copies_of_staged_files_keep_their_blocks() {
+    let v = Volume::format("e2e-wb-copy", &["--trash-days", "0"]);
+    let cache = v.dir.path().join("cache");
+    let cache_s = cache.to_string_lossy().into_owned();
+    let m = v.mount(
+        "a",
+        &[
+            "--writeback",
+            "--cache-dir",
+            &cache_s,
+            "--free-space-ratio",
+            ROOMY,
+            "--upload-delay",
+            "1h",
+        ],
+    );
+    let data = bytes(9, 6 * 1024 * 1024 + 77);
+    write_synced(&m.p("orig"), &data);
+    let staged = staged_files(&cache).len();
+    assert!(staged >= 2, "only {staged} blocks staged");
+    sh(&format!(
+        "cp {} {}",
+        m.p("orig").display(),
+        m.p("copy").display()
+    ));
+    assert_eq!(
+        staged_files(&cache).len(),
+        staged,
+        "the copy staged blocks of its own"
+    );
+    fs::remove_file(m.p("orig")).expect("rm");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        staged_files(&cache).len(),
+        staged,
+        "shared staged blocks were dropped"
+    );
+    umount_flush(m);
+    assert_eq!(objects(&v), staged, "each shared block is uploaded once");
+    // juicefs reads it from the store alone
+    let j = v.mount_juicefs("j");
+    assert!(
+        fs::read(j.p("copy")).expect("read") == data,
+        "the copy lost data"
+    );
+    j.unmount();
+    v.juicefs_fsck();
+}
+
 #[test]
 fn a_full_staging_disk_falls_back_to_uploading_at_once() {
     let v = Volume::format("e2e-wb-full", &["--trash-days", "0"]);
