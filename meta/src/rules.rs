@@ -106,6 +106,23 @@ pub(crate) fn copy_extent(s: &Attr, off_in: u64, d: &Attr, off_out: u64, len: u6
     Ok(n)
 }
 
+/// Most records one copy may add to one chunk. A source chunk resolved into more runs than this
+/// (many small overwrites) is not shared: its records would crowd the chunk (MySQL's `blob`
+/// holds 2 730) until compaction. The copy is then refused as unsupported and the client copies
+/// the data instead, which stores it as a few fresh slices.
+pub(crate) const COPY_MAX_RECORDS: usize = 256;
+
+/// Refuse a copy plan that would add more than [`COPY_MAX_RECORDS`] records to one chunk.
+pub(crate) fn check_copy_plan(plan: &[(u32, Vec<Slice>)]) -> Result<()> {
+    match plan.iter().find(|(_, r)| r.len() > COPY_MAX_RECORDS) {
+        Some((indx, r)) => Err(Error::unsupported(format!(
+            "the source is too fragmented to share ({} records for chunk {indx}); copy the data",
+            r.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The references a copy plan adds: records per shared slice `(id, size)`.
 pub(crate) fn shared_refs(plan: &[(u32, Vec<Slice>)]) -> Vec<((u64, u32), i64)> {
     let mut refs: HashMap<(u64, u32), i64> = HashMap::new();

@@ -1137,7 +1137,41 @@ impl Vfs {
         }
         let res = self.meta.copy_range(src, off_in, dst, off_out, len).await;
         self.changed(dst);
-        Ok(res?.0)
+        match res {
+            Ok((n, _)) => Ok(n),
+            // a source too fragmented to share: its bytes are copied into fresh slices
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                tracing::debug!(src, dst, error = %e, "copy_file_range copies data");
+                self.copy_through(fh_in, off_in, fh_out, off_out, len).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Copy a range by reading it and writing it again through this client.
+    async fn copy_through(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> Result<u64> {
+        const STEP: u64 = 4 << 20;
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(STEP) as u32;
+            let buf = self.read(fh_in, off_in + done, n).await?;
+            if buf.is_empty() {
+                break;
+            }
+            self.write(fh_out, off_out + done, &buf).await?;
+            done += buf.len() as u64;
+            if (buf.len() as u32) < n {
+                break;
+            }
+        }
+        Ok(done)
     }
 
     // ---- extended attributes ---------------------------------------------------------------

@@ -208,6 +208,72 @@ async fn copy_file_range_copies() {
     assert!(v.read(b, 0, 400_000).await.expect("read") == want);
 }
 
+/// A source fragmented into more runs per chunk than a copy may add is copied as data: the
+/// copy reads the same, and its chunk holds a few fresh records, not hundreds of shared ones.
+#[tokio::test]
+async fn copy_file_range_of_a_fragmented_source_copies_data() {
+    let fx = fixture(64, "none", 64 << 20).await;
+    let v = &fx.vfs;
+    let (a, _) = v
+        .create(&ctx(), ROOT_INODE, b"a", 0o644, 0)
+        .await
+        .expect("a");
+    let (b, _) = v
+        .create(&ctx(), ROOT_INODE, b"b", 0o644, 0)
+        .await
+        .expect("b");
+    // one slice, then 300 records over windows of it (as another client's small overwrites
+    // with the same bytes would leave them): the bytes stay, the chunk resolves into ~600 runs
+    let want = pattern(3, 60_000);
+    v.write(a, 0, &want).await.expect("write");
+    v.flush(a).await.expect("flush");
+    let (ia, ib) = (v.handle(a).expect("a").ino, v.handle(b).expect("b").ino);
+    let base = v.meta.read_chunk(ia, 0).await.expect("a's records")[0];
+    for i in 0..300u32 {
+        let w = tidefs_meta::Slice {
+            pos: i * 200 + 50,
+            off: i * 200 + 50,
+            len: 100,
+            ..base
+        };
+        v.meta
+            .write_slice(ia, 0, w, tidefs_meta::Timestamp::now())
+            .await
+            .expect("record");
+    }
+    let n = v
+        .copy_file_range(a, 0, b, 0, want.len() as u64)
+        .await
+        .expect("copy");
+    assert_eq!(n, want.len() as u64);
+    v.flush(b).await.expect("flush");
+    let got = v.read(b, 0, 1 << 20).await.expect("read");
+    assert!(got == want[..n as usize], "the copy differs");
+    let records = v.meta.read_chunk(ib, 0).await.expect("b's records");
+    assert!(
+        records.len() < 10,
+        "{} records: shared, not copied",
+        records.len()
+    );
+    // a compact source is shared: the copy's records name a's slices
+    let (c, _) = v
+        .create(&ctx(), ROOT_INODE, b"c", 0o644, 0)
+        .await
+        .expect("c");
+    v.copy_file_range(b, 0, c, 0, n).await.expect("copy b");
+    let ic = v.handle(c).expect("c").ino;
+    let ids = |r: Vec<tidefs_meta::Slice>| {
+        r.into_iter()
+            .filter(|s| s.id != 0)
+            .map(|s| s.id)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        ids(v.meta.read_chunk(ic, 0).await.expect("c's records")),
+        ids(records)
+    );
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Write { off: u64, len: usize, seed: u8 },

@@ -21,9 +21,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
 use crate::rules::{
-    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, chunk_span, copy_extent,
-    decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid, shared_refs, xattr_name,
-    zero_end, zero_record, Fix,
+    align4k, analyze, apply_setattr, backoff, check_copy_plan, check_name, chunk_problems,
+    chunk_span, copy_extent, decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid,
+    shared_refs, xattr_name, zero_end, zero_record, Fix,
 };
 use crate::slice::{self, Slice};
 use crate::sql::locks::{apply as plock_apply, conflict as plock_conflict};
@@ -1835,6 +1835,7 @@ impl Inner {
                     }
                 }
                 let plan = slice::copy_plan(&chunks, off_in, n, off_out);
+                check_copy_plan(&plan)?;
                 for (indx, records) in &plan {
                     tx.append_slices(dst, *indx, records).await?;
                 }

@@ -20,9 +20,9 @@ use crate::error::{from_db, is_unique_violation, Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::perm::{self, MAY_EXEC, MAY_WRITE};
 use crate::rules::{
-    align4k, analyze, apply_setattr, backoff, check_name, chunk_problems, chunk_span, copy_extent,
-    decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid, shared_refs, xattr_name,
-    zero_end, zero_record, Fix,
+    align4k, analyze, apply_setattr, backoff, check_copy_plan, check_name, chunk_problems,
+    chunk_span, copy_extent, decode_delayed, lock_poisoned, new_dir_attr, new_mode_and_gid,
+    shared_refs, xattr_name, zero_end, zero_record, Fix,
 };
 use crate::slice::{self, Slice};
 use crate::types::*;
@@ -2516,6 +2516,7 @@ impl Inner {
                     chunks.insert(indx, slice::decode_all(&buf)?);
                 }
                 let plan = slice::copy_plan(&chunks, off_in, n, off_out);
+                check_copy_plan(&plan)?;
                 for (indx, records) in &plan {
                     let fresh = d.length <= u64::from(*indx) * CHUNK_SIZE;
                     append_slices(tx, dst, *indx, records, fresh).await?;
