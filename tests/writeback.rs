@@ -46,23 +46,29 @@ fn umount_flush(m: Mount) -> String {
     out
 }
 
-#[test]
-fn staged_blocks_survive_a_crash_and_the_next_mount_uploads_them() {
-    let v = Volume::format("e2e-wb", &["--trash-days", "0"]);
+/// A `--writeback` mount whose uploads wait an hour (all blocks stay staged), and its cache
+/// directory.
+fn staging_mount(v: &Volume) -> (Mount, PathBuf) {
     let cache = v.dir.path().join("cache");
-    let cache_s = cache.to_string_lossy().into_owned();
     let m = v.mount(
         "a",
         &[
             "--writeback",
             "--cache-dir",
-            &cache_s,
+            &cache.to_string_lossy(),
             "--free-space-ratio",
             ROOMY,
             "--upload-delay",
             "1h",
         ],
     );
+    (m, cache)
+}
+
+#[test]
+fn staged_blocks_survive_a_crash_and_the_next_mount_uploads_them() {
+    let v = Volume::format("e2e-wb", &["--trash-days", "0"]);
+    let (m, cache) = staging_mount(&v);
     let files = files();
     for (name, data) in &files {
         write_synced(&m.p(name), data);
@@ -90,7 +96,7 @@ fn staged_blocks_survive_a_crash_and_the_next_mount_uploads_them() {
         &[
             "--writeback",
             "--cache-dir",
-            &cache_s,
+            &cache.to_string_lossy(),
             "--free-space-ratio",
             ROOMY,
         ],
@@ -123,20 +129,7 @@ fn staged_blocks_survive_a_crash_and_the_next_mount_uploads_them() {
 #[test]
 fn blocks_deleted_before_their_upload_never_reach_the_store() {
     let v = Volume::format("e2e-wb-del", &["--trash-days", "0"]);
-    let cache = v.dir.path().join("cache");
-    let cache_s = cache.to_string_lossy().into_owned();
-    let m = v.mount(
-        "a",
-        &[
-            "--writeback",
-            "--cache-dir",
-            &cache_s,
-            "--free-space-ratio",
-            ROOMY,
-            "--upload-delay",
-            "1h",
-        ],
-    );
+    let (m, cache) = staging_mount(&v);
     write_synced(&m.p("tmp"), &bytes(7, 6 * 1024 * 1024));
     assert!(!staged_files(&cache).is_empty());
     fs::remove_file(m.p("tmp")).expect("rm");
@@ -158,20 +151,7 @@ fn blocks_deleted_before_their_upload_never_reach_the_store() {
 #[test]
 fn copies_of_staged_files_keep_their_blocks() {
     let v = Volume::format("e2e-wb-copy", &["--trash-days", "0"]);
-    let cache = v.dir.path().join("cache");
-    let cache_s = cache.to_string_lossy().into_owned();
-    let m = v.mount(
-        "a",
-        &[
-            "--writeback",
-            "--cache-dir",
-            &cache_s,
-            "--free-space-ratio",
-            ROOMY,
-            "--upload-delay",
-            "1h",
-        ],
-    );
+    let (m, cache) = staging_mount(&v);
     let data = bytes(9, 6 * 1024 * 1024 + 77);
     write_synced(&m.p("orig"), &data);
     let staged = staged_files(&cache).len();
@@ -238,7 +218,11 @@ fn a_full_staging_disk_falls_back_to_uploading_at_once() {
     write_synced(&m.p("f"), &data);
     assert_eq!(fs::read(m.p("f")).expect("read"), data);
     let staged = staged_files(&small).len();
-    assert!(staged <= 1, "{staged} blocks staged on a 6 MiB disk");
+    assert!(
+        staged <= 1,
+        "{staged} blocks staged on a 6 MiB disk:\n{}",
+        sh(&format!("ls -lR {small_s}; df -B1 {small_s}"))
+    );
     assert!(
         objects(&v) >= 5,
         "blocks that could not be staged were uploaded at once"

@@ -166,18 +166,20 @@ async fn read_only_vfs_refuses_writes() {
     assert_eq!(e.meta_kind(), Some(ErrorKind::ReadOnly));
 }
 
+/// Create `name` in the root; its handle.
+async fn new_file(v: &Vfs, name: &[u8]) -> u64 {
+    v.create(&ctx(), ROOT_INODE, name, 0o644, 0)
+        .await
+        .expect("create")
+        .0
+}
+
 #[tokio::test]
 async fn copy_file_range_copies() {
     let fx = fixture(64, "none", 64 << 20).await;
     let v = &fx.vfs;
-    let (a, _) = v
-        .create(&ctx(), ROOT_INODE, b"a", 0o644, 0)
-        .await
-        .expect("a");
-    let (b, _) = v
-        .create(&ctx(), ROOT_INODE, b"b", 0o644, 0)
-        .await
-        .expect("b");
+    let a = new_file(v, b"a").await;
+    let b = new_file(v, b"b").await;
     let data = pattern(5, 150_000);
     v.write(a, 0, &data).await.expect("write");
     assert_eq!(
@@ -214,14 +216,8 @@ async fn copy_file_range_copies() {
 async fn copy_file_range_of_a_fragmented_source_copies_data() {
     let fx = fixture(64, "none", 64 << 20).await;
     let v = &fx.vfs;
-    let (a, _) = v
-        .create(&ctx(), ROOT_INODE, b"a", 0o644, 0)
-        .await
-        .expect("a");
-    let (b, _) = v
-        .create(&ctx(), ROOT_INODE, b"b", 0o644, 0)
-        .await
-        .expect("b");
+    let a = new_file(v, b"a").await;
+    let b = new_file(v, b"b").await;
     // one slice, then 300 records over windows of it (as another client's small overwrites
     // with the same bytes would leave them): the bytes stay, the chunk resolves into ~600 runs
     let want = pattern(3, 60_000);
@@ -256,10 +252,7 @@ async fn copy_file_range_of_a_fragmented_source_copies_data() {
         records.len()
     );
     // a compact source is shared: the copy's records name a's slices
-    let (c, _) = v
-        .create(&ctx(), ROOT_INODE, b"c", 0o644, 0)
-        .await
-        .expect("c");
+    let c = new_file(v, b"c").await;
     v.copy_file_range(b, 0, c, 0, n).await.expect("copy b");
     let ic = v.handle(c).expect("c").ino;
     let ids = |r: Vec<tidefs_meta::Slice>| {
