@@ -141,7 +141,7 @@ impl TidefsFs {
     /// the others keep serving.
     fn serve<F>(&self, f: F)
     where
-        F: std::future::Future<Output = ()> + Send + 'static,
+        F: std::future::Future<Output = ()>,
     {
         tidefs_chunk::allow_inline_io();
         self.rt.block_on(f);
@@ -729,19 +729,16 @@ impl Filesystem for TidefsFs {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        // the request's bytes outlive this call: copied into a pooled buffer (a fresh 1 MiB
-        // allocation per request cost page faults and zeroing on every large write)
-        let mut buf = tidefs_chunk::pool::take(data.len());
-        buf.extend_from_slice(data);
+        // served on this thread before it reads the next request: the write copies straight
+        // from the request buffer into the file's block
         let (s, ino) = (self.inner.clone(), self.inner.real(ino));
         let suidgid = wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         self.serve(async move {
             let res = async {
                 s.vfs.kill_privs(ino, suidgid).await?;
-                s.vfs.write(fh.0, offset, &buf).await
+                s.vfs.write(fh.0, offset, data).await
             }
             .await;
-            tidefs_chunk::pool::give(buf);
             match res {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(err(&e)),
