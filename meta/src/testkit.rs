@@ -52,6 +52,19 @@ async fn slice_of_1000<M: Meta + ?Sized>(m: &M) -> Slice {
     }
 }
 
+/// Install a slice deleter that only records the `(id, size)` of each slice freed.
+fn record_freed<M: Meta + ?Sized>(m: &M) -> Arc<std::sync::Mutex<Vec<(u64, u32)>>> {
+    let freed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = freed.clone();
+    m.set_slice_deleter(Arc::new(move |id, size| {
+        if let Ok(mut v) = seen.lock() {
+            v.push((id, size));
+        }
+        Box::pin(async { Ok(()) })
+    }));
+    freed
+}
+
 /// A user that is not root.
 pub fn user(uid: u32, gid: u32) -> Ctx {
     Ctx {
@@ -1187,14 +1200,7 @@ pub async fn slice_ids_unique(m: Arc<dyn Meta>) {
 pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
-    let freed = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = freed.clone();
-    m.set_slice_deleter(Arc::new(move |id, size| {
-        if let Ok(mut v) = seen.lock() {
-            v.push((id, size));
-        }
-        Box::pin(async { Ok(()) })
-    }));
+    let freed = record_freed(&*m);
     let t = Timestamp::now();
     let mut recs = Vec::new();
     for (pos, len) in [(0u32, 100u32), (50, 100), (400, 10)] {
@@ -1251,14 +1257,7 @@ pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
 /// only when the last file holding it lets go.
 pub async fn copy_range_shares_slices(m: Arc<dyn Meta>) {
     let ctx = root();
-    let freed = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = freed.clone();
-    m.set_slice_deleter(Arc::new(move |id, size| {
-        if let Ok(mut v) = seen.lock() {
-            v.push((id, size));
-        }
-        Box::pin(async { Ok(()) })
-    }));
+    let freed = record_freed(&*m);
     let freed_now = || {
         let mut v = freed.lock().map(|v| v.clone()).unwrap_or_default();
         v.sort_unstable();
