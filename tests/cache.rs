@@ -169,7 +169,9 @@ fn corrupt_or_truncated_cache_files_are_dropped_and_refetched() {
         log.contains("disk cache") && log.contains("dropped"),
         "the bad cache files are reported:\n{log}"
     );
-    // the refetched blocks are cached again, intact
+    // the refetched blocks are cached again, intact (written in the background: wait for them,
+    // or an unmount under load ends before they are on disk)
+    wait_all_cached(&v, &cache);
     m.unmount();
     drop_page_cache();
     let _hidden = Hidden::hide(&v);
