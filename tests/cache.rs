@@ -377,3 +377,228 @@ fn cache_size_bound_and_a_full_or_removed_cache_disk_never_fail_reads() {
     );
     m.unmount();
 }
+
+/// Flat copies under the cache dir `cache` (any volume).
+fn flat_copies(cache: &Path) -> Vec<PathBuf> {
+    let out = sh(&format!(
+        "find {}/*/flat -type f ! -name '*.tmp.*' 2>/dev/null || true",
+        cache.display()
+    ));
+    out.lines().map(PathBuf::from).collect()
+}
+
+/// Bytes the mount at `m` has answered read requests with (`tidefs stats`).
+fn served(m: &Mount) -> u64 {
+    let out = ok(tidefs(), &["stats", "--json", &m.path.to_string_lossy()]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stats json");
+    v["read_bytes"].as_u64().expect("read_bytes")
+}
+
+/// Read `p` (in mount `m`) whole, and the bytes the mount served meanwhile: zero when the
+/// kernel read the file itself by passthrough.
+fn read_counting(m: &Mount, rel: &str) -> (Vec<u8>, u64) {
+    drop_page_cache();
+    let before = served(m);
+    let data = fs::read(m.p(rel)).expect("read");
+    (data, served(m) - before)
+}
+
+#[test]
+fn read_only_mounts_read_large_files_from_flat_copies_by_passthrough() {
+    let v = Volume::format("e2e-flat", &["--trash-days", "0"]);
+    let w = v.mount("w", &[]);
+    // not a whole number of blocks, and a hole in the middle
+    let mut data = bytes(31, (20 << 20) + 12_345);
+    data[(6 << 20)..(11 << 20)].fill(0);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::create(w.p("model")).expect("create");
+        f.write_all_at(&data[..6 << 20], 0).expect("write head");
+        f.write_all_at(&data[11 << 20..], 11 << 20)
+            .expect("write tail");
+    }
+    let small = bytes(32, 3 << 20);
+    fs::write(w.p("small"), &small).expect("write small");
+    let cache = v.dir.path().join("fc");
+    let cache_s = cache.to_string_lossy().into_owned();
+    let ro = v.mount(
+        "ro",
+        &[
+            "--read-only",
+            "--cache-dir",
+            &cache_s,
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
+
+    // the first read goes through the mount, which makes the copy from what it reads
+    let (got, read) = read_counting(&ro, "model");
+    assert!(got == data, "first read");
+    assert!(
+        read == data.len() as u64,
+        "read through the mount: {read} bytes"
+    );
+    wait_for("a flat copy", 30, || flat_copies(&cache).len() == 1);
+    let copy = flat_copies(&cache).remove(0);
+    assert!(
+        fs::read(&copy).expect("read copy") == data,
+        "the copy is the file"
+    );
+    let mode = fs::metadata(&copy).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // later reads are the kernel's: the mount reads nothing
+    let (got, read) = read_counting(&ro, "model");
+    assert!(got == data, "passthrough read");
+    assert_eq!(read, 0, "the mount served reads");
+    // many readers at once share the one backing file
+    drop_page_cache();
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let p = ro.p("model");
+            std::thread::spawn(move || fs::read(p).expect("parallel read"))
+        })
+        .collect();
+    for r in readers {
+        assert!(r.join().expect("reader") == data, "parallel reader");
+    }
+
+    // the kernel refuses (EIO) a passthrough open of an inode that has ordinary opens, and
+    // an ordinary one of an inode with passthrough opens: opens overlapping other opens keep
+    // the kind of those
+    {
+        use std::io::Read;
+        let copies = flat_copies(&cache);
+        let mut held = fs::File::open(ro.p("model")).expect("open (passthrough)");
+        for _ in 0..3 {
+            let mut again = fs::File::open(ro.p("model")).expect("second open");
+            let mut got = Vec::new();
+            again
+                .read_to_end(&mut got)
+                .expect("read while another open is held");
+            assert!(got == data);
+        }
+        let mut got = Vec::new();
+        held.read_to_end(&mut got).expect("read the held open");
+        assert!(got == data);
+        // an ordinary open (the copy dropped meanwhile), then passthrough is possible again
+        // but must not be used while it stays open
+        for c in &copies {
+            fs::remove_file(c).expect("drop the copy");
+        }
+        drop(held);
+        let mut ordinary = fs::File::open(ro.p("model")).expect("ordinary open");
+        let mut got = Vec::new();
+        ordinary.read_to_end(&mut got).expect("ordinary read");
+        assert!(got == data);
+        wait_for("the copy made again", 30, || flat_copies(&cache).len() == 1);
+        for _ in 0..3 {
+            let got = fs::read(ro.p("model")).expect("open while an ordinary one is held");
+            assert!(got == data);
+        }
+        drop(ordinary);
+        let (got, read) = read_counting(&ro, "model");
+        assert!(got == data);
+        assert_eq!(
+            read, 0,
+            "passthrough again once the ordinary open is closed"
+        );
+    }
+
+    // small files stay with the mount
+    assert_eq!(fs::read(ro.p("small")).expect("small"), small);
+    assert_eq!(flat_copies(&cache).len(), 1, "no copy of a small file");
+
+    // another client changes the file: the next open reads the new bytes, through the mount,
+    // and that read replaces the copy
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(w.p("model"))
+            .expect("open rw");
+        f.write_all_at(b"CHANGED BY ANOTHER CLIENT", 7 << 20)
+            .expect("overwrite");
+    }
+    let mut changed = data.clone();
+    changed[7 << 20..(7 << 20) + 25].copy_from_slice(b"CHANGED BY ANOTHER CLIENT");
+    let (got, read) = read_counting(&ro, "model");
+    assert!(got == changed, "the change is seen at the next open");
+    assert!(read > 0, "a stale copy is not used");
+    wait_for("the new copy in place of the old", 30, || {
+        let c = flat_copies(&cache);
+        c.len() == 1 && c[0] != copy && fs::read(&c[0]).ok().as_deref() == Some(&changed[..])
+    });
+    let (got, read) = read_counting(&ro, "model");
+    assert!(got == changed, "passthrough read of the new copy");
+    assert_eq!(read, 0, "the mount served reads");
+
+    // evicting the file drops its copy too; the next read goes through the mount again
+    let out = ok(
+        tidefs(),
+        &["warmup", "--evict", &ro.p("model").to_string_lossy()],
+    );
+    assert!(out.contains("dropped"), "{out}");
+    assert!(flat_copies(&cache).is_empty(), "copy evicted");
+    let (got, read) = read_counting(&ro, "model");
+    assert!(got == changed);
+    assert!(read > 0, "no passthrough without a copy");
+    ro.unmount();
+    w.unmount();
+}
+
+#[test]
+fn warmup_of_a_read_only_mount_makes_flat_copies_and_no_passthrough_makes_none() {
+    let v = Volume::format("e2e-flat-warm", &["--trash-days", "0"]);
+    let w = v.mount("w", &[]);
+    let data = bytes(33, 17 << 20);
+    fs::write(w.p("m.bin"), &data).expect("write");
+    w.unmount();
+    let cache = v.dir.path().join("fc");
+    let cache_s = cache.to_string_lossy().into_owned();
+    let args = [
+        "--read-only",
+        "--cache-dir",
+        &cache_s,
+        "--free-space-ratio",
+        ROOMY,
+    ];
+
+    // --no-passthrough: reads stay with the mount, warmup makes no copy
+    let mut plain = args.to_vec();
+    plain.push("--no-passthrough");
+    let m = v.mount("plain", &plain);
+    let out = ok(tidefs(), &["warmup", &m.p("m.bin").to_string_lossy()]);
+    assert!(!out.contains("flat copy"), "{out}");
+    for _ in 0..2 {
+        let (got, read) = read_counting(&m, "m.bin");
+        assert!(got == data);
+        assert!(read == data.len() as u64, "read through the mount: {read}");
+    }
+    assert!(
+        flat_copies(&cache).is_empty(),
+        "no copies without passthrough"
+    );
+    m.unmount();
+
+    // passthrough (the default of read-only mounts): warmup leaves a copy, reads are the kernel's
+    let m = v.mount("ro", &args);
+    let out = ok(tidefs(), &["warmup", &m.p("m.bin").to_string_lossy()]);
+    assert!(
+        out.contains("1 files have a flat copy"),
+        "warmup output: {out}"
+    );
+    assert_eq!(flat_copies(&cache).len(), 1);
+    let (got, read) = read_counting(&m, "m.bin");
+    assert!(got == data, "passthrough read");
+    assert_eq!(read, 0, "the mount served reads");
+    m.unmount();
+
+    // the copy outlives the mount; the next mount finds it (and its index the size)
+    let m = v.mount("again", &args);
+    let (got, read) = read_counting(&m, "m.bin");
+    assert!(got == data);
+    assert_eq!(read, 0, "the mount served reads");
+    m.unmount();
+}

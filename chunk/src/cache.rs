@@ -92,9 +92,9 @@ pub struct CacheStats {
 
 /// The disk cache of one volume in one or more directories.
 pub struct DiskCache {
-    dirs: Vec<Arc<CacheDir>>,
+    pub(crate) dirs: Vec<Arc<CacheDir>>,
     block_size: u32,
-    partial_only: bool,
+    pub(crate) partial_only: bool,
     large_writes: bool,
     pending: AtomicU64,
     max_pending: u64,
@@ -112,16 +112,16 @@ impl std::fmt::Debug for DiskCache {
     }
 }
 
-struct CacheDir {
+pub(crate) struct CacheDir {
     /// `<dir>/<UUID>/raw`.
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     /// Cached keys and their file sizes.
-    index: moka::sync::Cache<String, u64>,
+    pub(crate) index: moka::sync::Cache<String, u64>,
     free_ratio: f64,
     /// Free space as last looked at, less what was written since.
     space: Mutex<Space>,
     /// Unique part of temporary names.
-    tmp_seq: AtomicU64,
+    pub(crate) tmp_seq: AtomicU64,
     /// Blocks refused for the free-space floor (for logging at growing intervals).
     floor_hits: AtomicU64,
     stats: Arc<CacheStats>,
@@ -187,9 +187,18 @@ pub(crate) fn disk_space(p: &Path) -> Option<(u64, u64)> {
     Some((st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize))
 }
 
+/// Where the file of index key `key` lives: blocks under `root` (`<dir>/<UUID>/raw`), flat
+/// copies of files (keys `flat/<name>`, see `flat`) beside it in `<dir>/<UUID>/flat`.
+pub(crate) fn key_path(root: &Path, key: &str) -> PathBuf {
+    match key.strip_prefix(crate::flat::KEY_PREFIX) {
+        Some(name) => crate::flat::flat_root(root).join(name),
+        None => root.join(key),
+    }
+}
+
 impl CacheDir {
-    fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+    pub(crate) fn path(&self, key: &str) -> PathBuf {
+        key_path(&self.root, key)
     }
 
     /// Drop a cache file found broken.
@@ -290,7 +299,7 @@ impl CacheDir {
     /// Whether a block of `incoming` bytes may be written now, counting it against the free
     /// space when so; evicts when the disk is under its floor. The disk is looked at once a
     /// second at most; in between, what was written here is subtracted from what it had.
-    fn has_room(&self, incoming: u64) -> bool {
+    pub(crate) fn has_room(&self, incoming: u64) -> bool {
         let Ok(mut s) = self.space.lock() else {
             return false;
         };
@@ -406,6 +415,7 @@ impl CacheDir {
                 }
             }
         }
+        crate::flat::rebuild(self);
         // evictions for the size bound happen now, not at some later cache operation
         self.index.run_pending_tasks();
     }
@@ -623,7 +633,7 @@ impl DiskCache {
                     .eviction_listener(move |k: Arc<String>, _v: u64, cause| {
                         use moka::notification::RemovalCause;
                         if matches!(cause, RemovalCause::Size | RemovalCause::Explicit) {
-                            let _ = std::fs::remove_file(evict_root.join(k.as_str()));
+                            let _ = std::fs::remove_file(key_path(&evict_root, k.as_str()));
                         }
                     })
                     .build();
@@ -700,7 +710,7 @@ impl DiskCache {
             .sum()
     }
 
-    fn dir(&self, key: &str) -> Option<&Arc<CacheDir>> {
+    pub(crate) fn dir(&self, key: &str) -> Option<&Arc<CacheDir>> {
         if self.dirs.is_empty() {
             return None;
         }

@@ -12,6 +12,7 @@
 pub mod cache;
 mod compress;
 pub mod error;
+pub mod flat;
 mod key;
 pub mod limit;
 mod local;
@@ -24,6 +25,7 @@ pub mod sums;
 pub use cache::{Admit, CacheStats, DiskCache, DiskCacheConfig};
 pub use compress::Compression;
 pub use error::{Error, ErrorKind, Result};
+pub use flat::FlatWriter;
 pub use key::{block_key, block_lens, parse_block_key};
 pub use local::{allow_inline_io, LocalDir};
 pub use s3::{parse_bucket_url, BucketUrl, S3Bucket, S3Config};

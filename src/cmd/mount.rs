@@ -93,6 +93,12 @@ pub struct Args {
     /// tails), for workloads that read back what they just wrote.
     #[arg(long)]
     cache_large_write: bool,
+    /// On a read-only mount, do not serve files of 16 MiB and more from flat copies in the
+    /// cache dir by kernel passthrough: every read then goes through this process, which checks
+    /// each block against its checksums (passthrough reads run at local-disk speed; a copy is
+    /// checked while it is made, and takes the file's size in the cache again).
+    #[arg(long)]
+    no_passthrough: bool,
     /// Write back: written blocks are stored durably in the cache directory
     /// (<dir>/<volume UUID>/rawstaging), their slices committed at once, and uploaded in the
     /// background. Blocks still staged at unmount or after a crash are uploaded by the next
@@ -514,6 +520,7 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         } else {
             crate::vfs::writer::DEFAULT_MAX_UPLOADS
         }),
+        passthrough: a.read_only && !a.no_passthrough,
     };
     let vfs = Arc::new(Vfs::new(meta.clone(), store, fmt.clone(), cfg));
     let fs = TidefsFs::new(vfs.clone(), root, rt.handle().clone());

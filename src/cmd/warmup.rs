@@ -80,6 +80,7 @@ struct Totals {
     fetched: u64,
     failed: u64,
     skipped: u64,
+    flat: u64,
 }
 
 impl Totals {
@@ -92,6 +93,7 @@ impl Totals {
             fetched: g("fetched"),
             failed: g("failed"),
             skipped: g("skipped"),
+            flat: g("flat"),
         }
     }
 
@@ -102,6 +104,7 @@ impl Totals {
         self.fetched += o.fetched;
         self.failed += o.failed;
         self.skipped += o.skipped;
+        self.flat += o.flat;
     }
 }
 
@@ -217,6 +220,12 @@ pub(super) fn run(a: Args) -> CmdResult {
                 String::new()
             }
         ),
+    }
+    if total.flat > 0 {
+        println!(
+            "{} files have a flat copy: this read-only mount reads them by passthrough",
+            total.flat
+        );
     }
     if total.skipped > 0 {
         println!(

@@ -36,6 +36,8 @@ struct Shared {
     notifier: Arc<OnceLock<Notifier>>,
     /// Requests that wait (lock waits) and can be interrupted.
     interrupts: parking_lot::Mutex<Interrupts>,
+    /// Open handles by how the kernel reads them (read-only mounts with passthrough).
+    opens: parking_lot::Mutex<super::passthrough::Opens>,
 }
 
 /// How long an interrupt for a request not seen yet is kept: the kernel interrupts only requests
@@ -124,6 +126,7 @@ impl TidefsFs {
                 kernel_checks: true,
                 notifier: Arc::default(),
                 interrupts: Default::default(),
+                opens: Default::default(),
             }),
             rt,
         }
@@ -344,6 +347,18 @@ impl Filesystem for TidefsFs {
             InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ] {
             let _ = config.add_capabilities(flag);
+        }
+        if self.inner.vfs.passthrough() {
+            // stack depth 1: the cache dir must not be on a stacked file system (overlayfs),
+            // and this mount can still be the lower layer of one
+            let granted = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(1).is_ok();
+            if !granted {
+                tracing::info!(
+                    "the kernel offers no FUSE passthrough; reads go through this process"
+                );
+                self.inner.vfs.disable_passthrough();
+            }
         }
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
@@ -632,7 +647,17 @@ impl Filesystem for TidefsFs {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         self.serve(async move {
             match s.vfs.open(&ctx, ino, write).await {
-                Ok((fh, _, keep)) => {
+                Ok((fh, a, keep)) => {
+                    let reply = if !write && s.vfs.passthrough() {
+                        let Some(reply) = s.opens.lock().open(&s.vfs, fh, &a, reply) else {
+                            return;
+                        };
+                        // read through this process: the reads may make the flat copy
+                        s.vfs.flat_start(&a);
+                        reply
+                    } else {
+                        reply
+                    };
                     let flags = if keep {
                         FopenFlags::FOPEN_KEEP_CACHE
                     } else {
@@ -793,6 +818,7 @@ impl Filesystem for TidefsFs {
                 }
                 None => Ok(()),
             };
+            s.opens.lock().release(fh.0);
             let released = s.vfs.release(fh.0).await;
             empty(reply, released.and(unlocked))
         });

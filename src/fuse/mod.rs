@@ -5,5 +5,6 @@
 
 mod adapter;
 pub mod errno;
+mod passthrough;
 
 pub use adapter::{mount_options, TidefsFs};

@@ -8,6 +8,7 @@
 mod ahead;
 pub mod compact;
 pub mod error;
+pub mod flat;
 mod locks;
 mod readahead;
 mod reader;
@@ -48,6 +49,9 @@ pub struct VfsConfig {
     pub dir_entry_ttl: Duration,
     /// Block uploads under way at once.
     pub max_uploads: usize,
+    /// Serve read-only opens of large files from flat copies in the disk cache by FUSE
+    /// passthrough (read-only mounts only; see `flat`).
+    pub passthrough: bool,
 }
 
 impl Default for VfsConfig {
@@ -59,6 +63,7 @@ impl Default for VfsConfig {
             entry_ttl: Duration::from_secs(1),
             dir_entry_ttl: Duration::from_secs(1),
             max_uploads: writer::DEFAULT_MAX_UPLOADS,
+            passthrough: false,
         }
     }
 }
@@ -266,6 +271,10 @@ pub struct Vfs {
     compactor: Arc<compact::Compactor>,
     /// Flushes that committed, over all files (see [`Vfs::overlay`]).
     commits: Arc<AtomicU64>,
+    /// Flat copies being made for passthrough.
+    flats: flat::Flats,
+    /// Bytes this mount answered read requests with (reads by passthrough never come here).
+    read_bytes: AtomicU64,
 }
 
 /// Stored entries read by the first directory query of a handle; later ones read 4x more each,
@@ -323,6 +332,8 @@ impl Vfs {
             no_caps,
             plain,
             page_life: ahead_ttl.max(Duration::from_secs(1)),
+            flats: flat::Flats::default(),
+            read_bytes: AtomicU64::new(0),
         }
     }
 
@@ -366,6 +377,8 @@ impl Vfs {
                 "refused": ra.stats.refused.load(Ordering::Relaxed),
             },
             "disk_cache": disk,
+            "read_bytes": self.read_bytes.load(Ordering::Relaxed),
+            "passthrough": self.flat_stats(),
             "store": {
                 "gets": self.store.downloaded.gets.load(Ordering::Relaxed),
                 "get_bytes": self.store.downloaded.bytes.load(Ordering::Relaxed),
@@ -1001,6 +1014,7 @@ impl Vfs {
     /// Read up to `size` bytes at `off`.
     pub async fn read(&self, fh: u64, off: u64, size: u32) -> Result<bytes::Bytes> {
         let h = self.handle(fh)?;
+        let ticket = self.flat_ticket();
         // reads see this mount's own writes: commit them first
         if let Some(w) = self.writer(h.ino) {
             if w.is_dirty().await {
@@ -1029,7 +1043,7 @@ impl Vfs {
             self.readahead.random(&h.ahead);
             None
         };
-        match reader::read(self, &self.store, h.ino, off, n as usize, ahead).await {
+        let data = match reader::read(self, &self.store, h.ino, off, n as usize, ahead).await {
             // A truncate or overwrite (here or on another client) can free the slices this read
             // resolved while it runs: read once more with fresh metadata. An object still
             // missing then is missing data, and stays an error.
@@ -1044,7 +1058,11 @@ impl Vfs {
                 reader::read(self, &self.store, h.ino, off, n as usize, None).await
             }
             other => other,
-        }
+        }?;
+        self.read_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.flat_offer(h.ino, ticket, off, &data).await;
+        Ok(data)
     }
 
     /// Buffer a write; returns the bytes taken.
@@ -1092,6 +1110,7 @@ impl Vfs {
                 slot.handles = slot.handles.saturating_sub(1);
                 if slot.handles == 0 {
                     files.remove(&h.ino);
+                    self.flat_end(h.ino);
                 }
             }
         }
@@ -1359,6 +1378,7 @@ impl Vfs {
         }
         // compactions under way finish (their replaced objects deleted); no new ones start
         self.compactor.close(Duration::from_secs(60)).await;
+        self.flat_close().await;
         res
     }
 }

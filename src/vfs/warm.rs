@@ -45,6 +45,8 @@ pub struct WarmReport {
     pub failed: AtomicU64,
     /// Inodes that are gone or not regular files.
     pub skipped: AtomicU64,
+    /// Files with a flat copy for passthrough reads afterwards (fill on read-only mounts).
+    pub flat: AtomicU64,
 }
 
 impl WarmReport {
@@ -58,6 +60,7 @@ impl WarmReport {
             "fetched": g(&self.fetched),
             "failed": g(&self.failed),
             "skipped": g(&self.skipped),
+            "flat": g(&self.flat),
         })
     }
 }
@@ -90,6 +93,7 @@ impl Vfs {
     /// is updated as blocks complete, so a caller can show progress while this runs.
     pub async fn warm(&self, inodes: &[Ino], mode: WarmMode, threads: usize, report: &WarmReport) {
         let mut blocks = Vec::new();
+        let mut files = Vec::new();
         for &ino in inodes {
             let attr = match self.meta.getattr(ino).await {
                 Ok(a) if a.typ == FileType::File => a,
@@ -102,6 +106,9 @@ impl Vfs {
                 Ok(b) => {
                     report.files.fetch_add(1, Ordering::Relaxed);
                     blocks.extend(b);
+                    if attr.length >= super::flat::FLAT_MIN {
+                        files.push(ino);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(ino, error = %e, "warmup: cannot read the file's slices");
@@ -141,6 +148,25 @@ impl Vfs {
                 report.bytes.fetch_add(n, Ordering::Relaxed);
             })
             .await;
+        if mode == WarmMode::Evict {
+            if let Some(d) = self.store.disk_cache() {
+                for &ino in &files {
+                    d.flat_evict(ino);
+                }
+            }
+        }
+        if mode == WarmMode::Fill && self.passthrough() {
+            // a warmed file of a read-only mount is read by passthrough from its flat copy
+            for ino in files {
+                match self.flat_fill(ino).await {
+                    Ok(true) => {
+                        report.flat.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(ino, error = %e, "warmup: no flat copy of the file"),
+                }
+            }
+        }
     }
 
     /// Whether this mount has a disk cache.
