@@ -296,10 +296,29 @@ impl CacheDir {
         }
     }
 
+    /// Whether `len` more bytes fit above the free-space floor as the disk was last looked at
+    /// (for a flat copy, which is written over seconds: nothing is counted or evicted here, the
+    /// writes show up at the next look).
+    pub(crate) fn fits(&self, len: u64) -> bool {
+        let Ok(s) = self.space.lock() else {
+            return false;
+        };
+        let (avail, floor) = if s.checked.is_some() {
+            (s.avail, s.floor)
+        } else {
+            drop(s);
+            match disk_space(&self.root) {
+                Some((avail, total)) => (avail, (self.free_ratio * total as f64) as u64),
+                None => return false,
+            }
+        };
+        avail >= floor.saturating_add(len)
+    }
+
     /// Whether a block of `incoming` bytes may be written now, counting it against the free
     /// space when so; evicts when the disk is under its floor. The disk is looked at once a
     /// second at most; in between, what was written here is subtracted from what it had.
-    pub(crate) fn has_room(&self, incoming: u64) -> bool {
+    fn has_room(&self, incoming: u64) -> bool {
         let Ok(mut s) = self.space.lock() else {
             return false;
         };

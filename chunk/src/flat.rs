@@ -133,7 +133,7 @@ impl DiskCache {
             return None;
         }
         let cap_kib = d.index.policy().max_capacity().unwrap_or(0);
-        if len.div_ceil(1024) > cap_kib / 2 || !d.has_room(len) {
+        if len.div_ceil(1024) > cap_kib / 2 || !d.fits(len) {
             return None;
         }
         let root = flat_root(&d.root);
