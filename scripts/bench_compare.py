@@ -324,7 +324,9 @@ def s3_rows(t, a, add):
     sh(f"dd if=/dev/urandom of={plain} bs=1M count={model_mib} conv=fsync status=none")
     for nth in ("1st", "2nd"):
         t.umount(); drop_caches(); t.mount("--read-only")
-        add(f"model load {model_mib} MiB x {MODEL_READERS} readers, warm, read-only mount, {nth} (MiB/s){sfx}", who, model_mib / model_load(t, model))
+        secs, cpu = with_cpu(t, lambda: model_load(t, model))
+        add(f"model load {model_mib} MiB x {MODEL_READERS} readers, warm, read-only mount, {nth} (MiB/s){sfx}", who, model_mib / secs)
+        add(f"mount CPU per GiB, read-only model load {nth} (s){sfx}", who, cpu / (model_mib / 1024))
     drop_caches()
     add(f"model load {model_mib} MiB x {MODEL_READERS} readers, plain local file right after (MiB/s){sfx}", who, model_mib / model_load(t, plain))
     os.remove(plain)

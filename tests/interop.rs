@@ -360,3 +360,52 @@ fn copies_share_slices_both_ways() {
     v.fsck();
     v.juicefs_fsck();
 }
+
+/// A read-only tidefs mount serves a file by passthrough from a flat copy in its cache; a change
+/// made through juicefs (which moves the file's mtime and ctime) must make the next open read
+/// the new bytes through the mount, not the stale copy.
+#[test]
+fn passthrough_copies_follow_juicefs_writes() {
+    use std::os::unix::fs::FileExt;
+    let v = Volume::format("interop-flat", &["--trash-days", "0"]);
+    let w = v.mount("w", &[]);
+    let data = bytes(41, 18 << 20);
+    fs::write(w.p("model"), &data).expect("write");
+    w.unmount();
+    let cache = v.dir.path().join("fc").to_string_lossy().into_owned();
+    let ro = v.mount(
+        "ro",
+        &[
+            "--read-only",
+            "--cache-dir",
+            &cache,
+            "--free-space-ratio",
+            "0.01",
+        ],
+    );
+    assert!(fs::read(ro.p("model")).expect("first read") == data);
+    let flat = v.dir.path().join("fc");
+    wait_for("a flat copy", 30, || {
+        sh(&format!("ls {}/*/flat 2>/dev/null", flat.display()))
+            .lines()
+            .any(|l| !l.contains(".tmp."))
+    });
+    let j = v.mount_juicefs("j");
+    {
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(j.p("model"))
+            .expect("open through juicefs");
+        f.write_all_at(b"written by juicefs", 9 << 20)
+            .expect("juicefs write");
+    }
+    let mut changed = data.clone();
+    changed[9 << 20..(9 << 20) + 18].copy_from_slice(b"written by juicefs");
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches");
+    assert!(
+        fs::read(ro.p("model")).expect("read after the change") == changed,
+        "the change made through juicefs is seen at the next open"
+    );
+    j.unmount();
+    ro.unmount();
+}

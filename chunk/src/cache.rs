@@ -88,6 +88,8 @@ pub struct CacheStats {
     /// Blocks not cached because the disk was under its free-space floor or too many writes
     /// were waiting.
     pub skipped: AtomicU64,
+    /// Flat copies not made for want of room (`--cache-size` or the free-space floor).
+    pub flat_refused: AtomicU64,
 }
 
 /// The disk cache of one volume in one or more directories.

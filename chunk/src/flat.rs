@@ -134,6 +134,15 @@ impl DiskCache {
         }
         let cap_kib = d.index.policy().max_capacity().unwrap_or(0);
         if len.div_ceil(1024) > cap_kib / 2 || !d.fits(len) {
+            let n = self.stats().flat_refused.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() || n == 0 {
+                tracing::info!(
+                    dir = %d.root.display(),
+                    len,
+                    times = n + 1,
+                    "no flat copy for passthrough: it would take over half of --cache-size or go under the cache disk's free-space floor; reads go through the mount"
+                );
+            }
             return None;
         }
         let root = flat_root(&d.root);
@@ -347,6 +356,7 @@ mod tests {
         assert!(c
             .flat_create(&flat_name(1, 600 << 10, "1.0-1.0"), 600 << 10)
             .is_none());
+        assert_eq!(c.stats().flat_refused.load(Ordering::Relaxed), 1);
         assert!(c
             .flat_create(&flat_name(1, 400 << 10, "1.0-1.0"), 400 << 10)
             .is_some());

@@ -129,6 +129,10 @@ impl Vfs {
             "opens": self.flats.opens.load(Ordering::Relaxed),
             "copies_made": self.flats.made.load(Ordering::Relaxed),
             "copies_in_progress": self.flats.builds.lock().len(),
+            "copies_refused_for_room": self
+                .store
+                .disk_cache()
+                .map_or(0, |d| d.stats().flat_refused.load(Ordering::Relaxed)),
         })
     }
 
