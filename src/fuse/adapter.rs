@@ -648,6 +648,18 @@ impl Filesystem for TidefsFs {
         self.serve(async move {
             match s.vfs.open(&ctx, ino, write).await {
                 Ok((fh, a, keep)) => {
+                    if !keep {
+                        // close-to-open: the file changed since this mount last opened it
+                        // (another client wrote it), so the size and times the kernel holds
+                        // are stale too, not only its pages; without this a reader here sees
+                        // the old size until the attribute TTL runs out (passthrough opens
+                        // included: the kernel reads their data, not their attributes, itself)
+                        if let Some(n) = s.notifier.get() {
+                            if let Err(e) = n.inval_inode(kernel_ino, -1, 0) {
+                                tracing::debug!(error = %e, "attribute invalidation at open refused");
+                            }
+                        }
+                    }
                     let reply = if !write && s.vfs.passthrough() {
                         let Some(reply) = s.opens.lock().open(&s.vfs, fh, &a, reply) else {
                             return;
@@ -661,15 +673,6 @@ impl Filesystem for TidefsFs {
                     let flags = if keep {
                         FopenFlags::FOPEN_KEEP_CACHE
                     } else {
-                        // close-to-open: the file changed since this mount last opened it
-                        // (another client wrote it), so the size and times the kernel holds
-                        // are stale too, not only its pages; without this a reader here sees
-                        // the old size until the attribute TTL runs out
-                        if let Some(n) = s.notifier.get() {
-                            if let Err(e) = n.inval_inode(kernel_ino, -1, 0) {
-                                tracing::debug!(error = %e, "attribute invalidation at open refused");
-                            }
-                        }
                         FopenFlags::empty()
                     };
                     reply.opened(FileHandle(fh), flags)
