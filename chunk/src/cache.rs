@@ -203,9 +203,20 @@ impl CacheDir {
         key_path(&self.root, key)
     }
 
-    /// Drop a cache file found broken.
-    fn drop_corrupt(&self, key: &str, why: &str) {
+    /// Drop the cache file `found` (open at `key`'s path), found broken. Only if the path still
+    /// names that file: two readers of one block may both find it broken, and the first may
+    /// already have fetched the block again and put a good file in its place, which the second
+    /// must not remove (nothing would put it back until the block is read again).
+    fn drop_corrupt(&self, key: &str, found: &std::fs::File, why: &str) {
+        use std::os::unix::fs::MetadataExt;
         let p = self.path(key);
+        let same = match (found.metadata(), std::fs::metadata(&p)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if !same {
+            return;
+        }
         tracing::warn!(file = %p.display(), "disk cache: {why}; dropped, the block is read from the object store");
         self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
         let _ = std::fs::remove_file(&p);
@@ -228,6 +239,7 @@ impl CacheDir {
             Ok(m) => {
                 self.drop_corrupt(
                     key,
+                    &f,
                     &format!("{} bytes, expected {}", m.len(), file_len(len)),
                 );
                 None
@@ -244,7 +256,7 @@ impl CacheDir {
         // Buffered, not direct: with the kernel's readahead on the cache file a warm model
         // load ran at 809-865 MiB/s, with O_DIRECT reads at 634-759 (4 alternating rounds each)
         let mut buf = crate::pool::take(want);
-        match f.take(want as u64).read_to_end(&mut buf) {
+        match (&f).take(want as u64).read_to_end(&mut buf) {
             Ok(n) if n == want => {}
             _ => {
                 crate::pool::give(buf);
@@ -253,7 +265,7 @@ impl CacheDir {
         }
         if !verify(&buf[..len], &buf[len..]) {
             crate::pool::give(buf);
-            self.drop_corrupt(key, "checksum mismatch");
+            self.drop_corrupt(key, &f, "checksum mismatch");
             return None;
         }
         buf.truncate(len);
@@ -280,7 +292,7 @@ impl CacheDir {
             return None;
         }
         if !verify(&data, &crcs) {
-            self.drop_corrupt(key, "checksum mismatch");
+            self.drop_corrupt(key, &f, "checksum mismatch");
             return None;
         }
         self.touch(key, file_len(len));
@@ -989,6 +1001,29 @@ mod tests {
         assert!(c.get(key, 70_000).is_none());
         assert!(!p.exists());
         assert_eq!(c.stats().corrupt.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_late_reader_of_a_broken_file_leaves_its_good_replacement() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let c = DiskCache::open(&cfg(t.path(), 1 << 30), "u", 1 << 20);
+        let data = block(3, 70_000);
+        let key = "chunks/0/0/10_0_70000";
+        c.put(key, &data);
+        let p = t.path().join("u/raw").join(key);
+        let mut raw = std::fs::read(&p).expect("read");
+        raw[10] ^= 0x01;
+        std::fs::write(&p, &raw).expect("flip");
+        // a second reader opened the broken file; the first dropped it, fetched the block
+        // again and cached it anew
+        let late = std::fs::File::open(&p).expect("open");
+        assert!(c.get(key, 70_000).is_none());
+        c.put(key, &data);
+        let dir = c.dir(key).expect("dir");
+        dir.drop_corrupt(key, &late, "checksum mismatch");
+        assert!(p.exists(), "the good file stays");
+        assert_eq!(&c.get(key, 70_000).expect("cached")[..], &data[..]);
+        assert_eq!(c.stats().corrupt.load(Ordering::Relaxed), 1);
     }
 
     #[test]
