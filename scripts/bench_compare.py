@@ -21,13 +21,13 @@ warm = from the disk cache after a remount), 4 KiB random reads (cold), and the 
 scenario: one 2 GiB file (--model-mib) read whole by 8 processes at once, cold from S3, warm from
 the disk cache, and after `warmup` (the warmup time is its own row), then twice more from the disk
 cache on read-only mounts (tidefs serves the second by FUSE passthrough from a flat copy made
-during the first); plus the same 8 readers on a plain local directory (page cache dropped) as the
-bound. Marked [s3]. The S3 server shares this
+during the first, then read straight in 3 pairs alternating with passthrough loads: the ratio
+row); plus the same 8 readers on a plain local directory (page cache dropped) as the bound. Marked [s3]. The S3 server shares this
 machine's two cores with the clients (RGW and the OSD take most of them in the write and cold
 rows), so the [s3] rows also give each mount's own CPU seconds per GiB in the sequential write,
 the cold read and the cold model load: what the client costs, apart from the server.
 """
-import argparse, datetime, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, datetime, glob, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True, **kw).stdout
@@ -316,10 +316,9 @@ def s3_rows(t, a, add):
     # the warm load again on read-only mounts, as model-serving pods mount a model volume: the
     # first load goes through the mount (tidefs keeps a flat copy of the file on the cache disk
     # from it), the second is served by the kernel from that copy (FUSE passthrough); juicefs
-    # reads through its mount both times
-    # reads through a mount or straight from the disk; this disk's speed drifts within a round
-    # (by 2x after heavy I/O), so a plain local copy of the model written before these loads is
-    # read right after them, as the reference of the same moment
+    # reads through its mount both times. This disk's speed drifts within a round (by 2x after
+    # heavy I/O), so a plain local copy of the model written before these loads is read right
+    # after them, as the reference of the same moment
     plain = f"{t.work}/plain-model"
     sh(f"dd if=/dev/urandom of={plain} bs=1M count={model_mib} conv=fsync status=none")
     for nth in ("1st", "2nd"):
@@ -327,6 +326,20 @@ def s3_rows(t, a, add):
         secs, cpu = with_cpu(t, lambda: model_load(t, model))
         add(f"model load {model_mib} MiB x {MODEL_READERS} readers, warm, read-only mount, {nth} (MiB/s){sfx}", who, model_mib / secs)
         add(f"mount CPU per GiB, read-only model load {nth} (s){sfx}", who, cpu / (model_mib / 1024))
+    copies = glob.glob(f"{t.cache}/*/flat/*") if who == "tidefs" else []
+    if copies:
+        # the file the kernel reads by passthrough, read straight: same bytes on the same disk
+        # blocks, so the pair shows what passthrough costs apart from where the copy landed on
+        # this disk (whose speed for one file swings by 2x from one read to the next); three
+        # alternating pairs, ratio of the medians
+        through, direct = [], []
+        for _ in range(3):
+            drop_caches()
+            through.append(model_mib / model_load(t, model))
+            drop_caches()
+            direct.append(model_mib / model_load(t, copies[0]))
+        add(f"model load {model_mib} MiB x {MODEL_READERS} readers, the flat copy read directly (MiB/s){sfx}", who, statistics.median(direct))
+        add(f"read-only load by passthrough / the flat copy read directly, 3 alternating pairs (ratio){sfx}", who, statistics.median(through) / statistics.median(direct))
     drop_caches()
     add(f"model load {model_mib} MiB x {MODEL_READERS} readers, plain local file right after (MiB/s){sfx}", who, model_mib / model_load(t, plain))
     os.remove(plain)

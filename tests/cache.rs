@@ -602,3 +602,58 @@ fn warmup_of_a_read_only_mount_makes_flat_copies_and_no_passthrough_makes_none()
     assert_eq!(read, 0, "the mount served reads");
     m.unmount();
 }
+
+#[test]
+fn copies_made_at_once_are_bounded_and_the_rest_come_at_later_opens() {
+    let v = Volume::format("e2e-flat-many", &["--trash-days", "0"]);
+    let w = v.mount("w", &[]);
+    let files: Vec<Vec<u8>> = (0..5).map(|i| bytes(40 + i, 16 << 20)).collect();
+    for (i, d) in files.iter().enumerate() {
+        fs::write(w.p(&format!("m{i}")), d).expect("write");
+    }
+    let cache = v.dir.path().join("fc");
+    let cache_s = cache.to_string_lossy().into_owned();
+    let ro = v.mount(
+        "ro",
+        &[
+            "--read-only",
+            "--cache-dir",
+            &cache_s,
+            "--free-space-ratio",
+            ROOMY,
+        ],
+    );
+    let in_progress = || {
+        let out = ok(tidefs(), &["stats", "--json", &ro.path.to_string_lossy()]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("stats json");
+        v["passthrough"]["copies_in_progress"]
+            .as_u64()
+            .expect("copies_in_progress")
+    };
+    // five large files open at once: four copies are made, not five
+    {
+        use std::io::Read;
+        let mut held: Vec<fs::File> = (0..5)
+            .map(|i| fs::File::open(ro.p(&format!("m{i}"))).expect("open"))
+            .collect();
+        assert_eq!(in_progress(), 4, "copies being made at once");
+        for (f, d) in held.iter_mut().zip(&files) {
+            let mut got = Vec::new();
+            f.read_to_end(&mut got).expect("read");
+            assert!(&got == d, "read through the mount");
+        }
+    }
+    wait_for("four copies", 30, || flat_copies(&cache).len() == 4);
+    assert_eq!(in_progress(), 0);
+    // the next open of the fifth makes its copy; then every file is read by passthrough
+    for (i, d) in files.iter().enumerate() {
+        let (got, _) = read_counting(&ro, &format!("m{i}"));
+        assert!(&got == d, "second read of m{i}");
+    }
+    wait_for("five copies", 30, || flat_copies(&cache).len() == 5);
+    for (i, d) in files.iter().enumerate() {
+        let (got, read) = read_counting(&ro, &format!("m{i}"));
+        assert!(&got == d, "third read of m{i}");
+        assert_eq!(read, 0, "m{i} read through the mount");
+    }
+}

@@ -12,7 +12,7 @@
 //! ordinary opens of one inode, and a write through passthrough would bypass the mount), of files
 //! of at least [`FLAT_MIN`] bytes, in two ways:
 //! - while the file is read through FUSE: every range a read returns is also written to the copy
-//!   (in the background, at most [`QUEUE`] pieces behind); once every byte is there and the
+//!   (in the background, at most [`QUEUE`] pieces behind over all copies); once every byte is there and the
 //!   file's version is still the one the copy started from, the copy is synced and put in place.
 //!   A copy still incomplete when the file's last handle closes is dropped.
 //! - by `tidefs warmup`, from the blocks it just cached.
@@ -36,8 +36,14 @@ use tidefs_meta::{Attr, FileType, Ino, Meta};
 pub const FLAT_MIN: u64 = 16 << 20;
 
 /// Pieces (each at most one read request, 1 MiB, but holding its block) waiting to be written
-/// to a copy: with a sequential reader, under 40 MiB.
+/// to copies, over all copies being made: behind sequential readers under 40 MiB, 128 MiB at
+/// worst (32 pieces of 32 different 4 MiB blocks).
 const QUEUE: usize = 32;
+
+/// Copies being made at once. An open of another large file while this many are under way
+/// makes none (a later open will), so a job that opens hundreds of large files at once does
+/// not get hundreds of copies each starved of the shared [`QUEUE`].
+const MAX_BUILDS: usize = 4;
 
 /// How long a read waits for room in its copy's queue before the copy is dropped.
 const OFFER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -58,13 +64,27 @@ pub(crate) struct Flats {
     next_id: AtomicU64,
     builds: Arc<parking_lot::Mutex<HashMap<Ino, Build>>>,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    room: Room,
 }
+
+/// Permits for the pieces waiting to be written ([`QUEUE`] of them, shared by all copies); a
+/// piece carries its permit until it is on disk.
+struct Room(Arc<tokio::sync::Semaphore>);
+
+impl Default for Room {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(QUEUE)))
+    }
+}
+
+/// A piece of a file for its copy: offset, bytes, and its share of [`QUEUE`].
+type Piece = (u64, Bytes, tokio::sync::OwnedSemaphorePermit);
 
 struct Build {
     id: u64,
     /// Read tickets after this one started after the copy did.
     start: u64,
-    tx: tokio::sync::mpsc::Sender<(u64, Bytes)>,
+    tx: tokio::sync::mpsc::Sender<Piece>,
 }
 
 /// The version part of a copy's name.
@@ -157,8 +177,14 @@ impl Vfs {
     /// Start copying the file as of `a` from what its reads return, unless a copy is being made
     /// already or cannot be (too short, no room, no cache).
     pub fn flat_start(&self, a: &Attr) {
-        if !self.flat_worthy(a) || self.flats.builds.lock().contains_key(&a.ino) {
+        if !self.flat_worthy(a) {
             return;
+        }
+        {
+            let builds = self.flats.builds.lock();
+            if builds.contains_key(&a.ino) || builds.len() >= MAX_BUILDS {
+                return;
+            }
         }
         let Some(w) = self
             .store
@@ -171,7 +197,7 @@ impl Vfs {
         let id = self.flats.next_id.fetch_add(1, Ordering::Relaxed);
         {
             let mut builds = self.flats.builds.lock();
-            if builds.contains_key(&a.ino) {
+            if builds.contains_key(&a.ino) || builds.len() >= MAX_BUILDS {
                 return;
             }
             let start = self.flats.seq.fetch_add(1, Ordering::SeqCst);
@@ -228,8 +254,13 @@ impl Vfs {
             }
         };
         let (id, tx) = tx;
-        let sent = tokio::time::timeout(OFFER_WAIT, tx.send((off, data.clone()))).await;
-        if !matches!(sent, Ok(Ok(()))) {
+        let room = self.flats.room.0.clone();
+        let sent = tokio::time::timeout(OFFER_WAIT, async move {
+            let permit = room.acquire_owned().await.ok()?;
+            tx.send((off, data.clone(), permit)).await.ok()
+        })
+        .await;
+        if !matches!(sent, Ok(Some(()))) {
             tracing::debug!(ino, "flat copy dropped: its writes fell behind the reads");
             let mut builds = self.flats.builds.lock();
             if builds.get(&ino).is_some_and(|b| b.id == id) {
@@ -305,11 +336,12 @@ impl Vfs {
 /// back, or None when the pieces stopped first or a write failed (the copy is dropped).
 async fn copy_from_reads(
     w: Arc<FlatWriter>,
-    mut rx: tokio::sync::mpsc::Receiver<(u64, Bytes)>,
+    mut rx: tokio::sync::mpsc::Receiver<Piece>,
 ) -> Option<Arc<FlatWriter>> {
     let mut covered = Covered::default();
     while !covered.whole(w.len()) {
-        let (off, data) = rx.recv().await?;
+        // the permit goes back (with the bytes) once the piece is written
+        let (off, data, _permit) = rx.recv().await?;
         let end = off + data.len() as u64;
         let writer = w.clone();
         match tokio::task::spawn_blocking(move || writer.write_at(off, &data)).await {
