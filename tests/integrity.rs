@@ -75,6 +75,35 @@ fn corrupted_or_truncated_objects_read_as_eio_and_are_named_in_the_log() {
     );
     m.unmount();
 
+    // fsck sees the cut object by its size; with --check-data it reads every object and finds
+    // the flipped byte too, naming both
+    let out = run(tidefs(), &["fsck", &v.url]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        !text.contains(&first_key),
+        "a HEAD cannot see a flipped byte:\n{text}"
+    );
+    let out = run(tidefs(), &["fsck", &v.url, "--check-data"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    let tail_key = tail
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    for key in [&first_key, &tail_key] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("is corrupt") && l.contains(key.as_str())),
+            "{key} reported:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("2 object(s) verified against tidefs checksums, 0 against the CRC32C they were stored with, 0 by length only"),
+        "{text}"
+    );
+
     // deleting the files drops their checksums with their objects
     let m = v.mount("d", &[]);
     fs::remove_file(m.p("big")).expect("rm");

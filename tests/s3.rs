@@ -472,5 +472,17 @@ fn blocks_juicefs_wrote_are_checked_against_the_crc32c_they_were_stored_with() {
             "{compress}: the log names the corrupted object:\n{log}"
         );
         m.unmount();
+        // fsck --check-data reads every object from the store and finds the same one
+        let out = run(tidefs(), &["fsck", &v.url, "--check-data", "-p", "4"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{compress}: fsck must fail:\n{text}");
+        let bad_lines: Vec<&str> = text.lines().filter(|l| l.contains("is corrupt")).collect();
+        assert_eq!(bad_lines.len(), 1, "{compress}:\n{text}");
+        assert!(bad_lines[0].contains(name), "{compress}:\n{text}");
+        // "bad" has 2 blocks, "good" 2: three intact, each checked against its stored CRC32C
+        assert!(
+            text.contains("0 object(s) verified against tidefs checksums, 3 against the CRC32C they were stored with, 0 by length only"),
+            "{compress}:\n{text}"
+        );
     }
 }

@@ -31,6 +31,6 @@ pub use local::{allow_inline_io, LocalDir};
 pub use s3::{parse_bucket_url, BucketUrl, S3Bucket, S3Config};
 pub use staging::Staging;
 pub use store::{
-    open_bucket, open_bucket_with, Bucket, ChunkStore, Credentials, Downloaded, ObjectInfo,
-    StoreConfig, WritebackStats, DEFAULT_MAX_DOWNLOADS, DEFAULT_PATIENCE,
+    open_bucket, open_bucket_with, Bucket, Checked, ChunkStore, Credentials, Downloaded,
+    ObjectInfo, StoreConfig, WritebackStats, DEFAULT_MAX_DOWNLOADS, DEFAULT_PATIENCE,
 };

@@ -57,6 +57,17 @@ pub struct ChunkStore {
     pub downloaded: Arc<Downloaded>,
 }
 
+/// What a block read from the object store was verified against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The checksums tidefs recorded for the block's slice when it was uploaded.
+    Sums,
+    /// The CRC32C the object was stored with (`x-amz-meta-crc32c`; slices juicefs wrote).
+    StoredCrc,
+    /// Its length only: no checksum of either kind exists for it.
+    Length,
+}
+
 /// Counters of successful object GETs (whole and ranged).
 #[derive(Debug, Default)]
 pub struct Downloaded {
@@ -759,7 +770,7 @@ impl ChunkStore {
             return Ok(false);
         }
         let key = self.key(id, indx, len);
-        let (data, trailer) = self.fetch_from_store(id, indx, &key, len).await?;
+        let (data, trailer, _) = self.fetch_from_store(id, indx, &key, len).await?;
         if let Some(d) = self.disk.clone() {
             let key = self.cache_key(&key).to_string();
             let _ = tokio::task::spawn_blocking(move || {
@@ -870,7 +881,7 @@ impl ChunkStore {
         if let Some(b) = self.read_staged(&key, len).await {
             return Ok(b);
         }
-        let (data, trailer) = self.fetch_from_store(id, indx, &key, len).await?;
+        let (data, trailer, _) = self.fetch_from_store(id, indx, &key, len).await?;
         self.cache_later(&key, &data, trailer, why);
         Ok(data)
     }
@@ -885,7 +896,7 @@ impl ChunkStore {
         indx: u32,
         key: &str,
         len: u32,
-    ) -> Result<(Bytes, Option<Vec<u8>>)> {
+    ) -> Result<(Bytes, Option<Vec<u8>>, Checked)> {
         // the decoded block, and the stored bytes with the CRC32C the store keeps for them
         let get = async {
             let (stored, crc) = match self.cfg.compression {
@@ -920,6 +931,11 @@ impl ChunkStore {
         }
         let sums = sums.as_deref().map(|v| v.as_slice());
         let trailer = self.disk.as_ref().map(|_| crate::cache::trailer(&data));
+        let checked = match (sums.is_some(), crc.is_some()) {
+            (true, _) => Checked::Sums,
+            (false, true) => Checked::StoredCrc,
+            (false, false) => Checked::Length,
+        };
         match (sums, &trailer) {
             (Some(sums), Some(trailer)) => {
                 let bad = first_bad_segment_by_parts(
@@ -953,7 +969,18 @@ impl ChunkStore {
                 }
             }
         }
-        Ok((data, trailer))
+        Ok((data, trailer, checked))
+    }
+
+    /// Read block `indx` of slice `id` from the object store itself (never from a cache),
+    /// decode and verify it as a read would, and keep nothing: `fsck --check-data`. Says what
+    /// the block was verified against; a bad block is an error of kind `Corrupt`, a missing
+    /// one `NotFound`.
+    pub async fn check_block(&self, id: u64, indx: u32, len: u32) -> Result<Checked> {
+        let key = self.key(id, indx, len);
+        self.fetch_from_store(id, indx, &key, len)
+            .await
+            .map(|(_, _, checked)| checked)
     }
 
     /// Bytes `[off, off + n)` of block `indx` of slice `id`. Uses a ranged GET, uncached, when the
