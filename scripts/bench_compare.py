@@ -17,7 +17,8 @@ operations, ls -l) with the metadata on the MariaDB / PostgreSQL of `scripts/ser
 `--s3` adds rows with the data in the S3 server of `scripts/services.sh start` (Ceph RGW; bucket and
 keys from TIDEFS_TEST_S3*), metadata in SQLite, both clients with a local disk cache of the same
 size in a fresh directory: sequential write and read (cold = empty disk cache and page cache,
-warm = from the disk cache after a remount), 4 KiB random reads (cold), and the model-load
+warm = from the disk cache after a remount), 4 KiB random reads (cold), 2 000 small files (4 KiB:
+create, and read cold, one small GET each), and the model-load
 scenario: one 2 GiB file (--model-mib) read whole by 8 processes at once, cold from S3, warm from
 the disk cache, and after `warmup` (the warmup time is its own row), then twice more from the disk
 cache on read-only mounts (tidefs serves the second by FUSE passthrough from a flat copy made
@@ -301,6 +302,14 @@ def s3_rows(t, a, add):
         iops, p99 = fio_randread(t, 4)
         add(f"4 KiB random read cold, 4 jobs (IOPS){sfx}", who, iops)
         os.remove(f"{t.mnt}/fio.dat")
+    # small files: each is one object; the cold read is one small GET per file (RGW's default
+    # frontend delays small responses by the client's delayed ACK, which tidefs avoids)
+    n_small = min(a.files, 2000)
+    os.mkdir(f"{t.mnt}/small")
+    add(f"create {n_small} x 4 KiB (files/s){sfx}", who, small(t, n_small, "create"))
+    t.umount(); t.empty_cache(); drop_caches(); t.mount()
+    add(f"read {n_small} x 4 KiB cold (files/s){sfx}", who, small(t, n_small, "read"))
+    shutil.rmtree(f"{t.mnt}/small")
     sh(f"dd if=/dev/urandom of={t.mnt}/model bs=1M count={model_mib} conv=fsync status=none")
     model = f"{t.mnt}/model"
     t.umount(); t.empty_cache(); drop_caches(); t.mount()

@@ -13,6 +13,7 @@ pub mod cache;
 mod compress;
 pub mod error;
 pub mod flat;
+mod http;
 mod key;
 pub mod limit;
 mod local;

@@ -143,16 +143,10 @@ fn install_transport() {
         // rustls needs one crypto provider per process; another part of the program may
         // have installed the same one already, which is fine
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .build();
-        match client {
-            Ok(c) => opendal::HttpTransporter::install_default(
-                opendal_http_transport_reqwest::ReqwestTransport::new(c),
-            ),
+        let transport =
+            crate::http::Transport::new(Duration::from_secs(10), Duration::from_secs(60), 64);
+        match transport {
+            Ok(t) => opendal::HttpTransporter::install_default(t),
             Err(e) => tracing::error!(error = %e, "cannot build the HTTP client for S3"),
         }
     });
