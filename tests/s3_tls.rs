@@ -1,0 +1,143 @@
+//! S3 over TLS: the test RGW behind a TLS front (a small Python relay with a certificate of a
+//! CA made here), so the HTTPS path of tidefs's HTTP transport runs for real: certificate
+//! checks against the platform's roots (`SSL_CERT_FILE` names the test CA, as an operator with
+//! a private CA would), the TLS layer over the quick-ACK TCP connections, and data round trips.
+//! A file of its own: the `SSL_CERT_FILE` it sets applies to the whole test process.
+#![cfg(tidefs_test_s3)]
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Relays TLS connections on a free port of 127.0.0.1 to the plain-HTTP server at argv[1]
+/// (host:port); prints the port, then serves until killed.
+const RELAY: &str = r#"
+import socket, ssl, sys, threading
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except Exception:
+        pass
+    finally:
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except Exception:
+            pass
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+print(s.getsockname()[1], flush=True)
+def serve(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+    except Exception:
+        return
+    u = socket.create_connection((host, int(port)))
+    threading.Thread(target=pipe, args=(t, u), daemon=True).start()
+    pipe(u, t)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, in `dir`.
+fn make_certs(dir: &Path) {
+    let d = dir.display();
+    sh(&format!(
+        "cd {d} && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 \
+           -subj '/CN=tidefs test CA' 2>/dev/null && \
+         openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj '/CN=127.0.0.1' \
+           2>/dev/null && \
+         printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext.cnf && \
+         openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt \
+           -days 2 -extfile ext.cnf 2>/dev/null"
+    ));
+    assert!(dir.join("srv.crt").exists(), "openssl made no certificate");
+}
+
+#[test]
+fn volumes_on_https_endpoints_check_certificates_and_round_trip_data() {
+    let plain = std::env::var("TIDEFS_TEST_S3").expect("TIDEFS_TEST_S3");
+    let rest = plain
+        .strip_prefix("http://")
+        .expect("an http:// test bucket");
+    let (hostport, bucket) = rest.split_once('/').expect("host:port/bucket");
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certs(certs.path());
+    let mut child = Command::new("python3")
+        .args(["-c", RELAY, hostport])
+        .arg(certs.path().join("srv.crt"))
+        .arg(certs.path().join("srv.key"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the TLS relay");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("relay stdout"))
+        .read_line(&mut line)
+        .expect("relay port");
+    let _relay = Relay(child);
+    let url = format!("https://127.0.0.1:{}/{bucket}", line.trim());
+    let ca = certs.path().join("ca.crt");
+
+    // a certificate no trusted CA signed: refused, with a message saying so, nothing formatted
+    let v = Volume::new_unformatted("s3tls");
+    let (ak, sk) = s3_keys();
+    let name = unique_volume_name(&v, "s3tls");
+    let out = Command::new(tidefs())
+        .args(["format", &v.url, &name, "--storage", "s3", "--bucket", &url])
+        .env("ACCESS_KEY", &ak)
+        .env("SECRET_KEY", &sk)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .expect("run tidefs format");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unknown CA must be refused");
+    assert!(
+        err.contains("certificate"),
+        "the message names the cause: {err}"
+    );
+    assert!(
+        !run(tidefs(), &["status", &v.url]).status.success(),
+        "nothing was formatted"
+    );
+    drop(v);
+
+    // the CA trusted (as operators with a private CA do): format, write, read back
+    std::env::set_var("SSL_CERT_FILE", &ca);
+    let v = s3_volume_at("s3tls", &url, &[]);
+    let files: Vec<(String, Vec<u8>)> = [0usize, 5000, (5 << 20) + 11]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("f{i}"), bytes(90 + i as u64, *n)))
+        .collect();
+    {
+        let m = v.mount("w", &[]);
+        for (name, d) in &files {
+            fs::write(m.p(name), d).expect("write over TLS");
+        }
+    }
+    let m = v.mount("r", &["--cache-size", "0"]);
+    for (name, d) in &files {
+        assert!(&fs::read(m.p(name)).expect("read over TLS") == d, "{name}");
+    }
+}
