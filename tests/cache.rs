@@ -387,18 +387,22 @@ fn flat_copies(cache: &Path) -> Vec<PathBuf> {
     out.lines().map(PathBuf::from).collect()
 }
 
+/// Mount flags of a read-only mount with its disk cache in `cache`.
+fn read_only_args(cache: &str) -> [&str; 5] {
+    [
+        "--read-only",
+        "--cache-dir",
+        cache,
+        "--free-space-ratio",
+        ROOMY,
+    ]
+}
+
 /// A read-only mount of `v` (tag "ro") with a disk cache of its own, and that cache's directory.
 fn mount_read_only(v: &Volume) -> (Mount, PathBuf) {
     let cache = v.dir.path().join("fc");
-    let cache_s = cache.to_string_lossy().into_owned();
-    let args = [
-        "--read-only",
-        "--cache-dir",
-        &cache_s,
-        "--free-space-ratio",
-        ROOMY,
-    ];
-    (v.mount("ro", &args), cache)
+    let m = v.mount("ro", &read_only_args(&cache.to_string_lossy()));
+    (m, cache)
 }
 
 /// Bytes the mount at `m` has answered read requests with (`tidefs stats`).
@@ -577,13 +581,7 @@ fn warmup_of_a_read_only_mount_makes_flat_copies_and_no_passthrough_makes_none()
     w.unmount();
     let cache = v.dir.path().join("fc");
     let cache_s = cache.to_string_lossy().into_owned();
-    let args = [
-        "--read-only",
-        "--cache-dir",
-        &cache_s,
-        "--free-space-ratio",
-        ROOMY,
-    ];
+    let args = read_only_args(&cache_s);
 
     // --no-passthrough: reads stay with the mount, warmup makes no copy
     let mut plain = args.to_vec();
