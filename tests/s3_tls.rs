@@ -15,13 +15,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-/// Relays TLS connections on a free port of 127.0.0.1 to the plain-HTTP server at argv[1]
-/// (host:port); prints the port, then serves until killed.
-const RELAY: &str = r#"
-import socket, ssl, sys, threading
-host, port = sys.argv[1].rsplit(":", 1)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+/// Python shared by the two helpers below: copy one socket into another until it ends.
+const PIPE: &str = r#"
+import socket
 def pipe(a, b):
     try:
         while True:
@@ -36,6 +32,15 @@ def pipe(a, b):
             b.shutdown(socket.SHUT_WR)
         except Exception:
             pass
+"#;
+
+/// Relays TLS connections on a free port of 127.0.0.1 to the plain-HTTP server at argv[1]
+/// (host:port); prints the port, then serves until killed.
+const RELAY: &str = r#"
+import socket, ssl, sys, threading
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 s.listen(64)
@@ -59,20 +64,6 @@ while True:
 const PROXY: &str = r#"
 import socket, sys, threading
 log = open(sys.argv[1], "a", buffering=1)
-def pipe(a, b):
-    try:
-        while True:
-            d = a.recv(65536)
-            if not d:
-                break
-            b.sendall(d)
-    except Exception:
-        pass
-    finally:
-        try:
-            b.shutdown(socket.SHUT_WR)
-        except Exception:
-            pass
 def serve(c):
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -114,11 +105,11 @@ impl Drop for Relay {
     }
 }
 
-/// Start `python3 -c code args...`; it prints the port it listens on.
+/// Start `python3 -c PIPE+code args...`; it prints the port it listens on.
 fn start_python(code: &str, args: &[&std::ffi::OsStr]) -> (Relay, String) {
     let mut child = Command::new("python3")
         .arg("-c")
-        .arg(code)
+        .arg(format!("{PIPE}{code}"))
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
