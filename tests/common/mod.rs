@@ -552,3 +552,16 @@ pub fn format_s3(v: &Volume, url: &str, extra: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The number written just before `marker` in `text` ("checked 3 slices, 7 objects:" with
+/// marker " objects:" gives 7).
+pub fn number_before(text: &str, marker: &str) -> u64 {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} in:\n{text}"));
+    text[..at]
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .find(|w| !w.is_empty())
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("a number before {marker:?} in:\n{text}"))
+}
