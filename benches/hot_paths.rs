@@ -5,6 +5,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::hint::black_box;
 use tidefs_meta::slice::{decode_all, encode_all, resolve, Slice};
+use tidefs_meta::Admin;
 
 /// A chunk written as `n` overlapping slices (a random-write pattern).
 fn fragmented(n: u32) -> Vec<Slice> {
@@ -154,7 +155,7 @@ fn contended(c: &mut Criterion) {
     };
     let store = Arc::new(MemKv::new());
     let clients: Vec<Arc<KvMeta>> = (0..2)
-        .map(|_| Arc::new(KvMeta::new(store.clone(), Keys::new("b"), "memkv".into())))
+        .map(|_| Arc::new(KvMeta::over(store.clone(), Keys::new("b"), "memkv".into())))
         .collect();
     let ready = rt.block_on(async {
         clients[0]

@@ -11,13 +11,15 @@
 
 #![warn(missing_docs)]
 
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod kv;
 pub mod perm;
-mod rules;
+pub mod posix;
 pub mod slice;
 pub mod sql;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod types;
 mod url;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::Format;
+pub use posix::{Client, TxnStats, DEFAULT_SKIP_DIR_MTIME};
 pub use slice::Slice;
 pub use types::*;
 pub use url::{redact, split_password};
@@ -64,35 +67,29 @@ pub struct ChunkSlices {
     pub slices: Vec<Slice>,
 }
 
-/// The metadata engine as the rest of tidefs sees it: one POSIX-shaped call per operation, each
-/// one transaction.
+/// The metadata layer as a mount sees it: the client's life on the volume (load, session,
+/// settings) and one POSIX-shaped call per operation, each one transaction (or a few, for work
+/// that must not grow without bound).
 #[async_trait]
 pub trait Meta: Send + Sync {
     /// Engine name for messages (`sqlite3`, ...).
     fn engine(&self) -> &'static str;
-
-    /// Create the layout and store `format` (refuses an existing volume unless `force`).
-    async fn init(&self, format: &Format, force: bool) -> Result<()>;
     /// Read the volume setting and check this client supports it.
     async fn load(&self) -> Result<Format>;
-    /// Register a session for a writable mount and start background jobs (heartbeat, cleanup).
+    /// Register a session for a writable mount and start background jobs (heartbeat, counter
+    /// flush, cleanup).
     async fn new_session(&self, info: SessionInfo) -> Result<u64>;
     /// Stop background jobs and remove the session.
     async fn close_session(&self) -> Result<()>;
-    /// Live sessions.
-    async fn list_sessions(&self) -> Result<Vec<SessionInfo>>;
     /// Refuse every later write with EROFS.
     fn set_read_only(&self, read_only: bool);
     /// Session heartbeat period (before `new_session`): the session expires 5 heartbeats after
     /// its last one, and dead sessions are cleaned up every 5 heartbeats.
     fn set_heartbeat(&self, period: std::time::Duration);
-    /// `--skip-dir-mtime`: an entry added to or removed from a directory whose times changed
-    /// less than `window` ago leaves them as they are (saves a write of the directory, the
-    /// conflict point of creates in one directory on the KV engines). Zero: always update.
-    /// The SQL engines lock the directory's row for every change anyway and always update.
-    fn set_skip_dir_mtime(&self, window: std::time::Duration) {
-        let _ = window;
-    }
+    /// `--skip-dir-mtime`: on engines where a directory's record is where creates in it
+    /// conflict (the optimistic KV engines), an entry added to or removed from a directory
+    /// whose times changed less than `window` ago leaves them as they are. Zero: always update.
+    fn set_skip_dir_mtime(&self, window: std::time::Duration);
     /// Install the callback that deletes objects of unreferenced slices.
     fn set_slice_deleter(&self, deleter: SliceDeleter);
 
@@ -159,17 +156,13 @@ pub trait Meta: Send + Sync {
     /// Up to `limit` entries of directory `parent` whose names sort at or after `from` (byte
     /// order), each with its inode's attributes: what the client's lookahead fills its cache
     /// with when a program looks up many names of one directory. No permission check (the
-    /// caller serves them only where the kernel checks). An engine that cannot page a
-    /// directory by name returns nothing, which turns the lookahead off.
+    /// caller serves them only where the kernel checks).
     async fn entries_from(
         &self,
         parent: Ino,
         from: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Attr)>> {
-        let _ = (parent, from, limit);
-        Ok(Vec::new())
-    }
+    ) -> Result<Vec<(Vec<u8>, Attr)>>;
     /// Note an open of `ino` by this client (an unlinked file keeps its data while open).
     async fn open(&self, ctx: &Ctx, ino: Ino) -> Result<Attr>;
     /// Note an open of `ino` that this client just created (it exists: nothing to look up).
@@ -181,21 +174,17 @@ pub trait Meta: Send + Sync {
     async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>>;
     /// A fresh slice id.
     async fn new_slice_id(&self) -> Result<u64>;
-    /// Append a record for a stored slice and extend the file length if it grows.
-    async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()>;
-    /// [`Meta::write_slice`], keeping the slice's block checksums (see `tidefs_chunk::sums`)
-    /// in the same transaction. Engines without a place for them ignore `sums`.
-    async fn write_slice_summed(
+    /// Append a record for a stored slice and extend the file length if it grows, keeping the
+    /// slice's block checksums `sums` (see `tidefs_chunk::sums`; empty: none) in the same
+    /// transaction.
+    async fn write_slice(
         &self,
         ino: Ino,
         indx: u32,
         slice: Slice,
         mtime: Timestamp,
         sums: &[u8],
-    ) -> Result<()> {
-        let _ = sums;
-        self.write_slice(ino, indx, slice, mtime).await
-    }
+    ) -> Result<()>;
     /// copy_file_range(2) without moving data: `[off_in, off_in + len)` of `src` (clipped at
     /// its end) becomes `[off_out, ...)` of `dst` by records pointing at the same slices, each
     /// one more reference to its slice (as JuiceFS shares them). Returns the bytes copied and
@@ -210,10 +199,21 @@ pub trait Meta: Send + Sync {
         len: u64,
     ) -> Result<(u64, Attr)>;
     /// Block checksums of slice `id`, when it has them.
-    async fn slice_sums(&self, id: u64) -> Result<Option<Vec<u8>>> {
-        let _ = id;
-        Ok(None)
-    }
+    async fn slice_sums(&self, id: u64) -> Result<Option<Vec<u8>>>;
+    /// Replace the records `old`, which must still open the slice list of chunk `indx` of
+    /// `ino`, with `new` (records showing the same bytes, written by compaction); records
+    /// appended meanwhile stay after them. The replaced slices lose a reference each (set aside
+    /// instead while the trash is on). Returns false, changing nothing, when the chunk no
+    /// longer starts with `old` (a truncate or another compaction came first). `sums[i]` are
+    /// the block checksums of `new[i]` (empty: none).
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        indx: u32,
+        old: &[Slice],
+        new: &[Slice],
+        sums: &[Vec<u8>],
+    ) -> Result<bool>;
 
     /// Value of an extended attribute.
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>>;
@@ -231,99 +231,79 @@ pub trait Meta: Send + Sync {
     /// Remove an extended attribute.
     async fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()>;
 
-    /// Every chunk of every file (for fsck).
-    async fn list_chunks(&self) -> Result<Vec<ChunkSlices>>;
-    /// A page of the volume's chunks for scans of a whole volume in bounded memory (gc, fsck):
-    /// up to about `limit` chunks after `cursor` (empty: from the start), in an order of the
-    /// engine's choosing, and the cursor of the next page (None: that was the last). Engines
-    /// override the default, which reads every chunk.
-    async fn chunks_page(
-        &self,
-        cursor: &[u8],
-        limit: usize,
-    ) -> Result<(Vec<ChunkSlices>, Option<Vec<u8>>)> {
-        let skip = cursor
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0) as usize;
-        let all = self.list_chunks().await?;
-        let page: Vec<ChunkSlices> = all.iter().skip(skip).take(limit.max(1)).cloned().collect();
-        let next = skip + page.len();
-        Ok((
-            page,
-            (next < all.len()).then(|| (next as u64).to_be_bytes().to_vec()),
-        ))
-    }
-    /// Replace the records `old`, which must still open the slice list of chunk `indx` of
-    /// `ino`, with `new` (records showing the same bytes, written by compaction); records
-    /// appended meanwhile stay after them. The replaced slices lose a reference each (set aside
-    /// in `jfs_delslices` instead while the trash is on). Returns false, changing nothing, when
-    /// the chunk no longer starts with `old` (a truncate or another compaction came first).
-    /// `sums[i]` are the block checksums of `new[i]` (empty: none).
-    async fn compact_chunk(
-        &self,
-        ino: Ino,
-        indx: u32,
-        old: &[Slice],
-        new: &[Slice],
-        sums: &[Vec<u8>],
-    ) -> Result<bool>;
-    /// Slices and files whose objects are still held outside the files of the volume (for gc).
-    async fn leftovers(&self) -> Result<Leftovers> {
-        Ok(Leftovers::default())
-    }
-    /// Release the delayed slices (compacted away while the trash keeps old versions) that were
-    /// set aside before `before` (seconds since the epoch), and reference rows left at zero;
-    /// objects are deleted where that was the last reference. Returns how many records went.
-    async fn purge_held_slices(&self, _before: i64) -> Result<u64> {
-        Ok(0)
-    }
-    /// Check the namespace (dangling entries, link counts, orphans); fix what is safe when `repair`.
-    async fn check(&self, repair: bool) -> Result<Vec<Problem>>;
-    /// Purge trash older than the retention and files of dead sessions; returns what was removed.
-    async fn cleanup(&self) -> Result<u64>;
     /// Take, change or release the BSD lock (`flock`) of `owner` on `ino` without waiting:
     /// `WouldBlock` when another owner's lock conflicts.
     async fn flock(&self, ino: Ino, owner: u64, kind: LockKind) -> Result<()>;
     /// The first POSIX lock of another owner that conflicts with `lock`, if any (F_GETLK).
     async fn getlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Option<PosixLock>>;
     /// Owners, in this client's session, of POSIX locks on `ino` that conflict with `lock` of
-    /// `owner` (for finding deadlocks among the processes of one mount). Engines that cannot
-    /// tell return none, and no deadlock is found.
-    async fn lock_blockers(&self, _ino: Ino, _owner: u64, _lock: PosixLock) -> Result<Vec<u64>> {
-        Ok(Vec::new())
-    }
+    /// `owner` (for finding deadlocks among the processes of one mount).
+    async fn lock_blockers(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<Vec<u64>>;
     /// Take, change or release (part of) the POSIX locks of `owner` on `ino` without waiting
     /// (F_SETLK): `WouldBlock` when another owner's lock conflicts.
     async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()>;
-    /// Delete the volume's metadata: every table (or key) of it. Its objects are not touched.
-    async fn destroy(&self) -> Result<()>;
-    /// Make every committed transaction durable against power loss (called at fsync). Engines
-    /// whose commits are already durable do nothing.
-    async fn sync(&self) -> Result<()> {
-        Ok(())
-    }
+    /// Make every committed change durable against power loss (called at fsync), after
+    /// flushing this client's counter changes.
+    async fn sync(&self) -> Result<()>;
 }
 
+/// The maintenance surface the command line uses: format, sessions of every client, whole-volume
+/// scans and repairs, destroy.
+#[async_trait]
+pub trait Admin: Send + Sync {
+    /// Create the layout and store `format` (refuses an existing volume unless `force`).
+    async fn init(&self, format: &Format, force: bool) -> Result<()>;
+    /// Live sessions.
+    async fn list_sessions(&self) -> Result<Vec<SessionInfo>>;
+    /// A page of the volume's chunks for scans of a whole volume in bounded memory (gc, fsck):
+    /// up to about `limit` chunks after `cursor` (empty: from the start), in an order of the
+    /// engine's choosing, and the cursor of the next page (None: that was the last).
+    async fn chunks_page(
+        &self,
+        cursor: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<ChunkSlices>, Option<Vec<u8>>)>;
+    /// Slices and files whose objects are still held outside the files of the volume (for gc).
+    async fn leftovers(&self) -> Result<Leftovers>;
+    /// Release the delayed slices (compacted away while the trash keeps old versions) that were
+    /// set aside before `before` (seconds since the epoch), and reference records left at zero;
+    /// objects are deleted where that was the last reference. Returns how many records went.
+    async fn purge_held_slices(&self, before: i64) -> Result<u64>;
+    /// Check the namespace (dangling entries, link counts, orphans); fix what is safe when
+    /// `repair`.
+    async fn check(&self, repair: bool) -> Result<Vec<Problem>>;
+    /// Purge trash older than the retention and files of dead sessions; returns what was removed.
+    async fn cleanup(&self) -> Result<u64>;
+    /// Delete the volume's metadata: every table (or key) of it. Its objects are not touched.
+    async fn destroy(&self) -> Result<()>;
+}
+
+/// A metadata client with both surfaces, as [`open`] makes it.
+pub trait Volume: Meta + Admin {}
+
 /// Open the engine a meta URL names (`sqlite3:///path/meta.db`, `mysql://user:pass@(host:3306)/db`,
-/// `postgres://user:pass@host:5432/db`). The volume is not loaded.
-pub async fn open(url: &str) -> Result<Arc<dyn Meta>> {
+/// `postgres://user:pass@host:5432/db`, `tikv://pd1:2379/volname`, `memkv://name`). The
+/// volume is not loaded. This is the only place that names concrete engines.
+pub async fn open(url: &str) -> Result<Arc<dyn Volume>> {
     let parsed = url::MetaUrl::parse(url)?;
     match parsed.scheme.as_str() {
-        "sqlite3" | "sqlite" => Ok(Arc::new(sql::SqlMeta::open_sqlite(&parsed).await?)),
-        "mysql" | "postgres" | "postgresql" => Ok(Arc::new(sql::SqlMeta::open_server(url).await?)),
-        "memkv" => Ok(Arc::new(kv::KvMeta::new(
+        "sqlite3" | "sqlite" => Ok(Arc::new(Client::new(
+            sql::SqlEngine::open_sqlite(&parsed).await?,
+        ))),
+        "mysql" | "postgres" | "postgresql" => Ok(Arc::new(Client::new(
+            sql::SqlEngine::open_server(url).await?,
+        ))),
+        "memkv" => Ok(Arc::new(Client::new(kv::KvEngine::new(
             kv::mem::MemKv::named(&parsed.rest),
             kv::keys::Keys::new(""),
             format!("memkv://{}", parsed.rest),
-        ))),
+        )))),
         "tikv" => {
             let u = kv::tikv::TikvUrl::parse(&parsed.rest)?;
             let store = Arc::new(kv::tikv::TikvStore::connect(&u).await?);
             let keys = kv::keys::Keys::new(&u.volume);
             let shown = format!("tikv://{}/{}", u.pd.join(","), u.volume);
-            Ok(Arc::new(kv::KvMeta::new(store, keys, shown)))
+            Ok(Arc::new(Client::new(kv::KvEngine::new(store, keys, shown))))
         }
         "redis" | "rediss" => Err(Error::config(format!(
             "the {} metadata engine is not supported by this tidefs build yet; use sqlite3://, mysql://, postgres:// or tikv://",

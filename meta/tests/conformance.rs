@@ -4,16 +4,16 @@
 //! again when the case ends).
 
 use std::sync::Arc;
-use tidefs_meta::{testkit, Meta};
+use tidefs_meta::{testkit, Volume};
 
 /// A volume for one case; destroyed when dropped.
-pub struct Volume {
+pub struct Guard {
     /// The server URL whose tables go at the end.
     server: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
-impl Drop for Volume {
+impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(url) = self.server.take() {
             // On a thread and runtime of their own, through connections of their own: the
@@ -32,7 +32,7 @@ impl Drop for Volume {
     }
 }
 
-async fn open_fresh(url: &str) -> (Arc<dyn Meta>, Volume) {
+async fn open_fresh(url: &str) -> (Arc<dyn Volume>, Guard) {
     let meta = tidefs_meta::open(url)
         .await
         .unwrap_or_else(|e| panic!("engine {url} given but not usable: {e}"));
@@ -40,7 +40,7 @@ async fn open_fresh(url: &str) -> (Arc<dyn Meta>, Volume) {
         .await
         .expect("format");
     meta.load().await.expect("load");
-    let guard = Volume {
+    let guard = Guard {
         server: Some(url.to_string()),
         _dir: None,
     };
@@ -73,7 +73,7 @@ fn server_url(var: &str) -> String {
 mod sqlite {
     use super::*;
 
-    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+    async fn fixture() -> (Arc<dyn Volume>, Guard) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite3://{}/meta.db", dir.path().display());
         let (meta, mut guard) = open_fresh(&url).await;
@@ -90,7 +90,7 @@ mod sqlite {
 mod memkv {
     use super::*;
 
-    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+    async fn fixture() -> (Arc<dyn Volume>, Guard) {
         open_fresh(&format!("memkv://{}", unique_prefix())).await
     }
 
@@ -102,7 +102,7 @@ mod memkv {
 mod tikv_standin {
     use super::*;
 
-    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+    async fn fixture() -> (Arc<dyn Volume>, Guard) {
         let (_standin, addr) = ::tikv_standin::StandIn::start("127.0.0.1:0")
             .await
             .expect("stand-in");
@@ -121,7 +121,7 @@ mod tikv_standin {
 mod tikv_real {
     use super::*;
 
-    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+    async fn fixture() -> (Arc<dyn Volume>, Guard) {
         let pd = std::env::var("TIDEFS_TEST_TIKV").expect("TIDEFS_TEST_TIKV");
         open_fresh(&format!("tikv://{pd}/{}", unique_prefix())).await
     }
@@ -140,7 +140,7 @@ fn real_tikv_cluster_not_configured() {}
 mod mysql {
     use super::*;
 
-    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+    async fn fixture() -> (Arc<dyn Volume>, Guard) {
         open_fresh(&server_url("TIDEFS_TEST_MYSQL")).await
     }
 
@@ -151,7 +151,7 @@ mod mysql {
 mod postgres {
     use super::*;
 
-    async fn fixture() -> (Arc<dyn Meta>, Volume) {
+    async fn fixture() -> (Arc<dyn Volume>, Guard) {
         open_fresh(&server_url("TIDEFS_TEST_POSTGRES")).await
     }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use tidefs_meta::kv::keys::{encode_attr, encode_entry, Keys};
 use tidefs_meta::kv::store::KvStore;
 use tidefs_meta::kv::{mem::MemKv, tikv::TikvStore, tikv::TikvUrl, KvMeta};
-use tidefs_meta::{testkit, Attr, Ctx, FileType, Meta, Timestamp, ROOT_INODE};
+use tidefs_meta::{testkit, Admin, Attr, Ctx, FileType, Meta, Timestamp, ROOT_INODE};
 
 /// Counts the bytes the whole test process has allocated (client, stand-in, runtime).
 struct Counting;
@@ -134,7 +134,11 @@ async fn list(m: &Arc<KvMeta>, dir: u64, n: usize, plus: bool) -> isize {
 
 async fn big_directory(engine: &str, store: Arc<dyn KvStore>, keys: Keys) {
     let n = entries();
-    let m = Arc::new(KvMeta::new(store.clone(), keys.clone(), engine.to_string()));
+    let m = Arc::new(KvMeta::over(
+        store.clone(),
+        keys.clone(),
+        engine.to_string(),
+    ));
     m.init(&testkit::test_format(), false)
         .await
         .expect("format");

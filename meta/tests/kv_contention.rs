@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use tidefs_meta::kv::{keys::Keys, mem::MemKv, KvMeta};
-use tidefs_meta::{testkit, Ctx, FileType, Meta, ROOT_INODE};
+use tidefs_meta::{testkit, Admin, Ctx, FileType, Meta, ROOT_INODE};
 
 const CLIENTS: usize = 2;
 const TASKS: usize = 8;
@@ -17,7 +17,7 @@ async fn a_hot_directory_loses_nothing_and_surfaces_no_conflict() {
     let store = Arc::new(MemKv::new());
     let clients: Vec<Arc<KvMeta>> = (0..CLIENTS)
         .map(|i| {
-            Arc::new(KvMeta::new(
+            Arc::new(KvMeta::over(
                 store.clone(),
                 Keys::new("hot"),
                 format!("memkv://hot (client {i})"),
@@ -71,7 +71,7 @@ async fn a_hot_directory_loses_nothing_and_surfaces_no_conflict() {
 #[tokio::test]
 async fn directories_with_extreme_mtimes_take_entries() {
     use tidefs_meta::{SetAttr, TimeSet, Timestamp};
-    let m = Arc::new(KvMeta::new(
+    let m = Arc::new(KvMeta::over(
         Arc::new(MemKv::new()),
         Keys::new(""),
         "memkv://extreme".to_string(),

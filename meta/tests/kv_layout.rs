@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tidefs_meta::kv::{keys::Keys, mem::MemKv, KvMeta};
-use tidefs_meta::{testkit, Ctx, FileType, Meta, RenameFlags, Slice, Timestamp, XattrFlags};
+use tidefs_meta::{testkit, Ctx, FileType, RenameFlags, Slice, Timestamp, Volume, XattrFlags};
 
 /// A key made readable: printable bytes as they are, others as `<hex>`.
 fn show(k: &[u8]) -> String {
@@ -30,7 +30,7 @@ fn le(ino: u64) -> String {
 
 /// The operations: a directory, a file in it with data and an attribute, a symlink, a second
 /// name for the file in the root.
-async fn sequence(m: &Arc<dyn Meta>) -> (u64, u64, u64) {
+async fn sequence(m: &Arc<dyn Volume>) -> (u64, u64, u64) {
     let ctx = Ctx::root();
     let d = testkit::mkdir(&**m, &ctx, 1, "d").await.ino;
     let f = m
@@ -46,7 +46,7 @@ async fn sequence(m: &Arc<dyn Meta>) -> (u64, u64, u64) {
         off: 0,
         len: 5000,
     };
-    m.write_slice_summed(f, 0, s, Timestamp::now(), &[1, 2, 3, 4])
+    m.write_slice(f, 0, s, Timestamp::now(), &[1, 2, 3, 4])
         .await
         .expect("write");
     let l = m
@@ -64,7 +64,7 @@ async fn sequence(m: &Arc<dyn Meta>) -> (u64, u64, u64) {
 #[tokio::test]
 async fn a_known_sequence_writes_the_keys_juicefs_writes() {
     let store = Arc::new(MemKv::new());
-    let m: Arc<dyn Meta> = Arc::new(KvMeta::new(
+    let m: Arc<dyn Volume> = Arc::new(KvMeta::over(
         store.clone(),
         Keys::new("jfs"),
         "memkv://layout".into(),
@@ -140,7 +140,7 @@ async fn a_known_sequence_writes_the_keys_juicefs_writes() {
 }
 
 /// One line per path: type, mode, owner, links, length, symlink target or chunk records.
-async fn tree(m: &Arc<dyn Meta>) -> Vec<String> {
+async fn tree(m: &Arc<dyn Volume>) -> Vec<String> {
     let ctx = Ctx::root();
     let mut out = Vec::new();
     let mut stack = vec![(1u64, String::new())];
@@ -181,7 +181,7 @@ async fn tree(m: &Arc<dyn Meta>) -> Vec<String> {
 }
 
 /// A longer sequence touching every kind of change.
-async fn busy_sequence(m: &Arc<dyn Meta>) {
+async fn busy_sequence(m: &Arc<dyn Volume>) {
     let root = Ctx::root();
     let user = testkit::user(1000, 100);
     sequence(m).await;
@@ -219,6 +219,7 @@ async fn busy_sequence(m: &Arc<dyn Meta>) {
                 len: size,
             },
             Timestamp::now(),
+            &[],
         )
         .await
         .expect("write");

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+#[allow(unused_imports)]
+use tidefs_meta::testkit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -43,15 +45,6 @@ impl LosingProxy {
     /// Lose the answer of the next COMMIT.
     fn arm(&self) {
         self.armed.store(1, Ordering::SeqCst);
-    }
-
-    /// That the armed COMMIT was met (and its answer lost), by operation `op`.
-    fn check_lost(&self, op: &str, before: u32) {
-        assert_eq!(
-            self.lost.load(Ordering::SeqCst),
-            before + 1,
-            "{op}: no COMMIT answer was lost (the operation committed no transaction?)"
-        );
     }
 
     async fn relay(&self, client: TcpStream, server: TcpStream) {
@@ -116,9 +109,17 @@ fn through(url: &str, addr: SocketAddr) -> (String, String) {
     (format!("{proxied}{sep}table_prefix={prefix}"), hostport)
 }
 
+impl testkit::lost::Loser for LosingProxy {
+    fn arm(&self) {
+        LosingProxy::arm(self)
+    }
+    fn lost(&self) -> u32 {
+        self.lost.load(Ordering::SeqCst)
+    }
+}
+
 #[allow(dead_code)]
 async fn lost_commits_are_not_errors(var: &str) {
-    use tidefs_meta::{testkit, Ctx, FileType, RenameFlags, Slice, Timestamp, ROOT_INODE};
     let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
     let (_, hostport) = through(&base, "127.0.0.1:1".parse().expect("addr"));
     let (proxy, addr) = LosingProxy::start(hostport).await;
@@ -132,82 +133,7 @@ async fn lost_commits_are_not_errors(var: &str) {
     fmt.capacity = 1 << 40;
     m.init(&fmt, false).await.expect("format");
     m.load().await.expect("load");
-    let ctx = Ctx::root();
-    // ids come in batches: take the first batch now, so the next commits are the operations'
-    let d = testkit::mkdir(&*m, &ctx, ROOT_INODE, "d").await.ino;
-    let first = m.new_slice_id().await.expect("slice id");
-
-    let f = m
-        .mknod(&ctx, d, b"a", FileType::File, 0o644, 0, 0, b"")
-        .await
-        .expect("create")
-        .ino;
-    // (a symlink: PostgreSQL creates files in one autocommit statement, without COMMIT)
-    proxy.arm();
-    let l = m
-        .mknod(&ctx, d, b"l", FileType::Symlink, 0o777, 0, 0, b"a")
-        .await
-        .expect("create whose commit answer was lost")
-        .ino;
-    proxy.check_lost("create", 0);
-    assert_eq!(m.lookup(&ctx, d, b"l").await.expect("lookup").ino, l);
-
-    proxy.arm();
-    let id = m.new_slice_id().await.expect("slice id");
-    assert!(id > first);
-    let s = Slice {
-        id,
-        size: 4096,
-        off: 0,
-        len: 4096,
-        pos: 0,
-    };
-    m.write_slice(f, 0, s, Timestamp::now())
-        .await
-        .expect("write whose commit answer was lost");
-    proxy.check_lost("write", 1);
-    let slices = m.read_chunk(f, 0).await.expect("read chunk");
-    assert_eq!(
-        slices.iter().filter(|x| x.id == id).count(),
-        1,
-        "the slice is recorded once: {slices:?}"
-    );
-
-    proxy.arm();
-    m.rename(&ctx, d, b"a", d, b"b", RenameFlags::default())
-        .await
-        .expect("rename whose commit answer was lost");
-    proxy.check_lost("rename", 2);
-    assert_eq!(m.lookup(&ctx, d, b"b").await.expect("lookup b").ino, f);
-    assert!(m.lookup(&ctx, d, b"a").await.is_err());
-
-    proxy.arm();
-    m.link(&ctx, f, d, b"c")
-        .await
-        .expect("link whose commit answer was lost");
-    proxy.check_lost("link", 3);
-    assert_eq!(m.getattr(f).await.expect("getattr").nlink, 2);
-
-    proxy.arm();
-    m.unlink(&ctx, d, b"c")
-        .await
-        .expect("unlink whose commit answer was lost");
-    proxy.check_lost("unlink", 4);
-    assert_eq!(m.getattr(f).await.expect("getattr").nlink, 1);
-
-    let e = m
-        .mknod(&ctx, d, b"e", FileType::Dir, 0o755, 0, 0, b"")
-        .await
-        .expect("mkdir e");
-    proxy.arm();
-    m.rmdir(&ctx, d, b"e")
-        .await
-        .expect("rmdir whose commit answer was lost");
-    proxy.check_lost("rmdir", 5);
-    assert!(m.getattr(e.ino).await.is_err());
-
-    let problems = m.check(false).await.expect("fsck");
-    assert!(problems.is_empty(), "{problems:?}");
+    testkit::lost::sequence(&m, &proxy).await;
     m.destroy().await.expect("destroy");
 }
 

@@ -1,9 +1,9 @@
 //! What is particular to the SQLite engine (the conformance suite runs in `conformance.rs`).
 
 use std::sync::Arc;
-use tidefs_meta::{testkit, Meta};
+use tidefs_meta::{testkit, Volume};
 
-async fn fixture() -> (Arc<dyn Meta>, tempfile::TempDir) {
+async fn fixture() -> (Arc<dyn Volume>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite3://{}/meta.db", dir.path().display());
     let meta = tidefs_meta::open(&url).await.expect("open");

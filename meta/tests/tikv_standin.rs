@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidefs_meta::kv::{keys::Keys, tikv::TikvStore, tikv::TikvUrl, KvMeta, DEFAULT_SKIP_DIR_MTIME};
-use tidefs_meta::{testkit, Ctx, ErrorKind, FileType, Meta, ROOT_INODE};
+use tidefs_meta::{testkit, Admin, Ctx, ErrorKind, FileType, Meta, ROOT_INODE};
 use tikv_standin::StandIn;
 
 async fn client(addr: &str, vol: &str) -> Arc<KvMeta> {
     let url = TikvUrl::parse(&format!("{addr}/{vol}?gc-interval=1s")).expect("url");
     let store = TikvStore::connect(&url).await.expect("connect");
-    Arc::new(KvMeta::new(
+    Arc::new(KvMeta::over(
         Arc::new(store),
         Keys::new(vol),
         format!("tikv://{addr}/{vol}"),
@@ -166,7 +166,7 @@ async fn point_reads_take_no_timestamp() {
     let (standin, addr) = StandIn::start("127.0.0.1:0").await.expect("stand-in");
     let url = TikvUrl::parse(&format!("{addr}/latest")).expect("url");
     let store = Arc::new(TikvStore::connect(&url).await.expect("connect"));
-    let m = Arc::new(KvMeta::new(
+    let m = Arc::new(KvMeta::over(
         store.clone(),
         Keys::new("latest"),
         format!("tikv://{addr}/latest"),

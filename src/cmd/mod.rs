@@ -143,7 +143,7 @@ fn human(b: u64) -> String {
 }
 
 /// Open the engine of `url` and load its volume.
-async fn open_volume(url: &str) -> CmdResult<(Arc<dyn tidefs_meta::Meta>, tidefs_meta::Format)> {
+async fn open_volume(url: &str) -> CmdResult<(Arc<dyn tidefs_meta::Volume>, tidefs_meta::Format)> {
     let meta = tidefs_meta::open(url).await?;
     let fmt = meta.load().await?;
     Ok((meta, fmt))

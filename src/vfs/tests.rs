@@ -233,7 +233,7 @@ async fn copy_file_range_of_a_fragmented_source_copies_data() {
             ..base
         };
         v.meta
-            .write_slice(ia, 0, w, tidefs_meta::Timestamp::now())
+            .write_slice(ia, 0, w, tidefs_meta::Timestamp::now(), &[])
             .await
             .expect("record");
     }

@@ -347,7 +347,7 @@ impl FileWriter {
             sums.extend(tail_sums);
             match self
                 .meta
-                .write_slice_summed(self.ino, s.indx, rec, mtime, &sums)
+                .write_slice(self.ino, s.indx, rec, mtime, &sums)
                 .await
             {
                 Ok(()) => self.compactor.committed(self.ino, s.indx),

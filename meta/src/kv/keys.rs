@@ -198,6 +198,98 @@ impl Keys {
     pub fn strip<'k>(&self, key: &'k [u8], tag: &[u8]) -> Option<&'k [u8]> {
         key.strip_prefix(self.prefix.as_slice())?.strip_prefix(tag)
     }
+
+    /// A key of an inode (`A<ino><tag><rest>`): the inode, the tag byte and the rest.
+    pub fn parse_inode_key<'k>(&self, key: &'k [u8]) -> Option<(Ino, u8, &'k [u8])> {
+        let tail = self.strip(key, b"A")?;
+        let ino = le64(tail.get(..8)?)?;
+        Some((ino, *tail.get(8)?, tail.get(9..)?))
+    }
+
+    /// The inode and index of a chunk key.
+    pub fn parse_chunk(&self, key: &[u8]) -> Option<(Ino, u32)> {
+        match self.parse_inode_key(key)? {
+            (ino, b'C', rest) => Some((ino, u32::from_be_bytes(rest.try_into().ok()?))),
+            _ => None,
+        }
+    }
+
+    /// The session of a session-expiry key (`SE<sid>`).
+    pub fn parse_session(&self, key: &[u8]) -> Option<u64> {
+        be64(self.strip(key, b"SE")?)
+    }
+
+    /// Session and inode of a kept-open key (`SS<sid><ino>`).
+    pub fn parse_sustained(&self, key: &[u8]) -> Option<(u64, Ino)> {
+        let tail = self.strip(key, b"SS")?;
+        Some((be64(tail.get(..8)?)?, le64(tail.get(8..)?)?))
+    }
+
+    /// Inode and length of a pending-deletion key (`D<ino><length>`).
+    pub fn parse_delfile(&self, key: &[u8]) -> Option<(Ino, u64)> {
+        let tail = self.strip(key, b"D")?;
+        Some((le64(tail.get(..8)?)?, be64(tail.get(8..)?)?))
+    }
+
+    /// Time (seconds) and first new slice of a delayed-slices key (`L<ts><id>`).
+    pub fn parse_delslices(&self, key: &[u8]) -> Option<(i64, u64)> {
+        let tail = self.strip(key, b"L")?;
+        Some((be64(tail.get(..8)?)? as i64, be64(tail.get(8..)?)?))
+    }
+
+    /// Slice id and size of a reference key (`K<id><size>`).
+    pub fn parse_slice_ref(&self, key: &[u8]) -> Option<(u64, u32)> {
+        let tail = self.strip(key, b"K")?;
+        let size = u32::from_be_bytes(tail.get(8..)?.try_into().ok()?);
+        Some((be64(tail.get(..8)?)?, size))
+    }
+
+    /// The kept-open inodes of every session (`SS`).
+    pub fn all_sustained(&self) -> Vec<u8> {
+        self.kind(b"SS")
+    }
+
+    /// Every session expiry (`SE`).
+    pub fn sessions(&self) -> Vec<u8> {
+        self.kind(b"SE")
+    }
+
+    /// Every pending deletion (`D`), or those of `ino`.
+    pub fn delfiles(&self, ino: Option<Ino>) -> Vec<u8> {
+        match ino {
+            Some(ino) => self.key(&[b"D", &ino.to_le_bytes()]),
+            None => self.kind(b"D"),
+        }
+    }
+
+    /// Every record of delayed slices (`L`).
+    pub fn all_delslices(&self) -> Vec<u8> {
+        self.kind(b"L")
+    }
+
+    /// Every slice reference (`K`).
+    pub fn slice_refs(&self) -> Vec<u8> {
+        self.kind(b"K")
+    }
+
+    /// Every BSD lock (`F`) or POSIX lock (`P`) value: `posix` picks which.
+    pub fn all_locks(&self, posix: bool) -> Vec<u8> {
+        self.kind(if posix { b"P" } else { b"F" })
+    }
+
+    /// Every key of every inode (`A`): nodes, entries, chunks, ...
+    pub fn all_inodes(&self) -> Vec<u8> {
+        self.kind(b"A")
+    }
+
+    /// The guard a name of directory `ino` locks (one of [`Self::DIR_GUARDS`], by an FNV-1a
+    /// hash of the name, so creates of different names rarely pick the same).
+    pub fn dir_guard_of(&self, ino: Ino, name: &[u8]) -> Vec<u8> {
+        let hash = name.iter().fold(0x811c_9dc5_u32, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        self.dir_guard(ino, (hash % u32::from(Self::DIR_GUARDS)) as u8)
+    }
 }
 
 /// The first key after every key that starts with `prefix` (the end of a prefix scan).
@@ -338,16 +430,7 @@ pub fn decode_i64(b: Option<&[u8]>) -> Result<i64> {
     }
 }
 
-/// One BSD lock: session, owner and `b'R'` / `b'W'`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Flock {
-    /// Session holding it.
-    pub sid: u64,
-    /// Lock owner within the session.
-    pub owner: u64,
-    /// `b'R'` or `b'W'`.
-    pub ltype: u8,
-}
+pub use crate::engine::{Flock, Plock};
 
 /// The BSD locks of one inode (17 bytes each).
 pub fn encode_flocks(ls: &[Flock]) -> Vec<u8> {
@@ -375,17 +458,6 @@ pub fn decode_flocks(b: &[u8]) -> Result<Vec<Flock>> {
             ltype: c[16],
         })
         .collect())
-}
-
-/// The POSIX locks of one owner of one inode: session, owner and the owner's packed ranges.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plock {
-    /// Session holding them.
-    pub sid: u64,
-    /// Lock owner within the session.
-    pub owner: u64,
-    /// Ranges as [`crate::sql::locks`] packs them (24 bytes each).
-    pub records: Vec<u8>,
 }
 
 /// The POSIX locks of one inode: per owner `sid u64, owner u64, size u32, records`.
@@ -422,15 +494,7 @@ pub fn decode_plocks(b: &[u8]) -> Result<Vec<Plock>> {
     Ok(out)
 }
 
-/// A delayed-slices value: `id u64, size u32` per slice, big-endian.
-pub fn encode_delayed(slices: &[(u64, u32)]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(12 * slices.len());
-    for (id, size) in slices {
-        b.extend_from_slice(&id.to_be_bytes());
-        b.extend_from_slice(&size.to_be_bytes());
-    }
-    b
-}
+pub use crate::posix::rules::{decode_delayed, encode_delayed};
 
 #[cfg(test)]
 mod tests {

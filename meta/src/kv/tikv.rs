@@ -203,7 +203,6 @@ impl KvStore for TikvStore {
         Ok(Box::new(TikvTxn {
             txn: Some(txn),
             latest: None,
-            writes: std::collections::BTreeMap::new(),
             client: self.client.clone(),
         }))
     }
@@ -214,7 +213,6 @@ impl KvStore for TikvStore {
         Ok(Box::new(TikvTxn {
             txn: None,
             latest: Some(self.latest.clone()),
-            writes: std::collections::BTreeMap::new(),
             client: self.client.clone(),
         }))
     }
@@ -244,8 +242,6 @@ struct TikvTxn {
     txn: Option<tikv_client::Transaction>,
     /// Set in a read-only view of the latest values.
     latest: Option<std::sync::Arc<LatestReader>>,
-    /// What this transaction wrote (None: deleted), to read back after an undetermined commit.
-    writes: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     client: TransactionClient,
 }
 
@@ -285,42 +281,6 @@ impl TikvTxn {
             return Err(read_only());
         }
         self.txn().await
-    }
-    /// After a commit whose outcome is unknown: read the written keys back in a new
-    /// transaction. All as written: it committed. None as written: it did not (the caller runs
-    /// it again). A mix: another client changed them since; the outcome stays unknown.
-    async fn read_back(&self) -> Result<()> {
-        let mut t = self
-            .client
-            .begin_with_options(txn_options())
-            .await
-            .map_err(|e| classify("read back", e))?;
-        let mut same = 0usize;
-        for (k, v) in &self.writes {
-            let now = t.get(k.clone()).await.map_err(|e| classify("read back", e));
-            match now {
-                Ok(now) if now == *v => same += 1,
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = t.rollback().await;
-                    return Err(e);
-                }
-            }
-        }
-        let _ = t.rollback().await;
-        if same == self.writes.len() {
-            Ok(())
-        } else if same == 0 {
-            Err(Error::new(
-                ErrorKind::Conflict,
-                "tikv commit did not apply (read back after an undetermined commit)",
-            ))
-        } else {
-            Err(Error::new(
-                ErrorKind::Engine,
-                "tikv commit outcome unknown: its keys changed since (read back after an undetermined commit)",
-            ))
-        }
     }
 }
 
@@ -370,20 +330,12 @@ impl KvTxn for TikvTxn {
 
     async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
         let t = self.writer().await?;
-        t.put(key.clone(), value.clone())
-            .await
-            .map_err(|e| classify("put", e))?;
-        self.writes.insert(key, Some(value));
-        Ok(())
+        t.put(key, value).await.map_err(|e| classify("put", e))
     }
 
     async fn delete(&mut self, key: Vec<u8>) -> Result<()> {
         let t = self.writer().await?;
-        t.delete(key.clone())
-            .await
-            .map_err(|e| classify("delete", e))?;
-        self.writes.insert(key, None);
-        Ok(())
+        t.delete(key).await.map_err(|e| classify("delete", e))
     }
 
     async fn lock(&mut self, key: Vec<u8>) -> Result<()> {
@@ -408,8 +360,12 @@ impl KvTxn for TikvTxn {
         match t.commit().await {
             Ok(_) => Ok(()),
             Err(tikv_client::Error::UndeterminedError(inner)) => {
-                tracing::warn!(error = %inner, "tikv commit outcome undetermined; reading the keys back");
-                self.read_back().await
+                // the commit may or may not have been applied: the core runs the operation
+                // again, telling it so, and the operation recognises its own effect
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("tikv commit outcome undetermined: {inner}"),
+                ))
             }
             Err(e) => {
                 let err = classify("commit", e);

@@ -300,10 +300,6 @@ pub(crate) struct Tx<'a> {
     /// A server transaction that has not ended: dropped like this (a cancelled operation), its
     /// connection is closed rather than reused.
     open: bool,
-    /// Changes to the volume's space and inode counters made by this transaction, applied to
-    /// the shared counters once it commits (see `Inner::stats`).
-    pub(crate) space_delta: i64,
-    pub(crate) inode_delta: i64,
 }
 
 impl Pool {
@@ -321,8 +317,6 @@ impl Pool {
             dialect: self.dialect(),
             prefix,
             open: false,
-            space_delta: 0,
-            inode_delta: 0,
         }
     }
 
@@ -487,12 +481,15 @@ end_tx!(end_pg_tx, PgConnection);
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        if self.open {
-            match &mut self.conn {
-                Conn::MyTx(l) => l.reusable = false,
-                Conn::PgTx(l) => l.reusable = false,
-                _ => {}
+        match &mut self.conn {
+            // a write transaction that never ended (a cancelled operation) ends here, before
+            // the writer connection goes to the next one
+            Conn::SqliteWrite(guard) if guard.as_ref().is_some_and(|c| !c.is_autocommit()) => {
+                rollback_sqlite(guard)
             }
+            Conn::MyTx(l) if self.open => l.reusable = false,
+            Conn::PgTx(l) if self.open => l.reusable = false,
+            _ => {}
         }
     }
 }
@@ -877,8 +874,6 @@ mod tests {
             dialect: Dialect::Postgres,
             prefix: "vol1_",
             open: false,
-            space_delta: 0,
-            inode_delta: 0,
         };
         assert_eq!(
             tx.text("SELECT a FROM jfs_node WHERE a = ? AND b = '?' AND c = ?"),

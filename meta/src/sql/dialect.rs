@@ -83,6 +83,22 @@ pub(crate) fn set_xattr(d: Dialect) -> &'static str {
     }
 }
 
+/// Store the BSD lock of inode `?`, session `?`, owner `?` with type `?`.
+pub(crate) fn put_flock(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite | Dialect::Postgres => "INSERT INTO jfs_flock (inode, sid, owner, ltype) VALUES (?,?,?,?) ON CONFLICT (inode, sid, owner) DO UPDATE SET ltype = excluded.ltype",
+        Dialect::Mysql => "INSERT INTO jfs_flock (inode, sid, owner, ltype) VALUES (?,?,?,?) ON DUPLICATE KEY UPDATE ltype = VALUES(ltype)",
+    }
+}
+
+/// Store the POSIX locks of inode `?`, session `?`, owner `?`: records `?`.
+pub(crate) fn put_plock(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite | Dialect::Postgres => "INSERT INTO jfs_plock (inode, sid, owner, records) VALUES (?,?,?,?) ON CONFLICT (inode, sid, owner) DO UPDATE SET records = excluded.records",
+        Dialect::Mysql => "INSERT INTO jfs_plock (inode, sid, owner, records) VALUES (?,?,?,?) ON DUPLICATE KEY UPDATE records = VALUES(records)",
+    }
+}
+
 /// Append slice records to a chunk, creating it when missing (binds: inode, indx, slices).
 /// MySQL has no such single statement that is safe under concurrency (`ON DUPLICATE KEY` takes
 /// gap locks and burns auto-increment ids): it updates, then inserts when nothing matched.

@@ -34,16 +34,6 @@ pub const SQLITE_DDL: &[&str] = &[
     "CREATE TABLE `jfs_change_log` (`id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, `entry` TEXT NOT NULL)",
 ];
 
-/// Counters `juicefs format` creates, with their initial values.
-pub const INITIAL_COUNTERS: &[(&str, i64)] = &[
-    ("nextInode", 2),
-    ("nextChunk", 1),
-    ("nextSession", 0),
-    ("usedSpace", 0),
-    ("totalInodes", 0),
-    ("nextCleanupSlices", 0),
-];
-
 /// DDL for MySQL-protocol servers (MySQL, MariaDB, OceanBase, TiDB), column for column and
 /// index for index as `juicefs format` 1.4 creates it on MariaDB (read with `mariadb-dump
 /// --no-data`; see `docs/reference/juicefs-1.4.2-ddl-mariadb.sql`). The character set is the

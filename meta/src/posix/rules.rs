@@ -1,15 +1,11 @@
-//! POSIX rules and helpers every engine shares: name checks, attribute changes (`setattr`),
-//! the mode and group of a new inode, zero records for truncation, the analysis behind
-//! `check` (fsck), and the conflict backoff. The engines differ in how they read and write
-//! records, not in these rules, so they live here once.
+//! Pure rules of the core: name checks, attribute changes (`setattr`), the mode and group of a
+//! new inode, zero records for truncation, the plan of a shared copy, trash names. No I/O here.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::perm::{self, MAY_WRITE};
 use crate::slice::Slice;
 use crate::types::*;
-use crate::Problem;
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::collections::HashMap;
 
 /// Check an entry name: not empty, at most 255 bytes, no `/` or NUL.
 pub(crate) fn check_name(name: &[u8]) -> Result<()> {
@@ -157,7 +153,7 @@ pub(crate) fn zero_end(end: u64, drop_from: Option<u64>) -> u64 {
 }
 
 /// The slices of a delayed-slices record: big-endian (id u64, size u32) pairs.
-pub(crate) fn decode_delayed(buf: &[u8]) -> Result<Vec<(u64, u32)>> {
+pub fn decode_delayed(buf: &[u8]) -> Result<Vec<(u64, u32)>> {
     if !buf.len().is_multiple_of(12) {
         return Err(Error::corrupt(format!(
             "delayed slice record of {} bytes is not a multiple of 12",
@@ -179,19 +175,6 @@ pub(crate) fn decode_delayed(buf: &[u8]) -> Result<Vec<(u64, u32)>> {
 /// The error of a poisoned internal lock.
 pub(crate) fn lock_poisoned() -> Error {
     Error::new(ErrorKind::Engine, "internal lock poisoned")
-}
-
-/// Pause before try `attempt` + 1 of a conflicting transaction: 0.5 ms doubling up to ~64 ms,
-/// plus a jitter of up to as much again, so clients that conflicted do not meet again.
-pub(crate) async fn backoff(attempt: u32) {
-    let base = 1u64 << attempt.min(7);
-    let jitter = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0),
-    ) % (base * 500);
-    tokio::time::sleep(Duration::from_micros(base * 500 + jitter)).await;
 }
 
 /// The mode and group of a new inode of type `typ` asked for with `mode` by `ctx` in directory
@@ -274,109 +257,126 @@ pub(crate) fn apply_setattr(ctx: &Ctx, a: &mut Attr, set: &SetAttr, now: Timesta
     Ok(())
 }
 
-/// A repair `check` asks the engine to make.
-pub(crate) enum Fix<E> {
-    /// Delete the entry (it names a missing inode).
-    DropEntry(E),
-    /// Set the link count of an inode.
-    SetNlink(Ino, u32),
+/// A delayed-slices record: big-endian (id u64, size u32) pairs.
+pub fn encode_delayed(slices: &[(u64, u32)]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(12 * slices.len());
+    for (id, size) in slices {
+        b.extend_from_slice(&id.to_be_bytes());
+        b.extend_from_slice(&size.to_be_bytes());
+    }
+    b
 }
 
-/// The namespace analysis of fsck: entries pointing at missing inodes or living in missing
-/// directories, orphans, wrong link counts; with the repairs that are safe to make. `edges`
-/// are (handle, parent, name, child), the handle being how the engine deletes the entry.
-pub(crate) fn analyze<E: Clone>(
-    nodes: &HashMap<Ino, Attr>,
-    edges: &[(E, Ino, Vec<u8>, Ino)],
-    sustained: &HashSet<Ino>,
-    repair: bool,
-) -> (Vec<Problem>, Vec<Fix<E>>) {
-    let mut problems = Vec::new();
-    let mut fixes = Vec::new();
-    let mut names: HashMap<Ino, u32> = HashMap::new();
-    let mut subdirs: HashMap<Ino, u32> = HashMap::new();
-    for (handle, parent, name, ino) in edges {
-        let shown = String::from_utf8_lossy(name);
-        match (nodes.get(parent), nodes.get(ino)) {
-            (_, None) => {
-                problems.push(Problem {
-                    what: format!(
-                        "entry {shown:?} in directory {parent} points at missing inode {ino}"
-                    ),
-                    repaired: repair,
-                });
-                if repair {
-                    fixes.push(Fix::DropEntry(handle.clone()));
-                }
-            }
-            (None, Some(_)) => problems.push(Problem {
-                what: format!("entry {shown:?} of inode {ino} lives in missing directory {parent}"),
-                repaired: false,
-            }),
-            (Some(_), Some(a)) => {
-                *names.entry(*ino).or_default() += 1;
-                if a.typ == FileType::Dir {
-                    *subdirs.entry(*parent).or_default() += 1;
-                }
-            }
-        }
+/// Name of the trash directory of the hour of `now` (`YYYY-MM-DD-HH`, UTC).
+pub(crate) fn trash_hour(now: Timestamp) -> Result<String> {
+    chrono::DateTime::from_timestamp(now.sec, 0)
+        .map(|t| t.format("%Y-%m-%d-%H").to_string())
+        .ok_or_else(|| Error::invalid("clock out of range"))
+}
+
+/// Start of the hour a trash directory is named after, seconds since the epoch.
+pub(crate) fn trash_hour_start(name: &[u8]) -> Option<i64> {
+    chrono::NaiveDateTime::parse_from_str(
+        &format!("{}:00:00", String::from_utf8_lossy(name)),
+        "%Y-%m-%d-%H:%M:%S",
+    )
+    .ok()
+    .map(|t| t.and_utc().timestamp())
+}
+
+/// The name a removed file takes in the trash: `<parent>-<inode>-<name>`, cut to the longest
+/// name; `taken` gives the variant with a nanosecond suffix used when that name exists.
+pub(crate) fn trash_name(
+    parent: Ino,
+    ino: Ino,
+    name: &[u8],
+    now: Timestamp,
+    taken: bool,
+) -> Vec<u8> {
+    let mut t = format!("{parent}-{ino}-").into_bytes();
+    t.extend_from_slice(name);
+    t.truncate(MAX_NAME_LEN);
+    if taken {
+        t.truncate(MAX_NAME_LEN - 12);
+        t.extend_from_slice(format!("-{}", now.nsec).as_bytes());
     }
-    for a in nodes.values() {
-        let expect = if a.typ == FileType::Dir {
-            if a.ino == ROOT_INODE || a.ino == TRASH_INODE || names.contains_key(&a.ino) {
-                2 + subdirs.get(&a.ino).copied().unwrap_or(0)
-            } else {
-                problems.push(Problem {
-                    what: format!("directory {} has no entry (orphan)", a.ino),
-                    repaired: false,
-                });
-                continue;
-            }
+    t
+}
+
+/// Attributes of a new inode of type `typ` made by `ctx` at `now` (before the parent's
+/// set-group-ID rule).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_attr(
+    ctx: &Ctx,
+    ino: Ino,
+    parent: Ino,
+    typ: FileType,
+    mode: u16,
+    umask: u16,
+    rdev: u32,
+    target_len: usize,
+    now: Timestamp,
+) -> Attr {
+    Attr {
+        ino,
+        typ,
+        mode: if typ == FileType::Symlink {
+            0o777
         } else {
-            let n = names.get(&a.ino).copied().unwrap_or(0);
-            if n == 0 && !sustained.contains(&a.ino) {
-                problems.push(Problem {
-                    what: format!(
-                        "inode {} has no entry and is not open (orphan, {} bytes)",
-                        a.ino, a.length
-                    ),
-                    repaired: false,
-                });
-                continue;
-            }
-            n
-        };
-        if a.nlink != expect {
-            problems.push(Problem {
-                what: format!("inode {} has nlink {} but {} links", a.ino, a.nlink, expect),
-                repaired: repair,
-            });
-            if repair {
-                fixes.push(Fix::SetNlink(a.ino, expect));
-            }
-        }
+            mode & 0o7777 & !umask
+        },
+        uid: ctx.uid,
+        gid: ctx.gid,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        nlink: if typ == FileType::Dir { 2 } else { 1 },
+        length: match typ {
+            FileType::Dir => DIR_LENGTH,
+            FileType::Symlink => target_len as u64,
+            _ => 0,
+        },
+        rdev,
+        parent,
+        flags: 0,
     }
-    (problems, fixes)
 }
 
-/// Problems of chunks that belong to no file: of a missing inode or a non-file.
-pub(crate) fn chunk_problems(
-    nodes: &HashMap<Ino, Attr>,
-    chunks: &[crate::ChunkSlices],
-) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for ch in chunks {
-        match nodes.get(&ch.ino) {
-            None => problems.push(Problem {
-                what: format!("chunk {} of missing inode {}", ch.indx, ch.ino),
-                repaired: false,
-            }),
-            Some(a) if a.typ != FileType::File => problems.push(Problem {
-                what: format!("chunk {} belongs to non-file inode {}", ch.indx, ch.ino),
-                repaired: false,
-            }),
-            _ => {}
+/// Check a symlink target: not empty, at most [`MAX_SYMLINK_LEN`] bytes.
+pub(crate) fn check_target(target: &[u8]) -> Result<()> {
+    if target.is_empty() {
+        return Err(Error::not_found("empty symlink target"));
+    }
+    if target.len() > MAX_SYMLINK_LEN {
+        return Err(Error::new(
+            ErrorKind::NameTooLong,
+            "symlink target too long",
+        ));
+    }
+    Ok(())
+}
+
+/// Check a rename request before any transaction: names, and flags that cannot go together.
+pub(crate) fn check_rename(name: &[u8], new_name: &[u8], flags: RenameFlags) -> Result<()> {
+    check_name(name)?;
+    check_name(new_name)?;
+    if flags.exchange && flags.noreplace {
+        return Err(Error::invalid("RENAME_EXCHANGE with RENAME_NOREPLACE"));
+    }
+    for n in [name, new_name] {
+        if n == b"." || n == b".." {
+            return Err(Error::invalid("cannot rename '.' or '..'"));
         }
     }
-    problems
+    Ok(())
+}
+
+/// The file types a regular-file operation accepts: a directory is EISDIR, anything else
+/// not regular EINVAL.
+pub(crate) fn must_be_file(a: &Attr) -> Result<()> {
+    match a.typ {
+        FileType::File => Ok(()),
+        FileType::Dir => Err(Error::is_dir("is a directory")),
+        _ => Err(Error::invalid("not a regular file")),
+    }
 }

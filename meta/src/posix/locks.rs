@@ -1,32 +1,39 @@
-//! File locks shared by every client of a volume, in the JuiceFS tables: BSD locks in
-//! `jfs_flock` (one row per inode, session and owner; `ltype` is `'R'` or `'W'`), POSIX locks in
-//! `jfs_plock` (one row per inode, session and owner; `records` packs the owner's ranges as
-//! big-endian `type u32, pid u32, start u64, end u64`, type 0 = read, 1 = write, `end`
-//! inclusive).
+//! File locks shared by every client of a volume: BSD locks (one record per inode, session
+//! and owner; `ltype` is `'R'` or `'W'`) and POSIX locks (one record per inode, session and
+//! owner, whose ranges are packed as big-endian `type u32, pid u32, start u64, end u64`, type
+//! 0 = read, 1 = write, `end` inclusive), as JuiceFS stores them in every layout.
 //!
-//! Every lock operation is one transaction that first locks the inode's row, so requests on one
-//! file from all clients are serialized by the database. Nothing here waits for a lock: a
-//! conflict answers `WouldBlock`, and the caller decides whether and how to wait.
+//! Every lock operation is one transaction that first reads the inode, so requests on one file
+//! from all clients are serialized by the engine. Nothing here waits for a lock: a conflict
+//! answers `WouldBlock`, and the caller decides whether and how to wait.
 
-use super::db::q;
-use super::{backoff, db, get_node, lock_poisoned, Inner, MAX_TXN_ATTEMPTS, UNAVAILABLE_RETRY};
-use crate::error::{from_db, Error, ErrorKind, Result};
+use super::retry::txn;
+use super::rules::lock_poisoned;
+use super::Core;
+use crate::engine::{Engine, Flock, Mode, Plock, Txn};
+use crate::error::{Error, ErrorKind, Result};
 use crate::types::{Ino, LockKind, PosixLock};
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::Mutex;
 
-const FLOCK_READ: i64 = b'R' as i64;
-const FLOCK_WRITE: i64 = b'W' as i64;
+/// `ltype` of a shared BSD lock.
+pub const FLOCK_READ: u8 = b'R';
+/// `ltype` of an exclusive BSD lock.
+pub const FLOCK_WRITE: u8 = b'W';
 const REC_READ: u32 = 0;
 const REC_WRITE: u32 = 1;
 const REC_LEN: usize = 24;
 
 /// One range of one owner's POSIX locks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Rec {
+pub struct Rec {
+    /// 0 read, 1 write.
     pub kind: u32,
+    /// Process holding it.
     pub pid: u32,
+    /// First byte.
     pub start: u64,
+    /// Last byte (inclusive).
     pub end: u64,
 }
 
@@ -142,50 +149,42 @@ fn held_by_others() -> Error {
     Error::new(ErrorKind::WouldBlock, "the file is locked by another owner")
 }
 
-impl Inner {
-    fn lock_held(
-        &self,
-        set: &std::sync::Mutex<std::collections::HashSet<(Ino, u64)>>,
-        key: (Ino, u64),
-    ) -> bool {
-        set.lock().map(|s| s.contains(&key)).unwrap_or(true)
-    }
+/// Whether this session holds a lock of `key` (an unknown answer counts as held).
+fn held(set: &Mutex<HashSet<(Ino, u64)>>, key: (Ino, u64)) -> bool {
+    set.lock().map(|s| s.contains(&key)).unwrap_or(true)
+}
 
-    pub(super) async fn flock(&self, ino: Ino, owner: u64, kind: LockKind) -> Result<()> {
+/// Remember whether this session holds a lock of `key`.
+fn remember(set: &Mutex<HashSet<(Ino, u64)>>, key: (Ino, u64), holds: bool) -> Result<()> {
+    let mut set = set.lock().map_err(|_| lock_poisoned())?;
+    if holds {
+        set.insert(key);
+    } else {
+        set.remove(&key);
+    }
+    Ok(())
+}
+
+impl<E: Engine> Core<E> {
+    /// Take, change or release the BSD lock of `owner` on `ino` without waiting.
+    pub(crate) async fn flock(&self, ino: Ino, owner: u64, kind: LockKind) -> Result<()> {
         let key = (ino, owner);
-        if kind == LockKind::Unlock && !self.lock_held(&self.flocks, key) {
+        if kind == LockKind::Unlock && !held(&self.flocks, key) {
             return Ok(()); // the common close: nothing held here, no transaction
         }
-        let sid = self.sid.load(Ordering::Relaxed) as i64;
-        txn!(self, "flock", |tx| {
-            if get_node(tx, ino).await?.is_none() {
+        let sid = self.sid();
+        txn!(self, "flock", Mode::Write, |tx| {
+            // reading the inode first serializes the requests on one file from every client
+            if tx.node(ino).await?.is_none() {
                 return Err(Error::not_found(format!("inode {ino} does not exist")));
             }
             if kind == LockKind::Unlock {
-                q("DELETE FROM jfs_flock WHERE inode = ? AND sid = ? AND owner = ?")
-                    .bind(ino as i64)
-                    .bind(sid)
-                    .bind(owner as i64)
-                    .execute(tx)
-                    .await
-                    .map_err(db("flock"))?;
+                tx.delete_flock(ino, sid, owner).await?;
                 return Ok(());
             }
-            let rows = q("SELECT sid, owner, ltype FROM jfs_flock WHERE inode = ?")
-                .bind(ino as i64)
-                .fetch_all(tx)
-                .await
-                .map_err(db("flock"))?;
-            let mut mine = false;
-            for r in &rows {
-                let (s, o, t): (i64, i64, i64) = (
-                    r.try_get(0).map_err(db("flock"))?,
-                    r.try_get(1).map_err(db("flock"))?,
-                    r.try_get(2).map_err(db("flock"))?,
-                );
-                if s == sid && o == owner as i64 {
-                    mine = true;
-                } else if kind == LockKind::Write || t == FLOCK_WRITE {
+            for l in tx.flocks(ino).await? {
+                let mine = l.sid == sid && l.owner == owner;
+                if !mine && (kind == LockKind::Write || l.ltype == FLOCK_WRITE) {
                     return Err(held_by_others());
                 }
             }
@@ -194,27 +193,9 @@ impl Inner {
             } else {
                 FLOCK_READ
             };
-            let sql = if mine {
-                "UPDATE jfs_flock SET ltype = ? WHERE inode = ? AND sid = ? AND owner = ?"
-            } else {
-                "INSERT INTO jfs_flock (ltype, inode, sid, owner) VALUES (?, ?, ?, ?)"
-            };
-            q(sql)
-                .bind(ltype)
-                .bind(ino as i64)
-                .bind(sid)
-                .bind(owner as i64)
-                .execute(tx)
-                .await
-                .map_err(db("flock"))?;
+            tx.put_flock(ino, Flock { sid, owner, ltype }).await?;
         })?;
-        let mut held = self.flocks.lock().map_err(|_| lock_poisoned())?;
-        if kind == LockKind::Unlock {
-            held.remove(&key);
-        } else {
-            held.insert(key);
-        }
-        Ok(())
+        remember(&self.flocks, key, kind != LockKind::Unlock)
     }
 
     /// The POSIX locks on `ino` of owners other than `owner` (of this session) that conflict
@@ -225,30 +206,23 @@ impl Inner {
         owner: u64,
         lock: PosixLock,
     ) -> Result<Vec<(bool, u64, PosixLock)>> {
-        let sid = self.sid.load(Ordering::Relaxed) as i64;
-        read!(self, "getlk", |c| {
-            let rows = q("SELECT sid, owner, records FROM jfs_plock WHERE inode = ?")
-                .bind(ino as i64)
-                .fetch_all(c)
-                .await
-                .map_err(db("getlk"))?;
+        let sid = self.sid();
+        txn!(self, "getlk", Mode::Read, |tx| {
             let mut found = Vec::new();
-            for r in &rows {
-                let s: i64 = r.try_get(0).map_err(db("getlk"))?;
-                let o: i64 = r.try_get(1).map_err(db("getlk"))?;
-                if s == sid && o == owner as i64 {
+            for l in tx.plocks(ino).await? {
+                if l.sid == sid && l.owner == owner {
                     continue;
                 }
-                let recs = decode(&r.try_get::<Vec<u8>>(2).map_err(db("getlk"))?)?;
-                if let Some(hit) = conflict(&recs, lock.kind, lock.start, lock.end) {
-                    found.push((s == sid, o as u64, wire(hit)));
+                if let Some(hit) = conflict(&decode(&l.records)?, lock.kind, lock.start, lock.end) {
+                    found.push((l.sid == sid, l.owner, wire(hit)));
                 }
             }
             found
         })
     }
 
-    pub(super) async fn getlk(
+    /// The first POSIX lock of another owner that conflicts with `lock` (F_GETLK).
+    pub(crate) async fn getlk(
         &self,
         ino: Ino,
         owner: u64,
@@ -258,7 +232,8 @@ impl Inner {
         Ok(found.into_iter().next().map(|(_, _, l)| l))
     }
 
-    pub(super) async fn lock_blockers(
+    /// Owners of this session whose POSIX locks on `ino` conflict with `lock` of `owner`.
+    pub(crate) async fn lock_blockers(
         &self,
         ino: Ino,
         owner: u64,
@@ -271,30 +246,24 @@ impl Inner {
             .collect())
     }
 
-    pub(super) async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()> {
+    /// Take, change or release (part of) the POSIX locks of `owner` on `ino` without waiting.
+    pub(crate) async fn setlk(&self, ino: Ino, owner: u64, lock: PosixLock) -> Result<()> {
         let key = (ino, owner);
-        if lock.kind == LockKind::Unlock && !self.lock_held(&self.plocks, key) {
+        if lock.kind == LockKind::Unlock && !held(&self.plocks, key) {
             return Ok(()); // every close of a file unlocks: most hold nothing
         }
         if lock.start > lock.end {
             return Err(Error::invalid("lock range ends before it starts"));
         }
-        let sid = self.sid.load(Ordering::Relaxed) as i64;
-        let left = txn!(self, "setlk", |tx| {
-            if get_node(tx, ino).await?.is_none() {
+        let sid = self.sid();
+        let left = txn!(self, "setlk", Mode::Write, |tx| {
+            if tx.node(ino).await?.is_none() {
                 return Err(Error::not_found(format!("inode {ino} does not exist")));
             }
-            let rows = q("SELECT sid, owner, records FROM jfs_plock WHERE inode = ?")
-                .bind(ino as i64)
-                .fetch_all(tx)
-                .await
-                .map_err(db("setlk"))?;
             let mut mine: Option<Vec<Rec>> = None;
-            for r in &rows {
-                let s: i64 = r.try_get(0).map_err(db("setlk"))?;
-                let o: i64 = r.try_get(1).map_err(db("setlk"))?;
-                let recs = decode(&r.try_get::<Vec<u8>>(2).map_err(db("setlk"))?)?;
-                if s == sid && o == owner as i64 {
+            for l in tx.plocks(ino).await? {
+                let recs = decode(&l.records)?;
+                if l.sid == sid && l.owner == owner {
                     mine = Some(recs);
                 } else if conflict(&recs, lock.kind, lock.start, lock.end).is_some() {
                     return Err(held_by_others());
@@ -302,40 +271,23 @@ impl Inner {
             }
             let existed = mine.is_some();
             let next = apply(&mine.unwrap_or_default(), lock);
-            if next.is_empty() {
-                if existed {
-                    q("DELETE FROM jfs_plock WHERE inode = ? AND sid = ? AND owner = ?")
-                        .bind(ino as i64)
-                        .bind(sid)
-                        .bind(owner as i64)
-                        .execute(tx)
-                        .await
-                        .map_err(db("setlk"))?;
-                }
-            } else {
-                let sql = if existed {
-                    "UPDATE jfs_plock SET records = ? WHERE inode = ? AND sid = ? AND owner = ?"
-                } else {
-                    "INSERT INTO jfs_plock (records, inode, sid, owner) VALUES (?, ?, ?, ?)"
-                };
-                q(sql)
-                    .bind(encode(&next))
-                    .bind(ino as i64)
-                    .bind(sid)
-                    .bind(owner as i64)
-                    .execute(tx)
-                    .await
-                    .map_err(db("setlk"))?;
+            if !next.is_empty() {
+                let records = encode(&next);
+                tx.put_plock(
+                    ino,
+                    &Plock {
+                        sid,
+                        owner,
+                        records,
+                    },
+                )
+                .await?;
+            } else if existed {
+                tx.delete_plock(ino, sid, owner).await?;
             }
             !next.is_empty()
         })?;
-        let mut held = self.plocks.lock().map_err(|_| lock_poisoned())?;
-        if left {
-            held.insert(key);
-        } else {
-            held.remove(&key);
-        }
-        Ok(())
+        remember(&self.plocks, key, left)
     }
 }
 

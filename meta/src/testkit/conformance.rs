@@ -4,13 +4,13 @@
 //! failure never hides the others. An engine's test file expands [`conformance_suite!`] with its
 //! fixture, which makes every case its own test in the runner's report:
 //!
-//! ```ignore
-//! tidefs_meta::conformance_suite!(fixture);   // async fn fixture() -> (Arc<dyn Meta>, Guard)
+//! ```text
+//! tidefs_meta::conformance_suite!(fixture);   // async fn fixture() -> (Arc<dyn Volume>, Guard)
 //! ```
 
 use crate::{
     Ctx, ErrorKind, FallocMode, FileType, Format, Meta, RenameFlags, SetAttr, Slice, TimeSet,
-    Timestamp, XattrFlags, CHUNK_SIZE, ROOT_INODE, S_ISGID, S_ISVTX, TRASH_INODE,
+    Timestamp, Volume, XattrFlags, CHUNK_SIZE, ROOT_INODE, S_ISGID, S_ISVTX, TRASH_INODE,
 };
 use std::sync::Arc;
 
@@ -133,7 +133,7 @@ async fn kind_of<T: std::fmt::Debug>(r: crate::Result<T>) -> Option<ErrorKind> {
     r.err().map(|e| e.kind())
 }
 
-async fn mkfile(m: &Arc<dyn Meta>, ctx: &Ctx, parent: u64, name: &str) -> crate::Attr {
+async fn mkfile(m: &Arc<dyn Volume>, ctx: &Ctx, parent: u64, name: &str) -> crate::Attr {
     m.mknod(
         ctx,
         parent,
@@ -165,7 +165,7 @@ pub async fn mkdir<M: Meta + ?Sized>(m: &M, ctx: &Ctx, parent: u64, name: &str) 
 }
 
 /// format, load, refuse to format again without force.
-pub async fn format_and_load(m: Arc<dyn Meta>) {
+pub async fn format_and_load(m: Arc<dyn Volume>) {
     let f = m.load().await.expect("load");
     assert_eq!(f.name, "testvol");
     let root_attr = m.getattr(ROOT_INODE).await.expect("root");
@@ -185,7 +185,7 @@ pub async fn format_and_load(m: Arc<dyn Meta>) {
 }
 
 /// create, lookup, getattr agree.
-pub async fn create_lookup_getattr(m: Arc<dyn Meta>) {
+pub async fn create_lookup_getattr(m: Arc<dyn Volume>) {
     let ctx = user(1000, 1000);
     let a = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     assert_eq!(
@@ -210,7 +210,7 @@ pub async fn create_lookup_getattr(m: Arc<dyn Meta>) {
     assert_eq!(dot.ino, ROOT_INODE);
 }
 
-async fn mknod_file(m: &Arc<dyn Meta>, ctx: &Ctx, name: &str) -> crate::Result<crate::Attr> {
+async fn mknod_file(m: &Arc<dyn Volume>, ctx: &Ctx, name: &str) -> crate::Result<crate::Attr> {
     m.mknod(
         ctx,
         ROOT_INODE,
@@ -225,7 +225,7 @@ async fn mknod_file(m: &Arc<dyn Meta>, ctx: &Ctx, name: &str) -> crate::Result<c
 }
 
 /// names over 255 bytes, empty names, '/' in names.
-pub async fn name_rules(m: Arc<dyn Meta>) {
+pub async fn name_rules(m: Arc<dyn Volume>) {
     let ctx = root();
     let long = "x".repeat(256);
     assert_eq!(
@@ -266,7 +266,7 @@ pub async fn name_rules(m: Arc<dyn Meta>) {
 }
 
 /// mkdir raises the parent's nlink, rmdir needs an empty directory.
-pub async fn mkdir_rmdir_nlink(m: Arc<dyn Meta>) {
+pub async fn mkdir_rmdir_nlink(m: Arc<dyn Volume>) {
     let ctx = root();
     let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     assert_eq!(d.nlink, 2);
@@ -295,7 +295,7 @@ pub async fn mkdir_rmdir_nlink(m: Arc<dyn Meta>) {
 }
 
 /// hard links count, and the last unlink frees the inode.
-pub async fn unlink_and_hard_links(m: Arc<dyn Meta>) {
+pub async fn unlink_and_hard_links(m: Arc<dyn Volume>) {
     let ctx = root();
     let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
     let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
@@ -320,7 +320,7 @@ pub async fn unlink_and_hard_links(m: Arc<dyn Meta>) {
 }
 
 /// with trash on, the last name goes to .trash; other names keep the true link count.
-pub async fn trash_keeps_last_link(m: Arc<dyn Meta>) {
+pub async fn trash_keeps_last_link(m: Arc<dyn Volume>) {
     let mut f = test_format();
     f.trash_days = 1;
     m.init(&f, true).await.expect("enable trash");
@@ -364,7 +364,7 @@ pub async fn trash_keeps_last_link(m: Arc<dyn Meta>) {
 }
 
 /// rename within and across directories, replacing a file.
-pub async fn rename_plain_and_replace(m: Arc<dyn Meta>) {
+pub async fn rename_plain_and_replace(m: Arc<dyn Volume>) {
     let ctx = root();
     let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
     let b = mkfile(&m, &ctx, ROOT_INODE, "b").await;
@@ -468,7 +468,7 @@ pub async fn rename_plain_and_replace(m: Arc<dyn Meta>) {
 }
 
 /// RENAME_NOREPLACE and RENAME_EXCHANGE.
-pub async fn rename_noreplace_exchange(m: Arc<dyn Meta>) {
+pub async fn rename_noreplace_exchange(m: Arc<dyn Volume>) {
     let ctx = root();
     let a = mkfile(&m, &ctx, ROOT_INODE, "a").await;
     let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
@@ -507,7 +507,7 @@ pub async fn rename_noreplace_exchange(m: Arc<dyn Meta>) {
 }
 
 /// a directory cannot move into its own subtree.
-pub async fn rename_into_subtree(m: Arc<dyn Meta>) {
+pub async fn rename_into_subtree(m: Arc<dyn Volume>) {
     let ctx = root();
     let a = mkdir(&*m, &ctx, ROOT_INODE, "a").await;
     let b = mkdir(&*m, &ctx, a.ino, "b").await;
@@ -534,7 +534,7 @@ pub async fn rename_into_subtree(m: Arc<dyn Meta>) {
 }
 
 /// moving a directory moves one link from the old parent to the new one.
-pub async fn rename_dir_moves_nlink(m: Arc<dyn Meta>) {
+pub async fn rename_dir_moves_nlink(m: Arc<dyn Volume>) {
     let ctx = root();
     let p1 = mkdir(&*m, &ctx, ROOT_INODE, "p1").await;
     let p2 = mkdir(&*m, &ctx, ROOT_INODE, "p2").await;
@@ -550,7 +550,7 @@ pub async fn rename_dir_moves_nlink(m: Arc<dyn Meta>) {
 }
 
 /// symlinks keep their target and report its length.
-pub async fn symlink_readlink(m: Arc<dyn Meta>) {
+pub async fn symlink_readlink(m: Arc<dyn Volume>) {
     let ctx = root();
     let s = m
         .mknod(
@@ -594,7 +594,7 @@ pub async fn symlink_readlink(m: Arc<dyn Meta>) {
 }
 
 /// xattr create/replace flags, missing attributes, listing.
-pub async fn xattrs(m: Arc<dyn Meta>) {
+pub async fn xattrs(m: Arc<dyn Volume>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     assert_eq!(
@@ -639,7 +639,7 @@ pub async fn xattrs(m: Arc<dyn Meta>) {
 }
 
 /// committed slices extend the length and come back in order.
-pub async fn write_read_chunk_and_length(m: Arc<dyn Meta>) {
+pub async fn write_read_chunk_and_length(m: Arc<dyn Volume>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     let id1 = m.new_slice_id().await.expect("id");
@@ -659,9 +659,9 @@ pub async fn write_read_chunk_and_length(m: Arc<dyn Meta>) {
         off: 0,
         len: 10,
     };
-    m.write_slice(f.ino, 0, s1, t).await.expect("w1");
-    m.write_slice(f.ino, 0, s2, t).await.expect("w2");
-    m.write_slice(f.ino, 2, s1, t).await.expect("w3");
+    m.write_slice(f.ino, 0, s1, t, &[]).await.expect("w1");
+    m.write_slice(f.ino, 0, s2, t, &[]).await.expect("w2");
+    m.write_slice(f.ino, 2, s1, t, &[]).await.expect("w3");
     assert_eq!(m.read_chunk(f.ino, 0).await.expect("read"), vec![s1, s2]);
     assert_eq!(
         m.getattr(f.ino).await.expect("attr").length,
@@ -671,14 +671,14 @@ pub async fn write_read_chunk_and_length(m: Arc<dyn Meta>) {
 }
 
 /// shrinking appends zero records so old bytes never come back.
-pub async fn truncate_appends_zeros(m: Arc<dyn Meta>) {
+pub async fn truncate_appends_zeros(m: Arc<dyn Volume>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     let s = slice_of_1000(&*m).await;
-    m.write_slice(f.ino, 0, s, Timestamp::now())
+    m.write_slice(f.ino, 0, s, Timestamp::now(), &[])
         .await
         .expect("write");
-    m.write_slice(f.ino, 1, s, Timestamp::now())
+    m.write_slice(f.ino, 1, s, Timestamp::now(), &[])
         .await
         .expect("write");
     let a = m.truncate(&ctx, f.ino, 10).await.expect("shrink");
@@ -704,7 +704,7 @@ pub async fn truncate_appends_zeros(m: Arc<dyn Meta>) {
 }
 
 /// fallocate default, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE.
-pub async fn fallocate_modes(m: Arc<dyn Meta>) {
+pub async fn fallocate_modes(m: Arc<dyn Volume>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     let a = m
@@ -734,7 +734,7 @@ pub async fn fallocate_modes(m: Arc<dyn Meta>) {
         .expect("punch");
     assert!(m.read_chunk(f.ino, 0).await.expect("chunk").is_empty());
     let data = slice_of_1000(&*m).await;
-    m.write_slice(f.ino, 0, data, Timestamp::now())
+    m.write_slice(f.ino, 0, data, Timestamp::now(), &[])
         .await
         .expect("write");
     m.fallocate(&ctx, f.ino, punch, 100, 200)
@@ -771,13 +771,13 @@ pub async fn fallocate_modes(m: Arc<dyn Meta>) {
 /// largest length down drops chunks without zeroing the ones in between (it allocated one
 /// record per chunk in memory before: 2^31 of them killed the mount), a zeroed range writes
 /// records only where there is data, and lengths past [`crate::MAX_FILE_LEN`] are EFBIG.
-pub async fn huge_sparse_ranges_cost_only_their_chunks(m: Arc<dyn Meta>) {
+pub async fn huge_sparse_ranges_cost_only_their_chunks(m: Arc<dyn Volume>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     let far = 1u32 << 20;
     for indx in [0, far] {
         let s = slice_of_1000(&*m).await;
-        m.write_slice(f.ino, indx, s, Timestamp::now())
+        m.write_slice(f.ino, indx, s, Timestamp::now(), &[])
             .await
             .expect("write");
     }
@@ -826,7 +826,7 @@ pub async fn huge_sparse_ranges_cost_only_their_chunks(m: Arc<dyn Meta>) {
 }
 
 /// readdir returns every entry once across pages, whatever is removed in between.
-pub async fn readdir_pages_with_cursor(m: Arc<dyn Meta>) {
+pub async fn readdir_pages_with_cursor(m: Arc<dyn Volume>) {
     let ctx = root();
     let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     for i in 0..25 {
@@ -877,7 +877,7 @@ pub async fn readdir_pages_with_cursor(m: Arc<dyn Meta>) {
 }
 
 /// an unlinked file stays readable while open and is freed at the last close.
-pub async fn unlinked_open_file_lives_until_close(m: Arc<dyn Meta>) {
+pub async fn unlinked_open_file_lives_until_close(m: Arc<dyn Volume>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     m.open(&ctx, f.ino).await.expect("open");
@@ -896,6 +896,7 @@ pub async fn unlinked_open_file_lives_until_close(m: Arc<dyn Meta>) {
             len: 5,
         },
         Timestamp::now(),
+        &[],
     )
     .await
     .expect("write while unlinked");
@@ -907,7 +908,7 @@ pub async fn unlinked_open_file_lives_until_close(m: Arc<dyn Meta>) {
 }
 
 /// set-group-id directories pass their group and the bit on.
-pub async fn setgid_directory(m: Arc<dyn Meta>) {
+pub async fn setgid_directory(m: Arc<dyn Volume>) {
     let rootc = root();
     let d = mkdir(&*m, &rootc, ROOT_INODE, "d").await;
     m.setattr(
@@ -939,7 +940,7 @@ pub async fn setgid_directory(m: Arc<dyn Meta>) {
 }
 
 /// in a sticky directory only owners may remove entries.
-pub async fn sticky_directory(m: Arc<dyn Meta>) {
+pub async fn sticky_directory(m: Arc<dyn Volume>) {
     let rootc = root();
     let d = mkdir(&*m, &rootc, ROOT_INODE, "tmp").await;
     m.setattr(
@@ -971,7 +972,7 @@ pub async fn sticky_directory(m: Arc<dyn Meta>) {
 }
 
 /// permission bits are enforced when the caller asks the metadata layer to check.
-pub async fn permission_checks(m: Arc<dyn Meta>) {
+pub async fn permission_checks(m: Arc<dyn Volume>) {
     let rootc = root();
     let d = mkdir(&*m, &rootc, ROOT_INODE, "private").await;
     m.setattr(
@@ -1041,7 +1042,7 @@ pub async fn permission_checks(m: Arc<dyn Meta>) {
 }
 
 /// a read-only engine refuses every write with EROFS.
-pub async fn read_only_refuses_writes(m: Arc<dyn Meta>) {
+pub async fn read_only_refuses_writes(m: Arc<dyn Volume>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     m.set_read_only(true);
@@ -1070,7 +1071,7 @@ pub async fn read_only_refuses_writes(m: Arc<dyn Meta>) {
 }
 
 /// utimens with explicit times and UTIME_NOW, chown clearing set-user-id.
-pub async fn setattr_times_and_owner(m: Arc<dyn Meta>) {
+pub async fn setattr_times_and_owner(m: Arc<dyn Volume>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     let t = Timestamp {
@@ -1147,7 +1148,7 @@ pub async fn setattr_times_and_owner(m: Arc<dyn Meta>) {
 }
 
 /// after a mix of namespace operations, check finds nothing wrong.
-pub async fn check_clean_after_operations(m: Arc<dyn Meta>) {
+pub async fn check_clean_after_operations(m: Arc<dyn Volume>) {
     let ctx = root();
     let d = mkdir(&*m, &ctx, ROOT_INODE, "d").await;
     let f = mkfile(&m, &ctx, d.ino, "f").await;
@@ -1162,7 +1163,7 @@ pub async fn check_clean_after_operations(m: Arc<dyn Meta>) {
 }
 
 /// statfs counts inodes and space.
-pub async fn statfs_counts(m: Arc<dyn Meta>) {
+pub async fn statfs_counts(m: Arc<dyn Volume>) {
     let ctx = root();
     let before = m.statfs().await.expect("statfs");
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
@@ -1178,6 +1179,7 @@ pub async fn statfs_counts(m: Arc<dyn Meta>) {
             len: 5000,
         },
         Timestamp::now(),
+        &[],
     )
     .await
     .expect("write");
@@ -1187,7 +1189,7 @@ pub async fn statfs_counts(m: Arc<dyn Meta>) {
 }
 
 /// slice ids never repeat, also across engine instances batches.
-pub async fn slice_ids_unique(m: Arc<dyn Meta>) {
+pub async fn slice_ids_unique(m: Arc<dyn Volume>) {
     let mut ids = std::collections::HashSet::new();
     for _ in 0..5000 {
         assert!(ids.insert(m.new_slice_id().await.expect("id")));
@@ -1197,7 +1199,7 @@ pub async fn slice_ids_unique(m: Arc<dyn Meta>) {
 
 /// compaction swaps the records it read for new ones, keeps records appended meanwhile, frees
 /// the replaced slices, and refuses a chunk that changed under it.
-pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
+pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Volume>) {
     let ctx = root();
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
     let freed = record_freed(&*m);
@@ -1211,7 +1213,7 @@ pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
             off: 0,
             len,
         };
-        m.write_slice(f.ino, 0, s, t).await.expect("write");
+        m.write_slice(f.ino, 0, s, t, &[]).await.expect("write");
         recs.push(s);
     }
     let old = m.read_chunk(f.ino, 0).await.expect("read");
@@ -1223,7 +1225,9 @@ pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
         off: 0,
         len: 5,
     };
-    m.write_slice(f.ino, 0, late, t).await.expect("late write");
+    m.write_slice(f.ino, 0, late, t, &[])
+        .await
+        .expect("late write");
     let new = Slice {
         pos: 0,
         id: m.new_slice_id().await.expect("id"),
@@ -1255,7 +1259,7 @@ pub async fn compact_chunk_swaps_its_prefix(m: Arc<dyn Meta>) {
 /// copy_file_range shares the source's slices: the destination's records point into them
 /// (holes become zero records), each shared record is one more reference, and a slice is freed
 /// only when the last file holding it lets go.
-pub async fn copy_range_shares_slices(m: Arc<dyn Meta>) {
+pub async fn copy_range_shares_slices(m: Arc<dyn Volume>) {
     let ctx = root();
     let freed = record_freed(&*m);
     let freed_now = || {
@@ -1276,9 +1280,9 @@ pub async fn copy_range_shares_slices(m: Arc<dyn Meta>) {
     let sa = slice(m.new_slice_id().await.expect("id"), 0, 1000);
     let sb = slice(m.new_slice_id().await.expect("id"), 500, 100);
     let sc = slice(m.new_slice_id().await.expect("id"), 0, 1000);
-    m.write_slice(a.ino, 0, sa, t).await.expect("write");
-    m.write_slice(a.ino, 0, sb, t).await.expect("write");
-    m.write_slice(a.ino, 1, sc, t).await.expect("write");
+    m.write_slice(a.ino, 0, sa, t, &[]).await.expect("write");
+    m.write_slice(a.ino, 0, sb, t, &[]).await.expect("write");
+    m.write_slice(a.ino, 1, sc, t, &[]).await.expect("write");
     // a: sa [0,500) sb [500,600) sa [600,1000), a hole to the next chunk, sc [0,1000) there
     let (n, attr) = m
         .copy_range(a.ino, 200, b.ino, 10, u64::MAX)
@@ -1342,7 +1346,7 @@ pub async fn copy_range_shares_slices(m: Arc<dyn Meta>) {
 
 /// block checksums are stored with the slice they belong to (also by compaction), read back,
 /// and dropped with the slice's objects.
-pub async fn slice_checksums_kept_with_slices(m: Arc<dyn Meta>) {
+pub async fn slice_checksums_kept_with_slices(m: Arc<dyn Volume>) {
     let ctx = root();
     m.set_slice_deleter(Arc::new(|_, _| Box::pin(async { Ok(()) })));
     let f = mkfile(&m, &ctx, ROOT_INODE, "f").await;
@@ -1354,7 +1358,7 @@ pub async fn slice_checksums_kept_with_slices(m: Arc<dyn Meta>) {
         len: 1000,
     };
     let sums = vec![1u8, 2, 3, 4];
-    m.write_slice_summed(f.ino, 0, s, Timestamp::now(), &sums)
+    m.write_slice(f.ino, 0, s, Timestamp::now(), &sums)
         .await
         .expect("write");
     assert_eq!(m.slice_sums(s.id).await.expect("sums"), Some(sums));
@@ -1385,11 +1389,13 @@ pub async fn slice_checksums_kept_with_slices(m: Arc<dyn Meta>) {
 }
 
 /// Paging through the volume's chunks (as gc and fsck do) meets every chunk once.
-pub async fn chunks_page_walks_every_chunk(m: Arc<dyn Meta>) {
+pub async fn chunks_page_walks_every_chunk(m: Arc<dyn Volume>) {
     let ctx = Ctx::root();
+    let mut all: Vec<(u64, u32)> = Vec::new();
     for f in 0..3u32 {
         let ino = mkfile(&m, &ctx, ROOT_INODE, &format!("paged{f}")).await.ino;
         for indx in 0..=f {
+            all.push((ino, indx));
             let id = m.new_slice_id().await.expect("slice id");
             let s = Slice {
                 pos: 0,
@@ -1398,18 +1404,11 @@ pub async fn chunks_page_walks_every_chunk(m: Arc<dyn Meta>) {
                 off: 0,
                 len: 100,
             };
-            m.write_slice(ino, indx, s, Timestamp::now())
+            m.write_slice(ino, indx, s, Timestamp::now(), &[])
                 .await
                 .expect("write");
         }
     }
-    let mut all: Vec<(u64, u32)> = m
-        .list_chunks()
-        .await
-        .expect("list")
-        .iter()
-        .map(|c| (c.ino, c.indx))
-        .collect();
     all.sort_unstable();
     assert_eq!(all.len(), 6);
     let mut paged = Vec::new();
