@@ -72,6 +72,8 @@ class Target:
     bound); `bindfs` is a passthrough FUSE mount of such a directory (the FUSE overhead)."""
     def __init__(self, name, work, tidefs, juicefs, engine="sqlite", tag="", s3=False):
         self.name, self.work, self.engine, self.tag, self.s3 = name, work, engine, tag, s3
+        # `base` is tidefs too: another build of it (--base), measured beside this one
+        self.kind = "tidefs" if name == "base" else name
         self.cache = f"{work}/cache"
         self.volname = f"bench{tag}" if s3 else "benchvol"
         self.db = f"sqlite3://{work}/meta.db" if engine == "sqlite" else server_url(engine, tag)
@@ -82,7 +84,7 @@ class Target:
         os.makedirs(self.mnt, exist_ok=True)
 
     def format(self):
-        if self.name in ("local", "bindfs"):
+        if self.kind in ("local", "bindfs"):
             os.makedirs(f"{self.work}/backing", exist_ok=True)
             if self.name == "local":
                 os.rmdir(self.mnt)
@@ -93,7 +95,7 @@ class Target:
             store = f"--storage s3 --bucket {url} --access-key {ak} --secret-key {sk}"
         else:
             store = f"--storage file --bucket {self.bucket}"
-        if self.name == "tidefs":
+        if self.kind == "tidefs":
             sh(f"{self.tidefs} format '{self.db}' {self.volname} {store} --trash-days 0")
         else:
             sh(f"{self.juicefs} format --trash-days 0 '{self.db}' {self.volname} {store}")
@@ -108,7 +110,7 @@ class Target:
     def destroy(self):
         """Remove the volume's objects from the shared bucket, and the disk cache juicefs keeps
         by default under /var/jfsCache for volumes in a local directory."""
-        if self.name not in ("tidefs", "juicefs"):
+        if self.kind not in ("tidefs", "juicefs"):
             return
         uuid = ""
         try:
@@ -129,7 +131,7 @@ class Target:
         if self.name == "bindfs":
             sh(f"bindfs {self.work}/backing {self.mnt}")
             return
-        if self.name == "tidefs":
+        if self.kind == "tidefs":
             sh(f"{self.tidefs} mount -d '{self.db}' {self.mnt} --log {log} {self.cache_args()} {extra}")
         else:
             sh(f"{self.juicefs} mount -d --log {log} {self.cache_args()} {extra} '{self.db}' {self.mnt}")
@@ -143,7 +145,7 @@ class Target:
             sh(f"fusermount3 -u {self.mnt}")
             return
         opt = "--flush" if flush else ""
-        if self.name == "tidefs":
+        if self.kind == "tidefs":
             sh(f"{self.tidefs} umount {opt} {self.mnt}")
         else:
             sh(f"{self.juicefs} umount {opt} {self.mnt}")
@@ -155,7 +157,7 @@ class Target:
     def pid(self):
         if self.name == "local":
             return None
-        if self.name == "tidefs":
+        if self.kind == "tidefs":
             # the mount records its pid in /run/tidefs/<mountpoint with every other character
             # than [A-Za-z0-9] turned into '_'>.json (its process title hides the arguments)
             mp = os.path.realpath(self.mnt)
@@ -165,7 +167,7 @@ class Target:
                     return str(json.load(f)["pid"])
             except (OSError, ValueError, KeyError):
                 return None
-        pat = {"juicefs": "juicefs mount", "bindfs": "bindfs"}[self.name]
+        pat = {"juicefs": "juicefs mount", "bindfs": "bindfs"}[self.kind]
         out = sh(f"pgrep -f '{pat}.*{self.mnt}' || true").split()
         # juicefs -d leaves a supervisor and a worker: take the one with the largest RSS
         best, rss = None, -1
@@ -264,7 +266,7 @@ def model_load(t, path):
     return timed(lambda: sh(procs))
 
 def warmup(t, path):
-    cmd = f"{t.tidefs} warmup {path}" if t.name == "tidefs" else f"{t.juicefs} warmup {path}"
+    cmd = f"{t.tidefs} warmup {path}" if t.kind == "tidefs" else f"{t.juicefs} warmup {path}"
     return timed(lambda: sh(cmd))
 
 def s3_rows(t, a, add):
@@ -388,6 +390,7 @@ def metadata_rows(t, a, add, sfx):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tidefs", default="target/release/tidefs")
+    ap.add_argument("--base", help="another tidefs binary (an earlier build) measured beside --tidefs in every round, as `base`")
     ap.add_argument("--juicefs", default=os.environ.get("JUICEFS_BIN", "/opt/jfs/bin/juicefs"))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -404,7 +407,7 @@ def main():
     rows = {}
     def add(row, who, v):
         rows.setdefault(row, {}).setdefault(who, []).append(v)
-    targets = ["tidefs", "juicefs"] + [x for x in ("local", "bindfs") if x in a.refs]
+    targets = ["tidefs", "juicefs"] + (["base"] if a.base else []) + [x for x in ("local", "bindfs") if x in a.refs]
     have_fio = shutil.which("fio") is not None
     if a.s3 or a.s3_only:
         s3_settings()
@@ -414,7 +417,7 @@ def main():
     for engine in engines:
       sfx = "" if engine == "sqlite" else f" [{engine}]"
       for rnd in range(a.rounds):
-        these = targets if engine == "sqlite" else ["tidefs", "juicefs"]
+        these = targets if engine == "sqlite" else ["tidefs", "juicefs"] + (["base"] if a.base else [])
         if engine == "s3":
             these = ["tidefs", "juicefs"] + (["local"] if "local" in a.refs or rnd == 0 else [])
         order = these if rnd % 2 == 0 else list(reversed(these))
@@ -422,7 +425,8 @@ def main():
             work = tempfile.mkdtemp(prefix=f"bench-{who}-", dir="/var/tmp")
             tag = f"b{os.getpid()}{rnd}{who[0]}"
             is_s3 = engine == "s3"
-            t = Target(who, work, os.path.abspath(a.tidefs), a.juicefs, "sqlite" if is_s3 else engine, tag, s3=is_s3)
+            binary = os.path.abspath(a.base if who == "base" else a.tidefs)
+            t = Target(who, work, binary, a.juicefs, "sqlite" if is_s3 else engine, tag, s3=is_s3)
             try:
                 t.format(); t.mount()
                 if is_s3:
@@ -468,9 +472,11 @@ def main():
                 if engine not in ("sqlite", "s3"):
                     drop_tables(engine, tag)
             print(f"{engine} round {rnd + 1} {who} done", file=sys.stderr)
-    refs = [x for x in ("local", "bindfs") if x in a.refs or (x == "local" and (a.s3 or a.s3_only))]
+    refs = (["base"] if a.base else []) + [x for x in ("local", "bindfs") if x in a.refs or (x == "local" and (a.s3 or a.s3_only))]
     head = "| workload | tidefs median [min-max] | juicefs median [min-max] | tidefs/juicefs |" + "".join(f" {r} median |" for r in refs)
-    lines = [head, "|---|---|---|---|" + "---|" * len(refs)]
+    if a.base:
+        head += " tidefs/base |"
+    lines = [head, "|---|---|---|---|" + "---|" * (len(refs) + bool(a.base))]
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "rounds": a.rounds, "rows": {}}
     for row, v in rows.items():
         med = {w: statistics.median(x) for w, x in v.items()}
@@ -478,6 +484,9 @@ def main():
         fmt = lambda x: f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
         cell = lambda w: f"{fmt(med[w])} [{fmt(min(v[w]))}-{fmt(max(v[w]))}]" if w in med else "-"
         extra = "".join(f" {fmt(med[r])} |" if r in med else " - |" for r in refs)
+        if a.base:
+            vs = med["tidefs"] / med["base"] if med.get("base") and "tidefs" in med else float("nan")
+            extra += f" {vs:.2f} |"
         lines.append(f"| {row} | {cell('tidefs')} | {cell('juicefs')} | {ratio:.2f} |{extra}")
         result["rows"][row] = {**{w: v[w] for w in v}, "ratio_of_medians": ratio}
     table = "\n".join(lines)
@@ -489,7 +498,8 @@ def main():
             "data in a local directory" + (" and, for [s3] rows, in S3 (RGW on this machine)" if a.s3 else ""))
         f.write(f"# tidefs vs juicefs, metadata on {a.meta}, {where}, {a.rounds} interleaved rounds\n\n{table}\n\n"
                 "For RSS, latency, mount CPU and `ls -l` seconds lower is better; for every other row higher is better. "
-                "`local` is a plain directory on the same disk, `bindfs` a passthrough FUSE mount of one.\n")
+                "`local` is a plain directory on the same disk, `bindfs` a passthrough FUSE mount of one"
+                + (f"; `base` is another tidefs build ({a.base})" if a.base else "") + ".\n")
     with open(f"{a.out}/{stamp}.json", "w") as f:
         json.dump(result, f, indent=1)
 

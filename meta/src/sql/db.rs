@@ -120,6 +120,22 @@ impl Arg for i64 {
         Value::Int(self)
     }
 }
+/// Inode numbers, slice ids and sizes: the layout stores them as signed 64-bit integers.
+impl Arg for u64 {
+    fn into_value(self) -> Value {
+        Value::Int(self as i64)
+    }
+}
+impl Arg for u32 {
+    fn into_value(self) -> Value {
+        Value::Int(i64::from(self))
+    }
+}
+impl Arg for u8 {
+    fn into_value(self) -> Value {
+        Value::Int(i64::from(self))
+    }
+}
 impl Arg for &str {
     fn into_value(self) -> Value {
         Value::Text(self.to_string())
@@ -189,6 +205,21 @@ impl Get for i64 {
                 wanted: "integer",
             }),
         }
+    }
+}
+impl Get for u64 {
+    fn get(v: &Value, i: usize) -> DbResult<Self> {
+        i64::get(v, i).map(|n| n as u64)
+    }
+}
+impl Get for u32 {
+    fn get(v: &Value, i: usize) -> DbResult<Self> {
+        i64::get(v, i).map(|n| n as u32)
+    }
+}
+impl Get for u8 {
+    fn get(v: &Value, i: usize) -> DbResult<Self> {
+        i64::get(v, i).map(|n| n as u8)
     }
 }
 impl Get for Vec<u8> {

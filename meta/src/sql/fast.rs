@@ -4,7 +4,7 @@
 //! nothing and says so.
 
 use super::db::{q, Dialect, Tx};
-use super::txn::{bind_node, db, file_type, locked, node_cols, row_attr_at, SqlTxn};
+use super::txn::{bind_node, col, db, file_type, locked, node_cols, row_attr_at, SqlTxn};
 use crate::engine::{EntryIn, Lookup, Target, Txn};
 use crate::error::{from_db, is_unique_violation, Error, Result};
 use crate::slice::{self, Slice};
@@ -51,14 +51,14 @@ pub(super) async fn lookup(t: &mut SqlTxn<'_>, parent: Ino, name: &[u8]) -> Resu
     let Some(r) = row else {
         return Ok(Lookup::NoParent);
     };
-    let ptype: i64 = r.try_get(0).map_err(db("lookup"))?;
+    let ptype: i64 = col(&r, 0)?;
     if ptype != i64::from(FileType::Dir.code()) {
         return Ok(Lookup::NotDir);
     }
-    let Some(child) = r.try_get::<Option<i64>>(1).map_err(db("lookup"))? else {
+    let Some(child) = col::<Option<i64>>(&r, 1)? else {
         return Ok(Lookup::Missing);
     };
-    if r.try_get::<Option<i64>>(2).map_err(db("lookup"))?.is_none() {
+    if col::<Option<i64>>(&r, 2)?.is_none() {
         return Ok(Lookup::Dangling(child as Ino));
     }
     Ok(Lookup::Found(row_attr_at(&r, 2)?))
@@ -134,12 +134,12 @@ pub(super) async fn rename_pair_pg(
         dir: row_attr_at(&r, 0)?,
         node: row_attr_at(&r, 17)?,
     };
-    let target = match r.try_get::<Option<i64>>(33).map_err(db("rename"))? {
+    let target = match col::<Option<i64>>(&r, 33)? {
         Some(_) => {
-            let ino: i64 = r.try_get(34).map_err(db("rename"))?;
-            let typ: i64 = r.try_get(35).map_err(db("rename"))?;
+            let ino: i64 = col(&r, 34)?;
+            let typ: i64 = col(&r, 35)?;
             // a dangling target entry (no inode) is reported by the general path
-            let attr = match r.try_get::<Option<i64>>(36).map_err(db("rename"))? {
+            let attr = match col::<Option<i64>>(&r, 36)? {
                 Some(_) => Some(row_attr_at(&r, 36)?),
                 None => None,
             };
@@ -169,7 +169,7 @@ pub(super) async fn counter_add(c: &mut Tx<'_>, name: &str, delta: i64) -> Resul
                     .await
                     .map_err(db("counter"))?;
                 if let Some(r) = row {
-                    return r.try_get(0).map_err(db("counter"));
+                    return col(&r, 0);
                 }
             }
         } else {
@@ -180,7 +180,7 @@ pub(super) async fn counter_add(c: &mut Tx<'_>, name: &str, delta: i64) -> Resul
                 .await
                 .map_err(db("counter"))?;
             if let Some(r) = row {
-                return r.try_get(0).map_err(db("counter"));
+                return col(&r, 0);
             }
         }
     }
@@ -190,7 +190,7 @@ pub(super) async fn counter_add(c: &mut Tx<'_>, name: &str, delta: i64) -> Resul
         .await
         .map_err(db("counter"))?;
     let old: i64 = match row {
-        Some(r) => r.try_get(0).map_err(db("counter"))?,
+        Some(r) => col(&r, 0)?,
         None => {
             q("INSERT INTO jfs_counter (name, value) VALUES (?, 0)")
                 .bind(name)
@@ -296,7 +296,7 @@ pub(super) async fn write_pg(
     }
     let row = stmt.fetch_optional(&mut t.tx).await.map_err(db("write"))?;
     match row {
-        Some(r) => Ok(Some(r.try_get::<i64>(0).map_err(db("write"))? as u64)),
+        Some(r) => Ok(Some(col::<i64>(&r, 0)? as u64)),
         None => Ok(None),
     }
 }

@@ -53,6 +53,18 @@ pub(super) fn db(op: &'static str) -> impl Fn(db::DbError) -> Error {
     move |e| from_db(op, e)
 }
 
+/// Column `i` of a row.
+pub(super) fn col<T: db::Get>(r: &Row, i: usize) -> Result<T> {
+    r.try_get(i).map_err(db("read row"))
+}
+
+/// A statement with its arguments: `stmt!("... ? ... ?", a, b)`.
+macro_rules! stmt {
+    ($sql:expr $(, $arg:expr)* $(,)?) => {
+        q($sql)$(.bind($arg))*
+    };
+}
+
 /// The attributes in the 16 node columns of `r` from column `base` on.
 pub(super) fn row_attr_at(r: &Row, base: usize) -> Result<Attr> {
     let get = |i: usize| -> Result<i64> {
@@ -240,6 +252,11 @@ impl<'a> SqlTxn<'a> {
         Ok(())
     }
 
+    /// Run a statement now, after the writes held back.
+    async fn exec(&mut self, op: &'static str, stmt: Query<'_>) -> Result<()> {
+        self.count(op, stmt).await.map(|_| ())
+    }
+
     /// Run a statement whose count of changed rows matters, after the writes held back.
     async fn count(&mut self, op: &'static str, stmt: Query<'_>) -> Result<u64> {
         self.flush().await?;
@@ -266,17 +283,52 @@ impl<'a> SqlTxn<'a> {
         self.eng.sums_ok.load(Ordering::Relaxed)
     }
 
+    /// Hold back (or run) a write that changes the rows of `table` keyed by `id`.
+    async fn write_row(
+        &mut self,
+        table: &'static str,
+        id: u64,
+        stmt: Query<'static>,
+    ) -> Result<()> {
+        self.write(stmt, vec![RowKey::Row(table, id as i64)], None)
+            .await
+    }
+
+    /// The single column of the row a query returns, if any.
+    async fn value<T: db::Get>(&mut self, op: &'static str, stmt: Query<'_>) -> Result<Option<T>> {
+        self.one(op, stmt).await?.map(|r| col(&r, 0)).transpose()
+    }
+
     /// Decode rows of `(indx, slices)`.
     fn chunk_rows(ino: Ino, rows: Vec<Row>) -> Result<Vec<(u32, Vec<Slice>)>> {
         rows.iter()
             .map(|r| {
-                let indx: i64 = r.try_get(0).map_err(db("read chunk"))?;
+                let indx: i64 = col(r, 0)?;
                 let indx = u32::try_from(indx)
                     .map_err(|_| Error::corrupt(format!("chunk index {indx} of inode {ino}")))?;
-                let buf: Vec<u8> = r.try_get(1).map_err(db("read chunk"))?;
-                Ok((indx, slice::decode_all(&buf)?))
+                Ok((indx, slice::decode_all(&col::<Vec<u8>>(r, 1)?)?))
             })
             .collect()
+    }
+
+    /// A page of a scan keyed by an increasing integer id, whose rows `decode` reads: the page
+    /// and the cursor of the next (the last id, big-endian).
+    fn page<T>(
+        rows: Vec<Row>,
+        limit: usize,
+        decode: impl Fn(&Row) -> Result<(i64, T)>,
+    ) -> Result<Page<T>> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for r in &rows {
+            let (id, item) = decode(r)?;
+            out.push(item);
+            last = Some(id);
+        }
+        let next = last
+            .filter(|_| out.len() >= limit.max(1))
+            .map(|id| id.to_be_bytes().to_vec());
+        Ok((out, next))
     }
 }
 
@@ -287,28 +339,21 @@ impl Txn for SqlTxn<'_> {
             self.tx,
             concat!("SELECT ", node_cols!(), " FROM jfs_node WHERE inode = ?")
         );
-        let row = self.one("getattr", q(sql).bind(ino as i64)).await?;
+        let row = self.one("getattr", stmt!(sql, ino)).await?;
         row.as_ref().map(|r| row_attr_at(r, 0)).transpose()
     }
 
     async fn create_node(&mut self, a: &Attr) -> Result<()> {
         let stmt = bind_node(q("INSERT INTO jfs_node (inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent,access_acl_id,default_acl_id,tier_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0)"), a);
-        self.write(stmt, vec![RowKey::Row("node", a.ino as i64)], None)
-            .await
+        self.write_row("node", a.ino, stmt).await
     }
 
     async fn update_node(&mut self, a: &Attr) -> Result<()> {
-        let stmt = bind_node_fields(
-            q("UPDATE jfs_node SET flags=?,mode=?,uid=?,gid=?,atime=?,mtime=?,ctime=?,atimensec=?,mtimensec=?,ctimensec=?,nlink=?,length=?,rdev=?,parent=? WHERE inode=?"),
-            a,
-        )
-        .bind(a.ino as i64);
-        self.write(stmt, vec![RowKey::Row("node", a.ino as i64)], None)
-            .await
+        let stmt = bind_node_fields(q("UPDATE jfs_node SET flags=?,mode=?,uid=?,gid=?,atime=?,mtime=?,ctime=?,atimensec=?,mtimensec=?,ctimensec=?,nlink=?,length=?,rdev=?,parent=? WHERE inode=?"), a).bind(a.ino);
+        self.write_row("node", a.ino, stmt).await
     }
 
     async fn delete_inode(&mut self, a: &Attr) -> Result<()> {
-        let ino = a.ino as i64;
         let mut stmts = vec![
             ("node", "DELETE FROM jfs_node WHERE inode = ?"),
             ("xattr", "DELETE FROM jfs_xattr WHERE inode = ?"),
@@ -319,8 +364,7 @@ impl Txn for SqlTxn<'_> {
             _ => {}
         }
         for (table, sql) in stmts {
-            self.write(q(sql).bind(ino), vec![RowKey::Row(table, ino)], None)
-                .await?;
+            self.write_row(table, a.ino, stmt!(sql, a.ino)).await?;
         }
         Ok(())
     }
@@ -330,16 +374,9 @@ impl Txn for SqlTxn<'_> {
             self.tx,
             "SELECT inode, type FROM jfs_edge WHERE parent = ? AND name = ?"
         );
-        let row = self
-            .one("lookup", q(sql).bind(parent as i64).bind(name))
-            .await?;
-        match row {
+        match self.one("lookup", stmt!(sql, parent, name)).await? {
             None => Ok(None),
-            Some(r) => {
-                let ino: i64 = r.try_get(0).map_err(db("lookup"))?;
-                let t: i64 = r.try_get(1).map_err(db("lookup"))?;
-                Ok(Some((file_type(t, parent)?, ino as Ino)))
-            }
+            Some(r) => Ok(Some((file_type(col(&r, 1)?, parent)?, col(&r, 0)?))),
         }
     }
 
@@ -351,19 +388,18 @@ impl Txn for SqlTxn<'_> {
         ino: Ino,
     ) -> Result<()> {
         // the UNIQUE (parent, name) index is the name check
-        let stmt = q("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)")
-            .bind(parent as i64)
-            .bind(name.to_vec())
-            .bind(ino as i64)
-            .bind(i64::from(typ.code()));
+        let sql = "INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)";
+        let stmt = stmt!(sql, parent, name.to_vec(), ino, typ.code());
         let key = RowKey::Entry(parent as i64, name.to_vec());
         self.write(stmt, vec![key], Some(ErrorKind::Exists)).await
     }
 
     async fn delete_entry(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
-        let stmt = q("DELETE FROM jfs_edge WHERE parent = ? AND name = ?")
-            .bind(parent as i64)
-            .bind(name.to_vec());
+        let stmt = stmt!(
+            "DELETE FROM jfs_edge WHERE parent = ? AND name = ?",
+            parent,
+            name.to_vec()
+        );
         let key = RowKey::Entry(parent as i64, name.to_vec());
         self.write(stmt, vec![key], None).await
     }
@@ -377,11 +413,8 @@ impl Txn for SqlTxn<'_> {
         _typ: FileType,
         _ino: Ino,
     ) -> Result<()> {
-        let stmt = q("UPDATE jfs_edge SET parent = ?, name = ? WHERE parent = ? AND name = ?")
-            .bind(new_parent as i64)
-            .bind(new_name.to_vec())
-            .bind(parent as i64)
-            .bind(name.to_vec());
+        let sql = "UPDATE jfs_edge SET parent = ?, name = ? WHERE parent = ? AND name = ?";
+        let stmt = stmt!(sql, new_parent, new_name.to_vec(), parent, name.to_vec());
         let keys = vec![
             RowKey::Entry(parent as i64, name.to_vec()),
             RowKey::Entry(new_parent as i64, new_name.to_vec()),
@@ -398,23 +431,15 @@ impl Txn for SqlTxn<'_> {
         typ: FileType,
         ino: Ino,
     ) -> Result<()> {
-        let stmt = q("UPDATE jfs_edge SET inode = ?, type = ? WHERE parent = ? AND name = ?")
-            .bind(ino as i64)
-            .bind(i64::from(typ.code()))
-            .bind(parent as i64)
-            .bind(name.to_vec());
+        let sql = "UPDATE jfs_edge SET inode = ?, type = ? WHERE parent = ? AND name = ?";
+        let stmt = stmt!(sql, ino, typ.code(), parent, name.to_vec());
         let key = RowKey::Entry(parent as i64, name.to_vec());
         self.write(stmt, vec![key], None).await
     }
 
     async fn dir_is_empty(&mut self, ino: Ino) -> Result<bool> {
-        let row = self
-            .one(
-                "readdir",
-                q("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1").bind(ino as i64),
-            )
-            .await?;
-        Ok(row.is_none())
+        let sql = "SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1";
+        Ok(self.one("readdir", stmt!(sql, ino)).await?.is_none())
     }
 
     async fn list_entries(
@@ -440,49 +465,29 @@ impl Txn for SqlTxn<'_> {
             (false, true) => "SELECT id, name, inode, type FROM jfs_edge WHERE parent = ? AND name >= ? ORDER BY name LIMIT ?",
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let stmt = q(sql)
-            .bind(dir as i64)
-            .bind(from.to_vec())
-            .bind(limit)
-            .planned_each_time();
+        let stmt = stmt!(sql, dir, from.to_vec(), limit).planned_each_time();
         let rows = self.all("readdir", stmt).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id: i64 = r.try_get(0).map_err(db("readdir"))?;
-            let name: Vec<u8> = r.try_get(1).map_err(db("readdir"))?;
-            let child: i64 = r.try_get(2).map_err(db("readdir"))?;
-            let t: i64 = r.try_get(3).map_err(db("readdir"))?;
-            let attr = match plus
-                && r.try_get::<Option<i64>>(4)
-                    .map_err(db("readdir"))?
-                    .is_some()
-            {
-                true => Some(row_attr_at(&r, 4)?),
-                false => None, // not asked for, or a dangling entry (fsck reports it)
-            };
-            out.push(Listed {
-                name,
-                typ: file_type(t, dir)?,
-                ino: child as Ino,
-                attr,
-                id: Some(id as u64),
-            });
-        }
-        Ok(out)
+        rows.iter()
+            .map(|r| {
+                // no attributes: not asked for, or a dangling entry (fsck reports it)
+                let attr = match plus && col::<Option<i64>>(r, 4)?.is_some() {
+                    true => Some(row_attr_at(r, 4)?),
+                    false => None,
+                };
+                Ok(Listed {
+                    name: col(r, 1)?,
+                    typ: file_type(col(r, 3)?, dir)?,
+                    ino: col(r, 2)?,
+                    attr,
+                    id: Some(col(r, 0)?),
+                })
+            })
+            .collect()
     }
 
     async fn entry_name(&mut self, dir: Ino, id: u64) -> Result<Option<Vec<u8>>> {
-        let row = self
-            .one(
-                "readdir",
-                q("SELECT name FROM jfs_edge WHERE id = ? AND parent = ?")
-                    .bind(id as i64)
-                    .bind(dir as i64),
-            )
-            .await?;
-        row.map(|r| r.try_get::<Vec<u8>>(0))
-            .transpose()
-            .map_err(db("readdir"))
+        let sql = "SELECT name FROM jfs_edge WHERE id = ? AND parent = ?";
+        self.value("readdir", stmt!(sql, id, dir)).await
     }
 
     async fn lookup(&mut self, parent: Ino, name: &[u8]) -> Result<Lookup> {
@@ -509,16 +514,11 @@ impl Txn for SqlTxn<'_> {
     async fn xattr_of(&mut self, ino: Ino, name: &[u8]) -> Result<Option<Option<Vec<u8>>>> {
         // the inode and the attribute in one query: asked for `security.capability` at every
         // first write of a file
-        let stmt = q("SELECT n.inode, x.value FROM jfs_node n LEFT JOIN jfs_xattr x ON x.inode = n.inode AND x.name = ? WHERE n.inode = ?")
-            .bind(xattr_text(name)?)
-            .bind(ino as i64);
-        let row = self.one("getxattr", stmt).await?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some(
-                r.try_get::<Option<Vec<u8>>>(1).map_err(db("getxattr"))?,
-            )),
-        }
+        let sql = "SELECT n.inode, x.value FROM jfs_node n LEFT JOIN jfs_xattr x ON x.inode = n.inode AND x.name = ? WHERE n.inode = ?";
+        let row = self
+            .one("getxattr", stmt!(sql, xattr_text(name)?, ino))
+            .await?;
+        row.map(|r| col(&r, 1)).transpose()
     }
 
     async fn chunk(&mut self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
@@ -526,12 +526,12 @@ impl Txn for SqlTxn<'_> {
             self.tx,
             "SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?"
         );
-        let row = self
-            .one("read chunk", q(sql).bind(ino as i64).bind(i64::from(indx)))
-            .await?;
-        match row {
+        match self
+            .value::<Vec<u8>>("read chunk", stmt!(sql, ino, indx))
+            .await?
+        {
             None => Ok(Vec::new()),
-            Some(r) => slice::decode_all(&r.try_get::<Vec<u8>>(0).map_err(db("read chunk"))?),
+            Some(buf) => slice::decode_all(&buf),
         }
     }
 
@@ -543,87 +543,57 @@ impl Txn for SqlTxn<'_> {
         fresh: bool,
     ) -> Result<()> {
         let buf = slice::encode_all(records);
-        let key = RowKey::Row("chunk", ino as i64);
         if let Some(sql) = dialect::upsert_chunk(self.dialect()) {
-            let stmt = q(sql).bind(ino as i64).bind(i64::from(indx)).bind(buf);
-            return self.write(stmt, vec![key], None).await;
+            return self
+                .write_row("chunk", ino, stmt!(sql, ino, indx, buf))
+                .await;
         }
         // MySQL: no single statement is safe under concurrency (`ON DUPLICATE KEY` takes gap
         // locks and burns auto-increment ids)
+        let insert = "INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?,?,?)";
         if fresh {
             // the chunk most likely does not exist: a duplicate fails this statement only
-            let inserted = q("INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?,?,?)")
-                .bind(ino as i64)
-                .bind(i64::from(indx))
-                .bind(&buf)
-                .execute(&mut self.tx)
-                .await;
-            match inserted {
+            match stmt!(insert, ino, indx, &buf).execute(&mut self.tx).await {
                 Ok(_) => return Ok(()),
                 Err(e) if is_unique_violation(&e) => {}
                 Err(e) => return Err(from_db("write chunk", e)),
             }
         }
-        let n = self
-            .count(
-                "write chunk",
-                q("UPDATE jfs_chunk SET slices = CONCAT(slices, ?) WHERE inode = ? AND indx = ?")
-                    .bind(&buf)
-                    .bind(ino as i64)
-                    .bind(i64::from(indx)),
-            )
-            .await?;
-        if n == 0 {
-            q("INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?,?,?)")
-                .bind(ino as i64)
-                .bind(i64::from(indx))
-                .bind(buf)
-                .execute(&mut self.tx)
-                .await
-                .map_err(db("write chunk"))?;
+        let append = "UPDATE jfs_chunk SET slices = CONCAT(slices, ?) WHERE inode = ? AND indx = ?";
+        if self
+            .count("write chunk", stmt!(append, &buf, ino, indx))
+            .await?
+            == 0
+        {
+            self.exec("write chunk", stmt!(insert, ino, indx, buf))
+                .await?;
         }
         Ok(())
     }
 
     async fn set_chunk(&mut self, ino: Ino, indx: u32, records: &[Slice]) -> Result<()> {
-        let stmt = q("UPDATE jfs_chunk SET slices = ? WHERE inode = ? AND indx = ?")
-            .bind(slice::encode_all(records))
-            .bind(ino as i64)
-            .bind(i64::from(indx));
-        self.write(stmt, vec![RowKey::Row("chunk", ino as i64)], None)
-            .await
+        let sql = "UPDATE jfs_chunk SET slices = ? WHERE inode = ? AND indx = ?";
+        self.write_row(
+            "chunk",
+            ino,
+            stmt!(sql, slice::encode_all(records), ino, indx),
+        )
+        .await
     }
 
     async fn chunks(&mut self, ino: Ino, lo: u32, hi: u32) -> Result<Vec<(u32, Vec<Slice>)>> {
-        let sql = locked!(
-            self.tx,
-            "SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ? AND indx <= ? ORDER BY indx"
-        );
-        let rows = self
-            .all(
-                "read chunks",
-                q(sql)
-                    .bind(ino as i64)
-                    .bind(i64::from(lo))
-                    .bind(i64::from(hi)),
-            )
-            .await?;
+        let sql = locked!(self.tx, "SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ? AND indx <= ? ORDER BY indx");
+        let rows = self.all("read chunks", stmt!(sql, ino, lo, hi)).await?;
         Self::chunk_rows(ino, rows)
     }
 
     async fn chunk_indexes(&mut self, ino: Ino, lo: u32, hi: u32) -> Result<Vec<u32>> {
-        let rows = self
-            .all(
-                "zero range",
-                q("SELECT indx FROM jfs_chunk WHERE inode = ? AND indx >= ? AND indx <= ? ORDER BY indx")
-                    .bind(ino as i64)
-                    .bind(i64::from(lo))
-                    .bind(i64::from(hi)),
-            )
-            .await?;
+        let sql =
+            "SELECT indx FROM jfs_chunk WHERE inode = ? AND indx >= ? AND indx <= ? ORDER BY indx";
+        let rows = self.all("zero range", stmt!(sql, ino, lo, hi)).await?;
         rows.iter()
             .map(|r| {
-                let indx: i64 = r.try_get(0).map_err(db("zero range"))?;
+                let indx: i64 = col(r, 0)?;
                 u32::try_from(indx)
                     .map_err(|_| Error::corrupt(format!("chunk index {indx} of inode {ino}")))
             })
@@ -638,109 +608,63 @@ impl Txn for SqlTxn<'_> {
     ) -> Result<(Vec<(u32, Vec<Slice>)>, bool)> {
         // every chunk at once: one statement, however many there are
         if self.dialect() == Dialect::Mysql {
-            let rows = self
-                .all(
-                    "free file data",
-                    q(locked!(
-                        self.tx,
-                        "SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ?"
-                    ))
-                    .bind(ino as i64)
-                    .bind(i64::from(from)),
-                )
-                .await?;
+            let sql = locked!(
+                self.tx,
+                "SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx >= ?"
+            );
+            let rows = self.all("free file data", stmt!(sql, ino, from)).await?;
             if !rows.is_empty() {
-                q("DELETE FROM jfs_chunk WHERE inode = ? AND indx >= ?")
-                    .bind(ino as i64)
-                    .bind(i64::from(from))
-                    .execute(&mut self.tx)
-                    .await
-                    .map_err(db("free file data"))?;
+                let delete = "DELETE FROM jfs_chunk WHERE inode = ? AND indx >= ?";
+                self.exec("free file data", stmt!(delete, ino, from))
+                    .await?;
             }
             return Ok((Self::chunk_rows(ino, rows)?, false));
         }
-        let stmt = q("DELETE FROM jfs_chunk WHERE inode = ? AND indx >= ? RETURNING indx, slices")
-            .bind(ino as i64)
-            .bind(i64::from(from));
-        let rows = self
-            .flush_with(Some(stmt), &[RowKey::Row("chunk", ino as i64)])
-            .await?;
+        let sql = "DELETE FROM jfs_chunk WHERE inode = ? AND indx >= ? RETURNING indx, slices";
+        let key = RowKey::Row("chunk", ino as i64);
+        let rows = self.flush_with(Some(stmt!(sql, ino, from)), &[key]).await?;
         Ok((Self::chunk_rows(ino, rows)?, false))
     }
 
     async fn ref_new(&mut self, id: u64, size: u32) -> Result<()> {
-        let stmt = q(dialect::ref_slice(self.dialect()))
-            .bind(id as i64)
-            .bind(i64::from(size));
-        self.write(stmt, vec![RowKey::Row("chunk_ref", id as i64)], None)
-            .await
+        let stmt = stmt!(dialect::ref_slice(self.dialect()), id, size);
+        self.write_row("chunk_ref", id, stmt).await
     }
 
     async fn ref_more(&mut self, id: u64, size: u32, n: i64) -> Result<()> {
         // a missing row stands for the one reference its first record holds
-        let stmt = q(dialect::share_slice(self.dialect()))
-            .bind(id as i64)
-            .bind(i64::from(size))
-            .bind(n + 1)
-            .bind(n);
-        self.write(stmt, vec![RowKey::Row("chunk_ref", id as i64)], None)
-            .await
+        let stmt = stmt!(dialect::share_slice(self.dialect()), id, size, n + 1, n);
+        self.write_row("chunk_ref", id, stmt).await
     }
 
     async fn unref(&mut self, id: u64, _size: u32) -> Result<bool> {
         // the last reference (the common case) goes in one statement
-        let gone = self
-            .count(
-                "unref slice",
-                q("DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 1").bind(id as i64),
-            )
-            .await?;
-        if gone > 0 {
+        let last = "DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 1";
+        if self.count("unref slice", stmt!(last, id)).await? > 0 {
             return Ok(true);
         }
-        let kept = self
-            .count(
-                "unref slice",
-                q("UPDATE jfs_chunk_ref SET refs = refs - 1 WHERE chunkid = ?").bind(id as i64),
-            )
-            .await?;
+        let less = "UPDATE jfs_chunk_ref SET refs = refs - 1 WHERE chunkid = ?";
         // no reference row at all: nobody else can hold it
-        Ok(kept == 0)
+        Ok(self.count("unref slice", stmt!(less, id)).await? == 0)
     }
 
     async fn zero_refs(&mut self) -> Result<Vec<(u64, u32)>> {
-        let rows = self
-            .all(
-                "list unreferenced slices",
-                q("SELECT chunkid, size FROM jfs_chunk_ref WHERE refs <= 0"),
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let id: i64 = r.try_get(0).map_err(db("list unreferenced slices"))?;
-                let size: i64 = r.try_get(1).map_err(db("list unreferenced slices"))?;
-                Ok((id as u64, size as u32))
-            })
-            .collect()
+        let sql = "SELECT chunkid, size FROM jfs_chunk_ref WHERE refs <= 0";
+        let rows = self.all("list unreferenced slices", q(sql)).await?;
+        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
     }
 
     async fn drop_zero_ref(&mut self, id: u64, _size: u32) -> Result<()> {
-        self.count(
-            "purge unreferenced slice",
-            q("DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 0").bind(id as i64),
-        )
-        .await
-        .map(|_| ())
+        let sql = "DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND refs <= 0";
+        self.exec("purge unreferenced slice", stmt!(sql, id)).await
     }
 
     async fn put_sums(&mut self, id: u64, sums: &[u8]) -> Result<()> {
         if !self.sums_ok() {
             return Ok(());
         }
-        let stmt = q("INSERT INTO jfs_tidefs_sum (id, sums) VALUES (?, ?)")
-            .bind(id as i64)
-            .bind(sums.to_vec());
-        self.write(stmt, vec![RowKey::Row("sum", id as i64)], None)
+        let sql = "INSERT INTO jfs_tidefs_sum (id, sums) VALUES (?, ?)";
+        self.write_row("sum", id, stmt!(sql, id, sums.to_vec()))
             .await
     }
 
@@ -748,24 +672,16 @@ impl Txn for SqlTxn<'_> {
         if !self.sums_ok() {
             return Ok(None);
         }
-        let row = self
-            .one(
-                "read checksums",
-                q("SELECT sums FROM jfs_tidefs_sum WHERE id = ?").bind(id as i64),
-            )
-            .await?;
-        row.map(|r| r.try_get::<Vec<u8>>(0))
-            .transpose()
-            .map_err(db("read checksums"))
+        let sql = "SELECT sums FROM jfs_tidefs_sum WHERE id = ?";
+        self.value("read checksums", stmt!(sql, id)).await
     }
 
     async fn delete_sums(&mut self, id: u64) -> Result<()> {
         if !self.sums_ok() {
             return Ok(());
         }
-        let stmt = q("DELETE FROM jfs_tidefs_sum WHERE id = ?").bind(id as i64);
-        self.write(stmt, vec![RowKey::Row("sum", id as i64)], None)
-            .await
+        let sql = "DELETE FROM jfs_tidefs_sum WHERE id = ?";
+        self.write_row("sum", id, stmt!(sql, id)).await
     }
 
     async fn drop_orphan_sums(&mut self) -> Result<()> {
@@ -773,82 +689,55 @@ impl Txn for SqlTxn<'_> {
             return Ok(());
         }
         // every slice tidefs wrote has a reference row while anything holds it
-        self.count(
-            "drop stale checksums",
-            q("DELETE FROM jfs_tidefs_sum WHERE id NOT IN (SELECT chunkid FROM jfs_chunk_ref)"),
-        )
-        .await
-        .map(|_| ())
+        let sql = "DELETE FROM jfs_tidefs_sum WHERE id NOT IN (SELECT chunkid FROM jfs_chunk_ref)";
+        self.exec("drop stale checksums", q(sql)).await
     }
 
     async fn create_symlink(&mut self, ino: Ino, target: &[u8]) -> Result<()> {
-        let stmt = q("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
-            .bind(ino as i64)
-            .bind(target.to_vec());
-        self.write(stmt, vec![RowKey::Row("symlink", ino as i64)], None)
+        let sql = "INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)";
+        self.write_row("symlink", ino, stmt!(sql, ino, target.to_vec()))
             .await
     }
 
     async fn symlink(&mut self, ino: Ino) -> Result<Option<Vec<u8>>> {
-        let row = self
-            .one(
-                "readlink",
-                q("SELECT target FROM jfs_symlink WHERE inode = ?").bind(ino as i64),
-            )
-            .await?;
-        row.map(|r| r.try_get::<Vec<u8>>(0))
-            .transpose()
-            .map_err(db("readlink"))
+        self.value(
+            "readlink",
+            stmt!("SELECT target FROM jfs_symlink WHERE inode = ?", ino),
+        )
+        .await
     }
 
     async fn xattr(&mut self, ino: Ino, name: &[u8]) -> Result<Option<Vec<u8>>> {
-        let stmt = q("SELECT value FROM jfs_xattr WHERE inode = ? AND name = ?")
-            .bind(ino as i64)
-            .bind(xattr_text(name)?);
-        let row = self.one("getxattr", stmt).await?;
-        row.map(|r| r.try_get::<Vec<u8>>(0))
-            .transpose()
-            .map_err(db("getxattr"))
-    }
-
-    async fn set_xattr(&mut self, ino: Ino, name: &[u8], value: &[u8]) -> Result<()> {
-        let stmt = q(dialect::set_xattr(self.dialect()))
-            .bind(ino as i64)
-            .bind(xattr_text(name)?.to_string())
-            .bind(value.to_vec());
-        self.write(stmt, vec![RowKey::Row("xattr", ino as i64)], None)
+        let sql = "SELECT value FROM jfs_xattr WHERE inode = ? AND name = ?";
+        self.value("getxattr", stmt!(sql, ino, xattr_text(name)?))
             .await
     }
 
+    async fn set_xattr(&mut self, ino: Ino, name: &[u8], value: &[u8]) -> Result<()> {
+        let sql = dialect::set_xattr(self.dialect());
+        let stmt = stmt!(sql, ino, xattr_text(name)?.to_string(), value.to_vec());
+        self.write_row("xattr", ino, stmt).await
+    }
+
     async fn delete_xattr(&mut self, ino: Ino, name: &[u8]) -> Result<bool> {
-        let stmt = q("DELETE FROM jfs_xattr WHERE inode = ? AND name = ?")
-            .bind(ino as i64)
-            .bind(xattr_text(name)?);
-        Ok(self.count("removexattr", stmt).await? > 0)
+        let sql = "DELETE FROM jfs_xattr WHERE inode = ? AND name = ?";
+        Ok(self
+            .count("removexattr", stmt!(sql, ino, xattr_text(name)?))
+            .await?
+            > 0)
     }
 
     async fn xattr_names(&mut self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        let rows = self
-            .all(
-                "listxattr",
-                q("SELECT name FROM jfs_xattr WHERE inode = ? ORDER BY id").bind(ino as i64),
-            )
-            .await?;
+        let sql = "SELECT name FROM jfs_xattr WHERE inode = ? ORDER BY id";
+        let rows = self.all("listxattr", stmt!(sql, ino)).await?;
         rows.iter()
-            .map(|r| {
-                r.try_get::<String>(0)
-                    .map(String::into_bytes)
-                    .map_err(db("listxattr"))
-            })
+            .map(|r| Ok(col::<String>(r, 0)?.into_bytes()))
             .collect()
     }
 
     async fn counter(&mut self, name: &str) -> Result<i64> {
-        let stmt = q("SELECT value FROM jfs_counter WHERE name = ?").bind(name);
-        match self.one("counter", stmt).await? {
-            Some(r) => r.try_get(0).map_err(db("counter")),
-            None => Ok(0),
-        }
+        let sql = "SELECT value FROM jfs_counter WHERE name = ?";
+        Ok(self.value("counter", stmt!(sql, name)).await?.unwrap_or(0))
     }
 
     async fn add_counter(&mut self, name: &str, delta: i64) -> Result<i64> {
@@ -861,50 +750,28 @@ impl Txn for SqlTxn<'_> {
             self.tx,
             "SELECT value FROM jfs_setting WHERE name = 'format'"
         );
-        let row = self.one("load", q(sql)).await?;
-        row.map(|r| r.try_get::<String>(0))
-            .transpose()
-            .map_err(db("load"))
+        self.value("load", q(sql)).await
     }
 
     async fn put_setting(&mut self, json: &str) -> Result<()> {
-        let n = self
-            .count(
-                "format",
-                q("UPDATE jfs_setting SET value = ? WHERE name = 'format'").bind(json),
-            )
-            .await?;
-        if n == 0 {
-            q("INSERT INTO jfs_setting (name, value) VALUES ('format', ?)")
-                .bind(json)
-                .execute(&mut self.tx)
-                .await
-                .map_err(db("format"))?;
+        let update = "UPDATE jfs_setting SET value = ? WHERE name = 'format'";
+        if self.count("format", stmt!(update, json)).await? == 0 {
+            let insert = "INSERT INTO jfs_setting (name, value) VALUES ('format', ?)";
+            self.exec("format", stmt!(insert, json)).await?;
         }
         Ok(())
     }
 
     async fn create_session(&mut self, sid: u64, expire: i64, info: &[u8]) -> Result<()> {
-        self.count(
-            "new session",
-            q("INSERT INTO jfs_session2 (sid, expire, info) VALUES (?,?,?)")
-                .bind(sid as i64)
-                .bind(expire)
-                .bind(info.to_vec()),
-        )
-        .await
-        .map(|_| ())
+        let sql = "INSERT INTO jfs_session2 (sid, expire, info) VALUES (?,?,?)";
+        self.exec("new session", stmt!(sql, sid, expire, info.to_vec()))
+            .await
     }
 
     async fn refresh_session(&mut self, sid: u64, expire: i64) -> Result<()> {
-        self.count(
-            "session heartbeat",
-            q("UPDATE jfs_session2 SET expire = ? WHERE sid = ?")
-                .bind(expire)
-                .bind(sid as i64),
-        )
-        .await
-        .map(|_| ())
+        let sql = "UPDATE jfs_session2 SET expire = ? WHERE sid = ?";
+        self.exec("session heartbeat", stmt!(sql, expire, sid))
+            .await
     }
 
     async fn delete_session(&mut self, sid: u64) -> Result<()> {
@@ -914,124 +781,83 @@ impl Txn for SqlTxn<'_> {
             "DELETE FROM jfs_plock WHERE sid = ?",
             "DELETE FROM jfs_session2 WHERE sid = ?",
         ] {
-            self.count("remove session", q(sql).bind(sid as i64))
-                .await?;
+            self.exec("remove session", stmt!(sql, sid)).await?;
         }
         Ok(())
     }
 
     async fn sessions(&mut self) -> Result<Vec<SessionRow>> {
-        let rows = self
-            .all(
-                "list sessions",
-                q("SELECT sid, expire, info FROM jfs_session2 ORDER BY sid"),
-            )
-            .await?;
+        let sql = "SELECT sid, expire, info FROM jfs_session2 ORDER BY sid";
+        let rows = self.all("list sessions", q(sql)).await?;
         rows.iter()
             .map(|r| {
                 Ok(SessionRow {
-                    sid: r.try_get::<i64>(0).map_err(db("list sessions"))? as u64,
-                    expire: r.try_get(1).map_err(db("list sessions"))?,
-                    info: r.try_get(2).map_err(db("list sessions"))?,
+                    sid: col(r, 0)?,
+                    expire: col(r, 1)?,
+                    info: col(r, 2)?,
                 })
             })
             .collect()
     }
 
     async fn sustain(&mut self, sid: u64, ino: Ino) -> Result<()> {
-        let stmt = q(dialect::sustain(self.dialect()))
-            .bind(sid as i64)
-            .bind(ino as i64);
-        self.write(stmt, vec![RowKey::Row("sustained", ino as i64)], None)
-            .await
+        let stmt = stmt!(dialect::sustain(self.dialect()), sid, ino);
+        self.write_row("sustained", ino, stmt).await
     }
 
     async fn unsustain(&mut self, sid: u64, ino: Ino) -> Result<bool> {
-        let n = self
-            .count(
-                "close",
-                q("DELETE FROM jfs_sustained WHERE sid = ? AND inode = ?")
-                    .bind(sid as i64)
-                    .bind(ino as i64),
-            )
-            .await?;
-        Ok(n > 0)
+        let sql = "DELETE FROM jfs_sustained WHERE sid = ? AND inode = ?";
+        Ok(self.count("close", stmt!(sql, sid, ino)).await? > 0)
     }
 
     async fn sustained(&mut self, sid: Option<u64>) -> Result<Vec<(u64, Ino)>> {
         let stmt = match sid {
-            Some(sid) => q("SELECT sid, inode FROM jfs_sustained WHERE sid = ?").bind(sid as i64),
+            Some(sid) => stmt!("SELECT sid, inode FROM jfs_sustained WHERE sid = ?", sid),
             None => q("SELECT sid, inode FROM jfs_sustained"),
         };
         let rows = self.all("sustained inodes", stmt).await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<i64>(0).map_err(db("sustained inodes"))? as u64,
-                    r.try_get::<i64>(1).map_err(db("sustained inodes"))? as Ino,
-                ))
-            })
-            .collect()
+        rows.iter().map(|r| Ok((col(r, 0)?, col(r, 1)?))).collect()
     }
 
     async fn queue_delfile(&mut self, ino: Ino, length: u64, now: i64) -> Result<()> {
-        let stmt = q(dialect::queue_delfile(self.dialect()))
-            .bind(ino as i64)
-            .bind(length as i64)
-            .bind(now);
-        self.write(stmt, vec![RowKey::Row("delfile", ino as i64)], None)
-            .await
+        let stmt = stmt!(dialect::queue_delfile(self.dialect()), ino, length, now);
+        self.write_row("delfile", ino, stmt).await
     }
 
     async fn unqueue_delfile(&mut self, ino: Ino) -> Result<()> {
-        let stmt = q("DELETE FROM jfs_delfile WHERE inode = ?").bind(ino as i64);
-        self.write(stmt, vec![RowKey::Row("delfile", ino as i64)], None)
-            .await
+        let stmt = stmt!("DELETE FROM jfs_delfile WHERE inode = ?", ino);
+        self.write_row("delfile", ino, stmt).await
     }
 
     async fn delfiles(&mut self) -> Result<Vec<DelFile>> {
-        let rows = self
-            .all(
-                "list deletions",
-                q("SELECT inode, length, expire FROM jfs_delfile"),
-            )
-            .await?;
+        let sql = "SELECT inode, length, expire FROM jfs_delfile";
+        let rows = self.all("list deletions", q(sql)).await?;
         rows.iter()
             .map(|r| {
                 Ok(DelFile {
-                    ino: r.try_get::<i64>(0).map_err(db("list deletions"))? as Ino,
-                    length: r.try_get::<i64>(1).map_err(db("list deletions"))? as u64,
-                    queued: r.try_get(2).map_err(db("list deletions"))?,
+                    ino: col(r, 0)?,
+                    length: col(r, 1)?,
+                    queued: col(r, 2)?,
                 })
             })
             .collect()
     }
 
     async fn put_delayed(&mut self, now: i64, first: u64, slices: &[(u64, u32)]) -> Result<()> {
-        let stmt = q("INSERT INTO jfs_delslices (chunkid, deleted, slices) VALUES (?,?,?)")
-            .bind(first as i64)
-            .bind(now)
-            .bind(encode_delayed(slices));
-        self.write(stmt, vec![RowKey::Row("delslices", first as i64)], None)
-            .await
+        let sql = "INSERT INTO jfs_delslices (chunkid, deleted, slices) VALUES (?,?,?)";
+        let stmt = stmt!(sql, first, now, encode_delayed(slices));
+        self.write_row("delslices", first, stmt).await
     }
 
     async fn delayed(&mut self) -> Result<Vec<Delayed>> {
-        let rows = self
-            .all(
-                "list delayed slices",
-                q("SELECT chunkid, deleted, slices FROM jfs_delslices"),
-            )
-            .await?;
+        let sql = "SELECT chunkid, deleted, slices FROM jfs_delslices";
+        let rows = self.all("list delayed slices", q(sql)).await?;
         rows.iter()
             .map(|r| {
-                let id: i64 = r.try_get(0).map_err(db("list delayed slices"))?;
                 Ok(Delayed {
-                    key: id.to_be_bytes().to_vec(),
-                    when: r.try_get(1).map_err(db("list delayed slices"))?,
-                    slices: decode_delayed(
-                        &r.try_get::<Vec<u8>>(2).map_err(db("list delayed slices"))?,
-                    )?,
+                    key: col::<i64>(r, 0)?.to_be_bytes().to_vec(),
+                    when: col(r, 1)?,
+                    slices: decode_delayed(&col::<Vec<u8>>(r, 2)?)?,
                 })
             })
             .collect()
@@ -1043,123 +869,91 @@ impl Txn for SqlTxn<'_> {
             self.tx,
             "SELECT slices FROM jfs_delslices WHERE chunkid = ?"
         );
-        let Some(row) = self.one("purge delayed slices", q(sql).bind(id)).await? else {
+        let Some(buf) = self
+            .value::<Vec<u8>>("purge delayed slices", stmt!(sql, id))
+            .await?
+        else {
             return Ok(None);
         };
-        let buf: Vec<u8> = row.try_get(0).map_err(db("purge delayed slices"))?;
-        self.count(
-            "purge delayed slices",
-            q("DELETE FROM jfs_delslices WHERE chunkid = ?").bind(id),
-        )
-        .await?;
+        let delete = "DELETE FROM jfs_delslices WHERE chunkid = ?";
+        self.exec("purge delayed slices", stmt!(delete, id)).await?;
         Ok(Some(decode_delayed(&buf)?))
     }
 
     async fn flocks(&mut self, ino: Ino) -> Result<Vec<Flock>> {
-        let rows = self
-            .all(
-                "flock",
-                q("SELECT sid, owner, ltype FROM jfs_flock WHERE inode = ?").bind(ino as i64),
-            )
-            .await?;
+        let sql = "SELECT sid, owner, ltype FROM jfs_flock WHERE inode = ?";
+        let rows = self.all("flock", stmt!(sql, ino)).await?;
         rows.iter()
             .map(|r| {
                 Ok(Flock {
-                    sid: r.try_get::<i64>(0).map_err(db("flock"))? as u64,
-                    owner: r.try_get::<i64>(1).map_err(db("flock"))? as u64,
-                    ltype: r.try_get::<i64>(2).map_err(db("flock"))? as u8,
+                    sid: col(r, 0)?,
+                    owner: col(r, 1)?,
+                    ltype: col(r, 2)?,
                 })
             })
             .collect()
     }
 
     async fn put_flock(&mut self, ino: Ino, l: Flock) -> Result<()> {
-        self.count(
-            "flock",
-            q(dialect::put_flock(self.dialect()))
-                .bind(ino as i64)
-                .bind(l.sid as i64)
-                .bind(l.owner as i64)
-                .bind(i64::from(l.ltype)),
-        )
-        .await
-        .map(|_| ())
+        let stmt = stmt!(
+            dialect::put_flock(self.dialect()),
+            ino,
+            l.sid,
+            l.owner,
+            l.ltype
+        );
+        self.exec("flock", stmt).await
     }
 
     async fn delete_flock(&mut self, ino: Ino, sid: u64, owner: u64) -> Result<()> {
-        self.count(
-            "flock",
-            q("DELETE FROM jfs_flock WHERE inode = ? AND sid = ? AND owner = ?")
-                .bind(ino as i64)
-                .bind(sid as i64)
-                .bind(owner as i64),
-        )
-        .await
-        .map(|_| ())
+        let sql = "DELETE FROM jfs_flock WHERE inode = ? AND sid = ? AND owner = ?";
+        self.exec("flock", stmt!(sql, ino, sid, owner)).await
     }
 
     async fn plocks(&mut self, ino: Ino) -> Result<Vec<Plock>> {
-        let rows = self
-            .all(
-                "posix lock",
-                q("SELECT sid, owner, records FROM jfs_plock WHERE inode = ?").bind(ino as i64),
-            )
-            .await?;
+        let sql = "SELECT sid, owner, records FROM jfs_plock WHERE inode = ?";
+        let rows = self.all("posix lock", stmt!(sql, ino)).await?;
         rows.iter()
             .map(|r| {
                 Ok(Plock {
-                    sid: r.try_get::<i64>(0).map_err(db("posix lock"))? as u64,
-                    owner: r.try_get::<i64>(1).map_err(db("posix lock"))? as u64,
-                    records: r.try_get(2).map_err(db("posix lock"))?,
+                    sid: col(r, 0)?,
+                    owner: col(r, 1)?,
+                    records: col(r, 2)?,
                 })
             })
             .collect()
     }
 
     async fn put_plock(&mut self, ino: Ino, l: &Plock) -> Result<()> {
-        self.count(
+        let sql = dialect::put_plock(self.dialect());
+        self.exec(
             "posix lock",
-            q(dialect::put_plock(self.dialect()))
-                .bind(ino as i64)
-                .bind(l.sid as i64)
-                .bind(l.owner as i64)
-                .bind(l.records.clone()),
+            stmt!(sql, ino, l.sid, l.owner, l.records.clone()),
         )
         .await
-        .map(|_| ())
     }
 
     async fn delete_plock(&mut self, ino: Ino, sid: u64, owner: u64) -> Result<()> {
-        self.count(
-            "posix lock",
-            q("DELETE FROM jfs_plock WHERE inode = ? AND sid = ? AND owner = ?")
-                .bind(ino as i64)
-                .bind(sid as i64)
-                .bind(owner as i64),
-        )
-        .await
-        .map(|_| ())
+        let sql = "DELETE FROM jfs_plock WHERE inode = ? AND sid = ? AND owner = ?";
+        self.exec("posix lock", stmt!(sql, ino, sid, owner)).await
     }
 
     async fn scan_nodes(&mut self, cursor: &[u8], limit: usize) -> Result<Page<Attr>> {
-        let after = cursor_i64(cursor, -1);
-        let stmt = q(concat!(
+        let sql = concat!(
             "SELECT ",
             node_cols!(),
             " FROM jfs_node WHERE inode > ? ORDER BY inode LIMIT ?"
-        ))
-        .bind(after)
-        .bind(limit.max(1) as i64);
-        let rows = self.all("fsck", stmt).await?;
-        let page = rows
-            .iter()
-            .map(|r| row_attr_at(r, 0))
-            .collect::<Result<Vec<_>>>()?;
-        let next = match page.last() {
-            Some(a) if page.len() >= limit.max(1) => Some((a.ino as i64).to_be_bytes().to_vec()),
-            _ => None,
-        };
-        Ok((page, next))
+        );
+        let rows = self
+            .all(
+                "fsck",
+                stmt!(sql, cursor_i64(cursor, -1), limit.max(1) as i64),
+            )
+            .await?;
+        Self::page(rows, limit, |r| {
+            let a = row_attr_at(r, 0)?;
+            Ok((a.ino as i64, a))
+        })
     }
 
     async fn scan_entries(
@@ -1167,32 +961,24 @@ impl Txn for SqlTxn<'_> {
         cursor: &[u8],
         limit: usize,
     ) -> Result<Page<(Ino, Vec<u8>, FileType, Ino)>> {
-        let after = cursor_i64(cursor, -1);
-        let stmt = q(
-            "SELECT id, parent, name, type, inode FROM jfs_edge WHERE id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after)
-        .bind(limit.max(1) as i64);
-        let rows = self.all("fsck", stmt).await?;
-        let mut page = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for r in &rows {
-            let id: i64 = r.try_get(0).map_err(db("fsck"))?;
-            let parent = r.try_get::<i64>(1).map_err(db("fsck"))? as Ino;
-            let t: i64 = r.try_get(3).map_err(db("fsck"))?;
-            page.push((
+        let sql =
+            "SELECT id, parent, name, type, inode FROM jfs_edge WHERE id > ? ORDER BY id LIMIT ?";
+        let rows = self
+            .all(
+                "fsck",
+                stmt!(sql, cursor_i64(cursor, -1), limit.max(1) as i64),
+            )
+            .await?;
+        Self::page(rows, limit, |r| {
+            let parent = col(r, 1)?;
+            let entry = (
                 parent,
-                r.try_get::<Vec<u8>>(2).map_err(db("fsck"))?,
-                file_type(t, parent)?,
-                r.try_get::<i64>(4).map_err(db("fsck"))? as Ino,
-            ));
-            last = Some(id);
-        }
-        let next = match last {
-            Some(id) if page.len() >= limit.max(1) => Some(id.to_be_bytes().to_vec()),
-            _ => None,
-        };
-        Ok((page, next))
+                col(r, 2)?,
+                file_type(col(r, 3)?, parent)?,
+                col(r, 4)?,
+            );
+            Ok((col(r, 0)?, entry))
+        })
     }
 
     async fn scan_chunks(&mut self, cursor: &[u8], limit: usize) -> Result<Page<ChunkSlices>> {
@@ -1207,21 +993,18 @@ impl Txn for SqlTxn<'_> {
             _ => (-1, -1),
         };
         let limit = limit.max(1);
-        let stmt = q("SELECT inode, indx, slices FROM jfs_chunk WHERE inode > ? OR (inode = ? AND indx > ?) ORDER BY inode, indx LIMIT ?")
-            .bind(ino)
-            .bind(ino)
-            .bind(indx)
-            .bind(limit as i64);
-        let rows = self.all("list chunks", stmt).await?;
+        let sql = "SELECT inode, indx, slices FROM jfs_chunk WHERE inode > ? OR (inode = ? AND indx > ?) ORDER BY inode, indx LIMIT ?";
+        let rows = self
+            .all("list chunks", stmt!(sql, ino, ino, indx, limit as i64))
+            .await?;
         let page = rows
             .iter()
             .map(|r| {
+                let slices = slice::decode_all(&col::<Vec<u8>>(r, 2)?)?;
                 Ok(ChunkSlices {
-                    ino: r.try_get::<i64>(0).map_err(db("list chunks"))? as u64,
-                    indx: r.try_get::<i64>(1).map_err(db("list chunks"))? as u32,
-                    slices: slice::decode_all(
-                        &r.try_get::<Vec<u8>>(2).map_err(db("list chunks"))?,
-                    )?,
+                    ino: col(r, 0)?,
+                    indx: col(r, 1)?,
+                    slices,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
