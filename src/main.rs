@@ -12,12 +12,12 @@ use tidefs::cmd::{self, Cli};
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
-    // Return freed memory to the OS 100 ms after it is freed, not later: a 1 GiB write peaks at
-    // ~110 MiB RSS instead of ~200 MiB (with the daemon's lazy arena commit, see `mount -d`). Not
-    // at once either: block buffers freed and taken again within a stream then cost a page fault
-    // and zeroing per page (a warm 8-reader model load: 18 % more mount CPU, 8 % slower). An
-    // idle daemon frees nothing on its own, so the mount also collects once a second
-    // (`cmd::mount`). An explicit MIMALLOC_PURGE_DELAY in the environment wins.
+    // Return freed memory to the OS 100 ms after it is freed: later, a long write holds far more
+    // memory than it uses (with the daemon's lazy arena commit, see `mount -d`); at once, block
+    // buffers freed and taken again within a stream cost a page fault and zeroing per page
+    // (figures: docs/design/0002). An idle daemon frees nothing on its own, so the mount also
+    // collects once a second (`cmd::mount`). An explicit MIMALLOC_PURGE_DELAY in the environment
+    // wins.
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: mi_option_set only stores an integer option; any value is valid.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) };

@@ -11,7 +11,8 @@
 //! length): they are evicted like blocks, count against `--cache-size`, and a copy longer than
 //! half a directory's share of the cache is not made at all.
 
-use crate::cache::{key_path, tmp_writer, CacheDir, DiskCache};
+use crate::blockfile::tmp_writer;
+use crate::cache::{key_path, CacheDir, DiskCache};
 use std::io::ErrorKind as IoKind;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};

@@ -9,6 +9,8 @@
 
 #![warn(missing_docs)]
 
+mod blockfile;
+mod bucket;
 pub mod cache;
 mod compress;
 pub mod error;
@@ -22,7 +24,9 @@ mod s3;
 pub mod staging;
 mod store;
 pub mod sums;
+mod writeback;
 
+pub use bucket::{open_bucket, open_bucket_with, Bucket, Credentials, ObjectInfo};
 pub use cache::{Admit, CacheStats, DiskCache, DiskCacheConfig};
 pub use compress::Compression;
 pub use error::{Error, ErrorKind, Result};
@@ -32,6 +36,6 @@ pub use local::{allow_inline_io, LocalDir};
 pub use s3::{parse_bucket_url, BucketUrl, S3Bucket, S3Config};
 pub use staging::Staging;
 pub use store::{
-    open_bucket, open_bucket_with, Bucket, Checked, ChunkStore, Credentials, Downloaded,
-    ObjectInfo, StoreConfig, WritebackStats, DEFAULT_MAX_DOWNLOADS, DEFAULT_PATIENCE,
+    Checked, ChunkStore, Downloaded, StoreConfig, DEFAULT_MAX_DOWNLOADS, DEFAULT_PATIENCE,
 };
+pub use writeback::WritebackStats;

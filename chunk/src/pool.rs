@@ -2,8 +2,8 @@
 //!
 //! Every block read or written needs a buffer of up to the block size (4 MiB). Fresh memory costs
 //! a page fault and the kernel zeroing each page; with memory handed back to the OS promptly (the
-//! daemon's allocator setting, which keeps RSS low) that was a quarter of the daemon's CPU in a
-//! cold sequential read (measured: ~815 -> ~1060 MB/s with the pool). A few freed buffers are
+//! daemon's allocator setting, which keeps RSS low) that is a large part of the daemon's CPU in
+//! a cold sequential read (figures: docs/design/0002). A few freed buffers are
 //! kept here instead, so a stream of blocks reuses the same pages. The pool holds at most
 //! `MAX_POOLED` buffers (64 MiB with 4 MiB blocks); more than that are freed as usual.
 

@@ -14,7 +14,7 @@
 //! object it just stored. A mount finds what a previous one left staged with [`Staging::scan`]
 //! and uploads it.
 
-use crate::cache::{
+use crate::blockfile::{
     disk_space, file_len, len_from_name, read_block_file, tmp_writer, usable_roots,
     write_block_file,
 };

@@ -1,17 +1,16 @@
 //! The block store: upload, download (coalesced and cached), delete.
 
+use crate::bucket::{Bucket, ObjectInfo};
 use crate::cache::{Admit, DiskCache};
 use crate::compress::Compression;
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::{block_key, block_lens};
 use crate::limit::Bandwidth;
-use crate::local::LocalDir;
-use crate::s3::{S3Bucket, S3Config};
-use crate::staging::{Finished, Staging};
 use crate::sums::{
     block_sums, first_bad_segment, first_bad_segment_by_parts, whole_crc_by_parts, SumSource,
     SUM_SEGMENT,
 };
+use crate::writeback::Writeback;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -33,26 +32,26 @@ pub struct StoreConfig {
 /// Blocks of one volume in one object store.
 #[derive(Clone)]
 pub struct ChunkStore {
-    dir: Bucket,
-    cfg: Arc<StoreConfig>,
+    pub(crate) dir: Bucket,
+    pub(crate) cfg: Arc<StoreConfig>,
     /// Decoded blocks by (slice id, block index). Concurrent loads of one block are coalesced by
     /// the cache's `try_get_with`, so a block is fetched once however many readers want it.
-    cache: moka::future::Cache<(u64, u32), Bytes>,
+    pub(crate) cache: moka::future::Cache<(u64, u32), Bytes>,
     /// The local disk cache, when configured.
-    disk: Option<Arc<DiskCache>>,
+    pub(crate) disk: Option<Arc<DiskCache>>,
     /// Block checksums to verify objects read from the store against.
-    sums: Option<Arc<dyn SumSource>>,
+    pub(crate) sums: Option<Arc<dyn SumSource>>,
     /// How long an object read or write keeps being tried while the store is unavailable
     /// (each try is the S3 client's own bounded retries).
-    patience: std::time::Duration,
+    pub(crate) patience: std::time::Duration,
     /// Object GETs in flight at once (`--max-downloads`).
-    downloads: Arc<tokio::sync::Semaphore>,
+    pub(crate) downloads: Arc<tokio::sync::Semaphore>,
     /// Staging and background upload of written blocks (`--writeback`).
-    writeback: Option<Arc<Writeback>>,
+    pub(crate) writeback: Option<Arc<Writeback>>,
     /// `--upload-limit` and `--download-limit`.
-    limits: Arc<Limits>,
+    pub(crate) limits: Arc<Limits>,
     /// Blocks whose whole-block load is under way (see [`ChunkStore::has_or_loads`]).
-    loading: Arc<std::sync::Mutex<std::collections::HashSet<(u64, u32)>>>,
+    pub(crate) loading: Arc<std::sync::Mutex<std::collections::HashSet<(u64, u32)>>>,
     /// Object reads that returned data, and their bytes, since the store was opened.
     pub downloaded: Arc<Downloaded>,
 }
@@ -78,7 +77,7 @@ pub struct Downloaded {
 }
 
 impl Downloaded {
-    fn count(&self, n: usize) {
+    pub(crate) fn count(&self, n: usize) {
         use std::sync::atomic::Ordering::Relaxed;
         self.gets.fetch_add(1, Relaxed);
         self.bytes.fetch_add(n as u64, Relaxed);
@@ -101,50 +100,9 @@ impl Drop for Loading<'_> {
 
 /// Bandwidth limits of object PUTs and GETs (None: unlimited).
 #[derive(Debug, Default)]
-struct Limits {
+pub(crate) struct Limits {
     up: Option<Bandwidth>,
     down: Option<Bandwidth>,
-}
-
-/// Blocks written to staging and uploaded in the background (`--writeback`).
-struct Writeback {
-    staging: Arc<Staging>,
-    queue: tokio::sync::mpsc::UnboundedSender<Queued>,
-    /// How long a staged block waits before its upload (`--upload-delay`).
-    delay: std::time::Duration,
-    uploaded: std::sync::atomic::AtomicU64,
-    failed: std::sync::atomic::AtomicU64,
-    last_error: std::sync::Mutex<Option<String>>,
-    /// Staging refusals (full disk, write errors) since mount: those blocks went up at once.
-    refused: std::sync::atomic::AtomicU64,
-    /// Set by a flush: blocks are uploaded without waiting for their delay.
-    hurry: std::sync::atomic::AtomicBool,
-    hurried: tokio::sync::Notify,
-}
-
-/// A staged block waiting for its upload.
-struct Queued {
-    /// Object key.
-    key: String,
-    ready: tokio::time::Instant,
-}
-
-/// Pause before a failed upload of a staged block is tried again.
-const STAGED_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// State of the `--writeback` uploads of a mount.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WritebackStats {
-    /// Blocks staged and not yet stored.
-    pub staged_blocks: u64,
-    /// Their bytes.
-    pub staged_bytes: u64,
-    /// Staged blocks uploaded since mount.
-    pub uploaded: u64,
-    /// Upload tries that failed since mount (each is tried again).
-    pub failed_tries: u64,
-    /// The last upload error, if the last try failed.
-    pub last_error: Option<String>,
 }
 
 /// Default of [`ChunkStore::with_max_downloads`] (JuiceFS's default too).
@@ -159,139 +117,6 @@ impl std::fmt::Debug for ChunkStore {
         f.debug_struct("ChunkStore")
             .field("cfg", &self.cfg)
             .finish()
-    }
-}
-
-/// The object store of a volume.
-#[derive(Debug, Clone)]
-pub enum Bucket {
-    /// A local (or locally mounted) directory: `--storage file`.
-    Local(LocalDir),
-    /// An S3-compatible store: `--storage s3`.
-    S3(S3Bucket),
-}
-
-/// An object as a listing of the store shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// Key from the bucket root.
-    pub key: String,
-    /// Stored size in bytes.
-    pub size: u64,
-    /// Last modification, when the store reports it.
-    pub modified: Option<std::time::SystemTime>,
-}
-
-/// Credentials of an object store (empty for `file`).
-#[derive(Clone, Default)]
-pub struct Credentials {
-    /// Access key id.
-    pub access_key: String,
-    /// Secret access key.
-    pub secret_key: String,
-    /// Session token of temporary credentials.
-    pub session_token: String,
-}
-
-/// Open the bucket of a volume's `Storage` and `Bucket` settings (no credentials).
-pub fn open_bucket(storage: &str, bucket: &str) -> Result<Bucket> {
-    open_bucket_with(storage, bucket, &Credentials::default())
-}
-
-/// Open the bucket of a volume's `Storage` and `Bucket` settings with `creds`.
-pub fn open_bucket_with(storage: &str, bucket: &str, creds: &Credentials) -> Result<Bucket> {
-    match storage {
-        "file" => Ok(Bucket::Local(LocalDir::open(bucket)?)),
-        "s3" => Ok(Bucket::S3(S3Bucket::open(&S3Config {
-            bucket_url: bucket.to_string(),
-            access_key: creds.access_key.clone(),
-            secret_key: creds.secret_key.clone(),
-            session_token: creds.session_token.clone(),
-            region: std::env::var("AWS_REGION").unwrap_or_default(),
-        })?)),
-        other => Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "storage {other:?} is not supported by this tidefs build: use --storage file or --storage s3"
-            ),
-        )),
-    }
-}
-
-impl Bucket {
-    /// Check that the store can be written, read and deleted in (format, mount).
-    pub async fn check(&self) -> Result<()> {
-        match self {
-            // opening checked the directory
-            Bucket::Local(_) => Ok(()),
-            Bucket::S3(b) => b.check().await,
-        }
-    }
-
-    /// Store `data` under `key`; `crc`, its CRC32C when the caller knows it already (S3 keeps
-    /// it with the object; computed here otherwise).
-    async fn put(&self, key: &str, data: Bytes, crc: Option<u32>) -> Result<()> {
-        match (self, crc) {
-            (Bucket::Local(d), _) => d.put(key, data).await,
-            (Bucket::S3(b), Some(crc)) => b.put_with_crc(key, data, crc).await,
-            (Bucket::S3(b), None) => b.put(key, data).await,
-        }
-    }
-
-    /// The whole object `key`, with the CRC32C of its stored bytes when the store keeps one
-    /// next to it (S3 user metadata, written by tidefs and juicefs; a directory has none).
-    async fn get(&self, key: &str) -> Result<(Bytes, Option<u32>)> {
-        match self {
-            Bucket::Local(d) => d.get(key).await.map(|b| (b, None)),
-            Bucket::S3(b) => b.get_with_crc(key).await,
-        }
-    }
-
-    /// The whole object `key`, exactly `len` bytes long, with its CRC32C as in [`Bucket::get`].
-    async fn get_exact(&self, key: &str, len: usize) -> Result<(Bytes, Option<u32>)> {
-        match self {
-            Bucket::Local(d) => d.get_range(key, 0, len).await.map(|b| (b, None)),
-            Bucket::S3(b) => b.get_exact(key, len).await,
-        }
-    }
-
-    async fn get_range(&self, key: &str, off: u64, len: usize) -> Result<Bytes> {
-        match self {
-            Bucket::Local(d) => d.get_range(key, off, len).await,
-            Bucket::S3(b) => b.get_range(key, off, len).await,
-        }
-    }
-
-    async fn delete(&self, key: &str) -> Result<()> {
-        match self {
-            Bucket::Local(d) => d.delete(key).await,
-            Bucket::S3(b) => b.delete(key).await,
-        }
-    }
-
-    async fn size(&self, key: &str) -> Result<Option<u64>> {
-        match self {
-            Bucket::Local(d) => d.size(key).await,
-            Bucket::S3(b) => b.size(key).await,
-        }
-    }
-
-    /// Every object under `prefix`, streamed: at most 1 024 wait in the channel.
-    pub fn list(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<Result<ObjectInfo>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
-        match self {
-            Bucket::Local(d) => d.list(prefix, tx),
-            Bucket::S3(b) => b.list(prefix, tx),
-        }
-        rx
-    }
-
-    async fn sync(&self) -> Result<()> {
-        match self {
-            Bucket::Local(d) => d.sync().await,
-            // an S3 PUT is durable when it returns
-            Bucket::S3(_) => Ok(()),
-        }
     }
 }
 
@@ -321,229 +146,6 @@ impl ChunkStore {
         }
     }
 
-    /// This store writing blocks to `staging` and uploading them in the background, each
-    /// after `delay`, at most `max_uploads` at once; blocks a previous mount left staged are
-    /// found and queued. Call from inside the runtime, after [`ChunkStore::with_disk_cache`]
-    /// (uploaded blocks stay in the disk cache).
-    pub fn with_writeback(
-        mut self,
-        staging: Staging,
-        delay: std::time::Duration,
-        max_uploads: usize,
-    ) -> Self {
-        let staging = Arc::new(staging);
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let wb = Arc::new(Writeback {
-            staging: staging.clone(),
-            queue: tx.clone(),
-            delay,
-            uploaded: Default::default(),
-            failed: Default::default(),
-            last_error: Default::default(),
-            refused: Default::default(),
-            hurry: Default::default(),
-            hurried: tokio::sync::Notify::new(),
-        });
-        tokio::spawn(self.clone().run_uploads(wb.clone(), rx, max_uploads.max(1)));
-        let name = self.cfg.name.clone();
-        tokio::task::spawn_blocking(move || {
-            let found = staging.scan();
-            if found.is_empty() {
-                return;
-            }
-            let bytes: usize = found.iter().map(|(_, l)| l).sum();
-            tracing::info!(
-                blocks = found.len(),
-                mib = bytes >> 20,
-                "uploading blocks an earlier mount left staged"
-            );
-            let now = tokio::time::Instant::now();
-            for (k, _) in found {
-                let _ = tx.send(Queued {
-                    key: format!("{name}/{k}"),
-                    ready: now,
-                });
-            }
-        });
-        self.writeback = Some(wb);
-        self
-    }
-
-    /// Upload staged blocks from now on without waiting for `--upload-delay` (a flush).
-    pub fn hurry_uploads(&self) {
-        if let Some(wb) = &self.writeback {
-            wb.hurry.store(true, std::sync::atomic::Ordering::Relaxed);
-            wb.hurried.notify_waiters();
-        }
-    }
-
-    /// State of the `--writeback` uploads, when on.
-    pub fn writeback_stats(&self) -> Option<WritebackStats> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let wb = self.writeback.as_ref()?;
-        let (staged_blocks, staged_bytes) = wb.staging.pending();
-        Some(WritebackStats {
-            staged_blocks,
-            staged_bytes,
-            uploaded: wb.uploaded.load(Relaxed),
-            failed_tries: wb.failed.load(Relaxed),
-            last_error: wb.last_error.lock().ok().and_then(|e| e.clone()),
-        })
-    }
-
-    /// The uploader of staged blocks: takes them in queue order once their delay is over.
-    async fn run_uploads(
-        self,
-        wb: Arc<Writeback>,
-        mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
-        max_uploads: usize,
-    ) {
-        let slots = Arc::new(tokio::sync::Semaphore::new(max_uploads));
-        use std::sync::atomic::Ordering::Relaxed;
-        while let Some(q) = rx.recv().await {
-            if !wb.hurry.load(Relaxed) {
-                let hurried = wb.hurried.notified();
-                tokio::pin!(hurried);
-                hurried.as_mut().enable();
-                if !wb.hurry.load(Relaxed) {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(q.ready) => {}
-                        _ = hurried => {}
-                    }
-                }
-            }
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let (this, wb) = (self.clone(), wb.clone());
-            tokio::spawn(async move {
-                this.upload_staged(&wb, q).await;
-                drop(slot);
-            });
-        }
-    }
-
-    /// Upload one staged block; on failure it is queued again after a pause.
-    async fn upload_staged(&self, wb: &Arc<Writeback>, q: Queued) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let ck = self.cache_key(&q.key).to_string();
-        let Some((path, len)) = wb.staging.begin(&ck) else {
-            return; // deleted, or uploaded already
-        };
-        let p = path.clone();
-        let data =
-            tokio::task::spawn_blocking(move || crate::cache::read_block_file_with_crc(&p, len))
-                .await
-                .ok()
-                .flatten();
-        let Some((data, data_crc)) = data else {
-            if wb.staging.forget(&ck) {
-                tracing::error!(file = %path.display(), object = %q.key, "a staged block cannot be read back (removed or corrupted on the cache disk): its data is lost; fsck will report the object missing");
-            }
-            return;
-        };
-        // uncompressed, the stored bytes' CRC32C is the one the staging trailer gave
-        let body = match self.cfg.compression {
-            Compression::None => Ok((data.clone(), data_crc)),
-            c => c.compress(&data).map(|b| (Bytes::from(b), None)),
-        };
-        let put = match body {
-            Ok((body, crc)) => {
-                self.patiently("upload", &q.key, None, || {
-                    self.put_object(&q.key, body.clone(), crc)
-                })
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        drop(data);
-        match put {
-            Ok(()) => {
-                wb.uploaded.fetch_add(1, Relaxed);
-                if let Ok(mut last) = wb.last_error.lock() {
-                    *last = None;
-                }
-                match wb.staging.finish(&ck) {
-                    Some(Finished::Deleted(p)) => {
-                        let _ = tokio::fs::remove_file(&p).await;
-                        if let Err(e) = self.dir.delete(&q.key).await {
-                            tracing::warn!(object = %q.key, error = %e, "could not delete the object of a block deleted during its upload; gc will");
-                        }
-                    }
-                    Some(Finished::Done(p)) => {
-                        let disk = self.disk.clone();
-                        let _ = tokio::task::spawn_blocking(move || {
-                            let kept = disk.is_some_and(|d| d.adopt(&ck, &p, len));
-                            if !kept {
-                                let _ = std::fs::remove_file(&p);
-                            }
-                        })
-                        .await;
-                    }
-                    None => {}
-                }
-            }
-            Err(e) => {
-                wb.failed.fetch_add(1, Relaxed);
-                tracing::warn!(object = %q.key, error = %e, retry_in_s = STAGED_RETRY.as_secs(), "upload of a staged block failed; it stays staged and is tried again");
-                if let Ok(mut last) = wb.last_error.lock() {
-                    *last = Some(e.to_string());
-                }
-                if wb.staging.retry_later(&ck) {
-                    let queue = wb.queue.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(STAGED_RETRY).await;
-                        let _ = queue.send(Queued {
-                            ready: tokio::time::Instant::now(),
-                            ..q
-                        });
-                    });
-                }
-            }
-        }
-    }
-
-    /// Stage block `key` for a background upload; false when staging refused it (the caller
-    /// uploads it now).
-    async fn stage(&self, wb: &Arc<Writeback>, key: &str, data: &Bytes) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let (st, ck, d) = (
-            wb.staging.clone(),
-            self.cache_key(key).to_string(),
-            data.clone(),
-        );
-        match tokio::task::spawn_blocking(move || st.stage(&ck, &d)).await {
-            Ok(Ok(())) => {
-                let _ = wb.queue.send(Queued {
-                    key: key.to_string(),
-                    ready: tokio::time::Instant::now() + wb.delay,
-                });
-                true
-            }
-            Ok(Err(e)) => {
-                let n = wb.refused.fetch_add(1, Relaxed);
-                if n.is_power_of_two() || n == 0 {
-                    tracing::warn!(error = %e, refused = n + 1, "cannot stage a written block (cache disk full or failing?); uploading it now instead");
-                }
-                false
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// A staged block, read from the staging area.
-    async fn read_staged(&self, key: &str, len: u32) -> Option<Bytes> {
-        let st = self.writeback.as_ref()?.staging.clone();
-        let ck = self.cache_key(key).to_string();
-        if !st.contains(&ck) {
-            return None;
-        }
-        tokio::task::spawn_blocking(move || st.read(&ck, len as usize))
-            .await
-            .ok()
-            .flatten()
-    }
-
     /// This store sending at most `up_mbps` and receiving at most `down_mbps` megabits per
     /// second of object data (0: no limit), as JuiceFS's `--upload-limit`/`--download-limit`.
     pub fn with_bandwidth(mut self, up_mbps: u64, down_mbps: u64) -> Self {
@@ -555,7 +157,7 @@ impl ChunkStore {
     }
 
     /// PUT object `key`, within the upload limit.
-    async fn put_object(&self, key: &str, body: Bytes, crc: Option<u32>) -> Result<()> {
+    pub(crate) async fn put_object(&self, key: &str, body: Bytes, crc: Option<u32>) -> Result<()> {
         if let Some(b) = &self.limits.up {
             b.take(body.len()).await;
         }
@@ -564,7 +166,7 @@ impl ChunkStore {
 
     /// GET object `key`, within the download limit (counted once it arrived: its size is not
     /// known before).
-    async fn get_object(&self, key: &str) -> Result<(Bytes, Option<u32>)> {
+    pub(crate) async fn get_object(&self, key: &str) -> Result<(Bytes, Option<u32>)> {
         let got = self.dir.get(key).await?;
         self.downloaded.count(got.0.len());
         if let Some(b) = &self.limits.down {
@@ -574,7 +176,11 @@ impl ChunkStore {
     }
 
     /// GET the whole object `key` of `len` bytes, within the download limit.
-    async fn get_object_exact(&self, key: &str, len: usize) -> Result<(Bytes, Option<u32>)> {
+    pub(crate) async fn get_object_exact(
+        &self,
+        key: &str,
+        len: usize,
+    ) -> Result<(Bytes, Option<u32>)> {
         if let Some(b) = &self.limits.down {
             b.take(len).await;
         }
@@ -584,7 +190,7 @@ impl ChunkStore {
     }
 
     /// GET `len` bytes of object `key` from `off`, within the download limit.
-    async fn get_object_range(&self, key: &str, off: u64, len: usize) -> Result<Bytes> {
+    pub(crate) async fn get_object_range(&self, key: &str, off: u64, len: usize) -> Result<Bytes> {
         if let Some(b) = &self.limits.down {
             b.take(len).await;
         }
@@ -609,7 +215,7 @@ impl ChunkStore {
     /// Run `op` on object `key` again while it fails as unavailable, for up to the patience,
     /// with pauses growing from 1 s to 10 s; each try holds one of `slots` when given (the
     /// `--max-downloads` slots for GETs).
-    async fn patiently<T, F, Fut>(
+    pub(crate) async fn patiently<T, F, Fut>(
         &self,
         what: &str,
         key: &str,
@@ -650,7 +256,7 @@ impl ChunkStore {
         self
     }
 
-    async fn lookup_sums(&self, id: u64) -> Option<Arc<Vec<u8>>> {
+    pub(crate) async fn lookup_sums(&self, id: u64) -> Option<Arc<Vec<u8>>> {
         match &self.sums {
             Some(src) => src.sums(id).await,
             None => None,
@@ -659,7 +265,7 @@ impl ChunkStore {
 
     /// Check bytes `[off, off + data.len())` of block `indx` of slice `id` (object `key`)
     /// against the slice's checksums, when it has them.
-    fn verify(
+    pub(crate) fn verify(
         &self,
         sums: Option<&[u8]>,
         key: &str,
@@ -676,7 +282,7 @@ impl ChunkStore {
 
     /// The error (logged) of object `key` whose bytes have CRC32C `got` where the store says
     /// they were stored with `want`.
-    fn crc_mismatch(&self, key: &str, want: u32, got: u32) -> Error {
+    pub(crate) fn crc_mismatch(&self, key: &str, want: u32, got: u32) -> Error {
         tracing::error!(
             object = key,
             stored_crc32c = want,
@@ -690,7 +296,7 @@ impl ChunkStore {
     }
 
     /// The error (logged) of object `key` failing its checksum at byte `bad`.
-    fn corrupt(&self, key: &str, bad: usize) -> Error {
+    pub(crate) fn corrupt(&self, key: &str, bad: usize) -> Error {
         tracing::error!(
             object = key,
             offset = bad,
@@ -714,7 +320,7 @@ impl ChunkStore {
     }
 
     /// Key of a block in the disk cache: its object key without the volume-name prefix.
-    fn cache_key<'k>(&self, key: &'k str) -> &'k str {
+    pub(crate) fn cache_key<'k>(&self, key: &'k str) -> &'k str {
         key.strip_prefix(self.cfg.name.as_str())
             .and_then(|k| k.strip_prefix('/'))
             .unwrap_or(key)
@@ -722,7 +328,13 @@ impl ChunkStore {
 
     /// Offer a block to the disk cache, written in the background (dropped when too many
     /// writes are waiting).
-    fn cache_later(&self, key: &str, data: &Bytes, trailer: Option<Vec<u8>>, why: Admit) {
+    pub(crate) fn cache_later(
+        &self,
+        key: &str,
+        data: &Bytes,
+        trailer: Option<Vec<u8>>,
+        why: Admit,
+    ) {
         let Some(d) = &self.disk else { return };
         if !d.admits(data.len(), why) || !d.reserve(data.len()) {
             return;
@@ -735,7 +347,7 @@ impl ChunkStore {
     }
 
     /// Block `key` of `len` bytes from the disk cache, if there.
-    async fn read_disk_cache(&self, key: &str, len: u32) -> Option<Bytes> {
+    pub(crate) async fn read_disk_cache(&self, key: &str, len: u32) -> Option<Bytes> {
         let d = self.disk.clone()?;
         let key = self.cache_key(key).to_string();
         tokio::task::spawn_blocking(move || d.get(&key, len as usize))
@@ -864,7 +476,13 @@ impl ChunkStore {
         self.is_cached(id, indx) || self.loading.lock().is_ok_and(|s| s.contains(&(id, indx)))
     }
 
-    async fn fetch_block(&self, id: u64, indx: u32, len: u32, why: Admit) -> Result<Bytes> {
+    pub(crate) async fn fetch_block(
+        &self,
+        id: u64,
+        indx: u32,
+        len: u32,
+        why: Admit,
+    ) -> Result<Bytes> {
         // one load per block at a time (the memory cache coalesces callers), so a set will do
         if let Ok(mut s) = self.loading.lock() {
             s.insert((id, indx));
@@ -890,7 +508,7 @@ impl ChunkStore {
     /// and checked (length, and checksums when the slice has them, looked up during the GET).
     /// With a disk cache, the block's cache trailer comes along: its CRC32Cs are computed once
     /// and serve both the check here and the cache file.
-    async fn fetch_from_store(
+    pub(crate) async fn fetch_from_store(
         &self,
         id: u64,
         indx: u32,
@@ -930,7 +548,7 @@ impl ChunkStore {
             ));
         }
         let sums = sums.as_deref().map(|v| v.as_slice());
-        let trailer = self.disk.as_ref().map(|_| crate::cache::trailer(&data));
+        let trailer = self.disk.as_ref().map(|_| crate::blockfile::trailer(&data));
         let checked = match (sums.is_some(), crc.is_some()) {
             (true, _) => Checked::Sums,
             (false, true) => Checked::StoredCrc,
@@ -944,7 +562,7 @@ impl ChunkStore {
                     indx,
                     data.len(),
                     trailer,
-                    crate::cache::SEGMENT,
+                    crate::blockfile::SEGMENT,
                 );
                 if let Some(bad) = bad {
                     return Err(self.corrupt(key, bad));
@@ -958,7 +576,7 @@ impl ChunkStore {
                 if let Some(want) = crc {
                     let combined = match (&trailer, self.cfg.compression) {
                         (Some(t), Compression::None) => {
-                            whole_crc_by_parts(data.len(), t, crate::cache::SEGMENT)
+                            whole_crc_by_parts(data.len(), t, crate::blockfile::SEGMENT)
                         }
                         _ => None,
                     };
@@ -1117,6 +735,7 @@ impl ChunkStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bucket::open_bucket;
 
     fn store(dir: &std::path::Path, c: Compression) -> ChunkStore {
         let bucket = open_bucket("file", &format!("{}/", dir.display())).expect("bucket");

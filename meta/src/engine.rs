@@ -19,7 +19,7 @@
 //! What an engine must keep (checked by `testkit::contract` on every engine):
 //! - a write transaction reads the last committed state and its own writes; what it read cannot
 //!   be changed by another transaction before it commits (locked rows, or a commit conflict);
-//! - [`Txn::create_entry`] refuses a taken name with `Exists`;
+//! - [`Txn::create_entry`] refuses a taken name with `Exists`, as the answer of that call;
 //! - [`Txn::unref`] reports the last reference of a slice exactly once;
 //! - [`Txn::append_chunk`] keeps records in the order they were appended;
 //! - scans page through everything, whatever the page size.
@@ -185,7 +185,8 @@ pub trait Txn: Send {
 
     /// The entry `name` of `parent`: its type and inode.
     async fn entry(&mut self, parent: Ino, name: &[u8]) -> Result<Option<(FileType, Ino)>>;
-    /// Add entry `name` to `parent`; `Exists` when the name is taken.
+    /// Add entry `name` to `parent`; `Exists` when the name is taken (this call's answer, not
+    /// the commit's).
     async fn create_entry(
         &mut self,
         parent: Ino,

@@ -395,8 +395,8 @@ fn daemonize(a: &Args, mountpoint: &Path, bare_url: &str, password: Option<Strin
     if let Some(pw) = password {
         cmd.env("META_PASSWORD", pw);
     }
-    // mimalloc reads this before main() can set it: commit arena memory only as it is used
-    // (the daemon idled at ~27 MiB RSS instead of ~48 MiB when measured; ~35 MiB now); the caller's own setting wins.
+    // mimalloc reads this before main() can set it: commit arena memory only as it is used (a
+    // lower idle RSS, docs/design/0002); the caller's own setting wins.
     if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
         cmd.env("MIMALLOC_ARENA_EAGER_COMMIT", "0");
     }

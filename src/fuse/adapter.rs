@@ -1,6 +1,7 @@
 //! `impl fuser::Filesystem` over [`Vfs`].
 
 use super::errno::errno;
+use crate::vfs;
 use crate::vfs::{LockReq, Vfs, VfsConfig};
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType as FT,
@@ -10,12 +11,13 @@ use fuser::{
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
+use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use tidefs_meta::{
-    Attr, Ctx, FallocMode, FileType, Ino, LockKind, PosixLock, SetAttr, TimeSet, Timestamp,
+    Attr, Ctx, FallocMode, FileType, Ino, LockKind, PosixLock, SetAttr, StatFs, TimeSet, Timestamp,
     XattrFlags, ROOT_INODE, S_ISGID,
 };
 
@@ -138,16 +140,18 @@ impl TidefsFs {
         self.inner.notifier.clone()
     }
 
-    /// Serve one request on the calling FUSE thread. Metadata operations finish without ever
-    /// yielding (the SQLite engine runs on the caller), so the common request costs no thread
-    /// hand-off at all; one that waits (an object read, an upload) blocks only this thread while
-    /// the others keep serving.
-    fn serve<F>(&self, f: F)
-    where
-        F: std::future::Future<Output = ()>,
-    {
+    /// Serve one request on the calling FUSE thread and answer it: `reply` gets the value `op`
+    /// ends with (see [`Answer`]) or its error's errno. Metadata operations finish without
+    /// ever yielding (the SQLite engine runs on the caller), so the common request costs no
+    /// thread hand-off at all; one that waits (an object read, an upload) blocks only this
+    /// thread while the others keep serving. The request is served before the thread reads the
+    /// next one, so `op` may borrow the request's arguments.
+    fn answer<T, R: Answer<T>>(&self, reply: R, op: impl Future<Output = vfs::Result<T>>) {
         tidefs_chunk::allow_inline_io();
-        self.rt.block_on(f);
+        match self.rt.block_on(op) {
+            Ok(v) => reply.answer(v, &self.inner),
+            Err(e) => reply.fail(err(&e)),
+        }
     }
 
     /// A lock request; one that may wait runs as a task of its own, so a long wait holds no
@@ -163,10 +167,7 @@ impl TidefsFs {
     ) {
         let (s, ino) = (self.inner.clone(), self.inner.real(ino));
         if !wait {
-            self.serve(
-                async move { empty(reply, s.vfs.lock(ino, owner.0, req, false, None).await) },
-            );
-            return;
+            return self.answer(reply, s.vfs.lock(ino, owner.0, req, false, None));
         }
         // registered before this thread lets go of the request, so an interrupt dispatched by
         // another thread finds it (or is kept until it comes)
@@ -174,7 +175,10 @@ impl TidefsFs {
         self.rt.spawn(async move {
             let res = s.vfs.lock(ino, owner.0, req, true, Some(interrupt)).await;
             s.interrupts.lock().waiting.remove(&unique);
-            empty(reply, res)
+            match res {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(err(&e)),
+            }
         });
     }
 }
@@ -268,6 +272,16 @@ impl Shared {
         }
     }
 
+    /// The caller of a create with `mode`: with its supplementary groups when the mode asks for
+    /// set-group-ID (the rule that drops it needs them).
+    fn ctx_for_mode(&self, req: &Request, mode: u32) -> Ctx {
+        let mut ctx = self.ctx(req);
+        if mode as u16 & S_ISGID != 0 {
+            ctx.gids = supplementary_groups(ctx.pid);
+        }
+        ctx
+    }
+
     fn attr(&self, a: &Attr) -> FileAttr {
         let blocks = if a.typ == FileType::Dir || a.typ == FileType::File {
             a.length.div_ceil(512)
@@ -300,25 +314,79 @@ impl Shared {
             self.cfg.entry_ttl
         }
     }
-
-    fn reply_entry(&self, reply: ReplyEntry, r: crate::vfs::Result<Attr>) {
-        match r {
-            Ok(a) => reply.entry_with_ttls(
-                &self.entry_ttl(&a),
-                &self.cfg.attr_ttl,
-                &self.attr(&a),
-                Generation(0),
-            ),
-            Err(e) => reply.error(err(&e)),
-        }
-    }
 }
 
-fn empty(reply: ReplyEmpty, r: crate::vfs::Result<()>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(err(&e)),
-    }
+/// A reply to the kernel, answered with the value of a request's operation or an errno.
+trait Answer<T> {
+    fn answer(self, v: T, s: &Shared);
+    fn fail(self, e: Errno);
+}
+
+macro_rules! answers {
+    ($($reply:ty, $t:ty, |$r:ident, $v:ident, $s:ident| $body:expr;)*) => {
+        $(
+            impl Answer<$t> for $reply {
+                fn answer(self, $v: $t, $s: &Shared) {
+                    let $r = self;
+                    $body
+                }
+                fn fail(self, e: Errno) {
+                    self.error(e)
+                }
+            }
+        )*
+    };
+}
+
+answers! {
+    ReplyEmpty, (), |r, _v, _s| r.ok();
+    ReplyEntry, Attr, |r, a, s| r.entry_with_ttls(&s.entry_ttl(&a), &s.cfg.attr_ttl, &s.attr(&a), Generation(0));
+    // an answer read a while ago is kept for the rest of its TTL only
+    ReplyEntry, (Attr, Duration), |r, a, s| {
+        let (a, age) = a;
+        r.entry_with_ttls(&s.entry_ttl(&a).saturating_sub(age), &s.cfg.attr_ttl.saturating_sub(age), &s.attr(&a), Generation(0))
+    };
+    ReplyAttr, Attr, |r, a, s| r.attr(&s.cfg.attr_ttl, &s.attr(&a));
+    ReplyData, Vec<u8>, |r, d, _s| r.data(&d);
+    ReplyData, bytes::Bytes, |r, d, _s| r.data(&d);
+    ReplyWrite, u32, |r, n, _s| r.written(n);
+    ReplyOpen, u64, |r, fh, _s| r.opened(FileHandle(fh), FopenFlags::empty());
+    ReplyCreate, (u64, Attr), |r, v, s| {
+        let (fh, a) = v;
+        r.created(&s.entry_ttl(&a), &s.attr(&a), Generation(0), FileHandle(fh), FopenFlags::empty())
+    };
+    ReplyStatfs, StatFs, |r, st, _s| {
+        const BSIZE: u64 = 4096;
+        r.statfs(
+            st.total_space / BSIZE,
+            st.avail_space / BSIZE,
+            st.avail_space / BSIZE,
+            st.used_inodes + st.avail_inodes,
+            st.avail_inodes,
+            BSIZE as u32,
+            tidefs_meta::MAX_NAME_LEN as u32,
+            BSIZE as u32,
+        )
+    };
+    // (bytes, size the caller's buffer has): the size alone when asked 0, ERANGE when larger
+    ReplyXattr, (Vec<u8>, u32), |r, v, _s| {
+        let (v, size) = v;
+        if size == 0 {
+            r.size(v.len() as u32);
+        } else if v.len() > size as usize {
+            r.error(Errno::ERANGE);
+        } else {
+            r.data(&v);
+        }
+    };
+    ReplyLock, (PosixLock, u64, u64), |r, v, _s| {
+        // the conflicting lock, or the range asked for as unlocked
+        let (l, start, end) = v;
+        match l.kind {
+            LockKind::Unlock => r.locked(start, end, libc::F_UNLCK, 0),
+            k => r.locked(l.start, l.end, lock_type(k), l.pid),
+        }
+    };
 }
 
 fn time_set(t: TimeOrNow) -> TimeSet {
@@ -375,34 +443,14 @@ impl Filesystem for TidefsFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let (s, ctx, parent, name) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(parent),
-            name.as_bytes().to_vec(),
-        );
-        self.serve(async move {
-            match s.vfs.lookup_aged(&ctx, parent, &name).await {
-                // an answer read a while ago is kept for the rest of its TTL only
-                Ok((a, age)) => reply.entry_with_ttls(
-                    &s.entry_ttl(&a).saturating_sub(age),
-                    &s.cfg.attr_ttl.saturating_sub(age),
-                    &s.attr(&a),
-                    Generation(0),
-                ),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        let s = &self.inner;
+        let (ctx, parent) = (s.ctx(req), s.real(parent));
+        self.answer(reply, s.vfs.lookup_aged(&ctx, parent, name.as_bytes()));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        self.serve(async move {
-            match s.vfs.getattr(ino).await {
-                Ok(a) => reply.attr(&s.cfg.attr_ttl, &s.attr(&a)),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        let s = &self.inner;
+        self.answer(reply, s.vfs.getattr(s.real(ino)));
     }
 
     fn setattr(
@@ -424,11 +472,8 @@ impl Filesystem for TidefsFs {
         kill_suidgid: bool,
         reply: ReplyAttr,
     ) {
-        let (s, ctx, ino) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-        );
+        let s = &self.inner;
+        let (ctx, ino) = (s.ctx(req), s.real(ino));
         let set = SetAttr {
             mode: mode.map(|m| (m & 0o7777) as u16),
             uid,
@@ -436,34 +481,22 @@ impl Filesystem for TidefsFs {
             atime: atime.map(time_set),
             mtime: mtime.map(time_set),
         };
-        self.serve(async move {
-            let res = async {
-                let mut a = s.vfs.setattr(&ctx, ino, &set, size).await?;
-                // a truncate drops capabilities; the kernel marks chowns, and the truncates
-                // of callers without CAP_FSETID, to drop set-user-id and set-group-id too
-                if size.is_some() || kill_suidgid {
-                    if let Some(mode) = s.vfs.kill_privs(ino, kill_suidgid).await? {
-                        a.mode = mode;
-                    }
+        self.answer(reply, async {
+            let mut a = s.vfs.setattr(&ctx, ino, &set, size).await?;
+            // a truncate drops capabilities; the kernel marks chowns, and the truncates of
+            // callers without CAP_FSETID, to drop set-user-id and set-group-id too
+            if size.is_some() || kill_suidgid {
+                if let Some(mode) = s.vfs.kill_privs(ino, kill_suidgid).await? {
+                    a.mode = mode;
                 }
-                Ok::<_, crate::vfs::Error>(a)
             }
-            .await;
-            match res {
-                Ok(a) => reply.attr(&s.cfg.attr_ttl, &s.attr(&a)),
-                Err(e) => reply.error(err(&e)),
-            }
+            Ok(a)
         });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        self.serve(async move {
-            match s.vfs.readlink(ino).await {
-                Ok(t) => reply.data(&t),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        let s = &self.inner;
+        self.answer(reply, s.vfs.readlink(s.real(ino)));
     }
 
     fn mknod(
@@ -476,38 +509,24 @@ impl Filesystem for TidefsFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let (s, mut ctx, parent, name) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(parent),
-            name.as_bytes().to_vec(),
-        );
-        let Some(typ) = FileType::from_mode(mode).or(if mode & 0o170000 == 0 {
-            Some(FileType::File)
-        } else {
-            None
-        }) else {
-            reply.error(Errno::EINVAL);
-            return;
+        let s = &self.inner;
+        let Some(typ) =
+            FileType::from_mode(mode).or((mode & 0o170000 == 0).then_some(FileType::File))
+        else {
+            return reply.error(Errno::EINVAL);
         };
-        if mode as u16 & S_ISGID != 0 {
-            ctx.gids = supplementary_groups(ctx.pid);
-        }
-        self.serve(async move {
-            let r = s
-                .vfs
-                .mknod(
-                    &ctx,
-                    parent,
-                    &name,
-                    typ,
-                    (mode & 0o7777) as u16,
-                    (umask & 0o7777) as u16,
-                    rdev,
-                )
-                .await;
-            s.reply_entry(reply, r);
-        });
+        let ctx = s.ctx_for_mode(req, mode);
+        let (mode, umask) = ((mode & 0o7777) as u16, (umask & 0o7777) as u16);
+        let op = s.vfs.mknod(
+            &ctx,
+            s.real(parent),
+            name.as_bytes(),
+            typ,
+            mode,
+            umask,
+            rdev,
+        );
+        self.answer(reply, op);
     }
 
     fn mkdir(
@@ -519,47 +538,25 @@ impl Filesystem for TidefsFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let (s, ctx, parent, name) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(parent),
-            name.as_bytes().to_vec(),
-        );
-        self.serve(async move {
-            let r = s
-                .vfs
-                .mknod(
-                    &ctx,
-                    parent,
-                    &name,
-                    FileType::Dir,
-                    (mode & 0o7777) as u16,
-                    (umask & 0o7777) as u16,
-                    0,
-                )
-                .await;
-            s.reply_entry(reply, r);
-        });
+        let s = &self.inner;
+        let (ctx, parent) = (s.ctx(req), s.real(parent));
+        let (mode, umask) = ((mode & 0o7777) as u16, (umask & 0o7777) as u16);
+        let op = s
+            .vfs
+            .mknod(&ctx, parent, name.as_bytes(), FileType::Dir, mode, umask, 0);
+        self.answer(reply, op);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let (s, ctx, parent, name) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(parent),
-            name.as_bytes().to_vec(),
-        );
-        self.serve(async move { empty(reply, s.vfs.unlink(&ctx, parent, &name).await) });
+        let s = &self.inner;
+        let (ctx, parent) = (s.ctx(req), s.real(parent));
+        self.answer(reply, s.vfs.unlink(&ctx, parent, name.as_bytes()));
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let (s, ctx, parent, name) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(parent),
-            name.as_bytes().to_vec(),
-        );
-        self.serve(async move { empty(reply, s.vfs.rmdir(&ctx, parent, &name).await) });
+        let s = &self.inner;
+        let (ctx, parent) = (s.ctx(req), s.real(parent));
+        self.answer(reply, s.vfs.rmdir(&ctx, parent, name.as_bytes()));
     }
 
     fn symlink(
@@ -570,19 +567,10 @@ impl Filesystem for TidefsFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let (s, ctx, parent) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(parent),
-        );
-        let (name, target) = (
-            link_name.as_bytes().to_vec(),
-            target.as_os_str().as_bytes().to_vec(),
-        );
-        self.serve(async move {
-            let r = s.vfs.symlink(&ctx, parent, &name, &target).await;
-            s.reply_entry(reply, r);
-        });
+        let s = &self.inner;
+        let (ctx, parent) = (s.ctx(req), s.real(parent));
+        let (name, target) = (link_name.as_bytes(), target.as_os_str().as_bytes());
+        self.answer(reply, s.vfs.symlink(&ctx, parent, name, target));
     }
 
     fn rename(
@@ -595,25 +583,20 @@ impl Filesystem for TidefsFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (s, ctx) = (self.inner.clone(), self.inner.ctx(req));
-        let (parent, newparent) = (self.inner.real(parent), self.inner.real(newparent));
-        let (name, newname) = (name.as_bytes().to_vec(), newname.as_bytes().to_vec());
         if flags.contains(RenameFlags::RENAME_WHITEOUT) {
-            reply.error(Errno::EINVAL);
-            return;
+            return reply.error(Errno::EINVAL);
         }
+        let s = &self.inner;
+        let (ctx, parent, newparent) = (s.ctx(req), s.real(parent), s.real(newparent));
         let f = tidefs_meta::RenameFlags {
             noreplace: flags.contains(RenameFlags::RENAME_NOREPLACE),
             exchange: flags.contains(RenameFlags::RENAME_EXCHANGE),
         };
-        self.serve(async move {
-            empty(
-                reply,
-                s.vfs
-                    .rename(&ctx, parent, &name, newparent, &newname, f)
-                    .await,
-            )
-        });
+        let (name, newname) = (name.as_bytes(), newname.as_bytes());
+        self.answer(
+            reply,
+            s.vfs.rename(&ctx, parent, name, newparent, newname, f),
+        );
     }
 
     fn link(
@@ -624,62 +607,49 @@ impl Filesystem for TidefsFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let (s, ctx, ino, parent, name) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-            self.inner.real(newparent),
-            newname.as_bytes().to_vec(),
-        );
-        self.serve(async move {
-            let r = s.vfs.link(&ctx, ino, parent, &name).await;
-            s.reply_entry(reply, r);
-        });
+        let s = &self.inner;
+        let (ctx, ino, parent) = (s.ctx(req), s.real(ino), s.real(newparent));
+        self.answer(reply, s.vfs.link(&ctx, ino, parent, newname.as_bytes()));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let kernel_ino = ino;
-        let (s, ctx, ino) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-        );
+        let s = &self.inner;
+        let (ctx, ino) = (s.ctx(req), s.real(ino));
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
-        self.serve(async move {
-            match s.vfs.open(&ctx, ino, write).await {
-                Ok((fh, a, keep)) => {
-                    if !keep {
-                        // close-to-open: the file changed since this mount last opened it
-                        // (another client wrote it), so the size and times the kernel holds
-                        // are stale too, not only its pages; without this a reader here sees
-                        // the old size until the attribute TTL runs out (passthrough opens
-                        // included: the kernel reads their data, not their attributes, itself)
-                        if let Some(n) = s.notifier.get() {
-                            if let Err(e) = n.inval_inode(kernel_ino, -1, 0) {
-                                tracing::debug!(error = %e, "attribute invalidation at open refused");
-                            }
-                        }
-                    }
-                    let reply = if !write && s.vfs.passthrough() {
-                        let Some(reply) = s.opens.lock().open(&s.vfs, fh, &a, reply) else {
-                            return;
-                        };
-                        // read through this process: the reads may make the flat copy
-                        s.vfs.flat_start(&a);
-                        reply
-                    } else {
-                        reply
-                    };
-                    let flags = if keep {
-                        FopenFlags::FOPEN_KEEP_CACHE
-                    } else {
-                        FopenFlags::empty()
-                    };
-                    reply.opened(FileHandle(fh), flags)
+        tidefs_chunk::allow_inline_io();
+        let (fh, a, keep) = match self.rt.block_on(s.vfs.open(&ctx, ino, write)) {
+            Ok(opened) => opened,
+            Err(e) => return reply.error(err(&e)),
+        };
+        if !keep {
+            // close-to-open: the file changed since this mount last opened it (another client
+            // wrote it), so the size and times the kernel holds are stale too, not only its
+            // pages; without this a reader here sees the old size until the attribute TTL runs
+            // out (passthrough opens included: the kernel reads their data, not their
+            // attributes, itself)
+            if let Some(n) = s.notifier.get() {
+                if let Err(e) = n.inval_inode(kernel_ino, -1, 0) {
+                    tracing::debug!(error = %e, "attribute invalidation at open refused");
                 }
-                Err(e) => reply.error(err(&e)),
             }
-        });
+        }
+        let reply = if !write && s.vfs.passthrough() {
+            let Some(reply) = s.opens.lock().open(&s.vfs, fh, &a, reply) else {
+                return;
+            };
+            // read through this process: the reads may make the flat copy
+            s.vfs.flat_start(&a);
+            reply
+        } else {
+            reply
+        };
+        let flags = if keep {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        };
+        reply.opened(FileHandle(fh), flags)
     }
 
     fn create(
@@ -692,37 +662,13 @@ impl Filesystem for TidefsFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let (s, mut ctx, parent, name) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(parent),
-            name.as_bytes().to_vec(),
+        let s = &self.inner;
+        let (ctx, parent) = (s.ctx_for_mode(req, mode), s.real(parent));
+        let (mode, umask) = ((mode & 0o7777) as u16, (umask & 0o7777) as u16);
+        self.answer(
+            reply,
+            s.vfs.create(&ctx, parent, name.as_bytes(), mode, umask),
         );
-        if mode as u16 & S_ISGID != 0 {
-            ctx.gids = supplementary_groups(ctx.pid);
-        }
-        self.serve(async move {
-            match s
-                .vfs
-                .create(
-                    &ctx,
-                    parent,
-                    &name,
-                    (mode & 0o7777) as u16,
-                    (umask & 0o7777) as u16,
-                )
-                .await
-            {
-                Ok((fh, a)) => reply.created(
-                    &s.entry_ttl(&a),
-                    &s.attr(&a),
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                ),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
     }
 
     fn read(
@@ -736,13 +682,7 @@ impl Filesystem for TidefsFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let s = self.inner.clone();
-        self.serve(async move {
-            match s.vfs.read(fh.0, offset, size).await {
-                Ok(d) => reply.data(&d),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        self.answer(reply, self.inner.vfs.read(fh.0, offset, size));
     }
 
     fn write(
@@ -759,18 +699,12 @@ impl Filesystem for TidefsFs {
     ) {
         // served on this thread before it reads the next request: the write copies straight
         // from the request buffer into the file's block
-        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
+        let s = &self.inner;
+        let ino = s.real(ino);
         let suidgid = wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        self.serve(async move {
-            let res = async {
-                s.vfs.kill_privs(ino, suidgid).await?;
-                s.vfs.write(fh.0, offset, data).await
-            }
-            .await;
-            match res {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(err(&e)),
-            }
+        self.answer(reply, async {
+            s.vfs.kill_privs(ino, suidgid).await?;
+            s.vfs.write(fh.0, offset, data).await
         });
     }
 
@@ -782,21 +716,14 @@ impl Filesystem for TidefsFs {
         lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        self.serve(async move {
+        let s = &self.inner;
+        let ino = s.real(ino);
+        self.answer(reply, async {
             let flushed = s.vfs.flush(fh.0).await;
             // a close drops the POSIX locks its process held on the file
-            let unlocked = s
-                .vfs
-                .lock(
-                    ino,
-                    lock.0,
-                    LockReq::Posix(whole_file(LockKind::Unlock, 0)),
-                    false,
-                    None,
-                )
-                .await;
-            empty(reply, flushed.and(unlocked))
+            let unlock = LockReq::Posix(whole_file(LockKind::Unlock, 0));
+            let unlocked = s.vfs.lock(ino, lock.0, unlock, false, None).await;
+            flushed.and(unlocked)
         });
     }
 
@@ -810,20 +737,19 @@ impl Filesystem for TidefsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        self.serve(async move {
+        let s = &self.inner;
+        let ino = s.real(ino);
+        self.answer(reply, async {
             // the last close of an open file drops its BSD lock
             let unlocked = match lock {
                 Some(owner) => {
-                    s.vfs
-                        .lock(ino, owner.0, LockReq::Flock(LockKind::Unlock), false, None)
-                        .await
+                    let unlock = LockReq::Flock(LockKind::Unlock);
+                    s.vfs.lock(ino, owner.0, unlock, false, None).await
                 }
                 None => Ok(()),
             };
             s.opens.lock().release(fh.0);
-            let released = s.vfs.release(fh.0).await;
-            empty(reply, released.and(unlocked))
+            s.vfs.release(fh.0).await.and(unlocked)
         });
     }
 
@@ -839,22 +765,19 @@ impl Filesystem for TidefsFs {
         pid: u32,
         reply: ReplyLock,
     ) {
-        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        self.serve(async move {
-            let Some(kind) = lock_kind(typ) else {
-                return reply.error(Errno::EINVAL);
-            };
-            let want = PosixLock {
-                kind,
-                start,
-                end,
-                pid,
-            };
-            match s.vfs.getlk(ino, lock_owner.0, want).await {
-                Ok(Some(l)) => reply.locked(l.start, l.end, lock_type(l.kind), l.pid),
-                Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
-                Err(e) => reply.error(err(&e)),
-            }
+        let Some(kind) = lock_kind(typ) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let s = &self.inner;
+        let want = PosixLock {
+            kind,
+            start,
+            end,
+            pid,
+        };
+        self.answer(reply, async {
+            let found = s.vfs.getlk(s.real(ino), lock_owner.0, want).await?;
+            Ok((found.unwrap_or(whole_file(LockKind::Unlock, 0)), start, end))
         });
     }
 
@@ -900,14 +823,8 @@ impl Filesystem for TidefsFs {
         let Some(kind) = lock_kind(typ) else {
             return reply.error(Errno::EINVAL);
         };
-        self.lock(
-            req.unique().0,
-            ino,
-            lock_owner,
-            LockReq::Flock(kind),
-            sleep,
-            reply,
-        );
+        let unique = req.unique().0;
+        self.lock(unique, ino, lock_owner, LockReq::Flock(kind), sleep, reply);
     }
 
     fn fsync(
@@ -918,22 +835,12 @@ impl Filesystem for TidefsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let s = self.inner.clone();
-        self.serve(async move { empty(reply, s.vfs.fsync(fh.0).await) });
+        self.answer(reply, self.inner.vfs.fsync(fh.0));
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let (s, ctx, ino) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-        );
-        self.serve(async move {
-            match s.vfs.opendir(&ctx, ino).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        let s = &self.inner;
+        self.answer(reply, s.vfs.opendir(&s.ctx(req), s.real(ino)));
     }
 
     fn readdir(
@@ -944,30 +851,23 @@ impl Filesystem for TidefsFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let (s, ctx, ino, fh) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-            fh.0,
-        );
-        self.serve(async move {
-            match s.vfs.readdir(&ctx, fh, ino, offset, 512, false).await {
-                Ok((list, _)) => {
-                    for e in list {
-                        if reply.add(
-                            s.shown(e.entry.ino),
-                            e.offset,
-                            kind(e.entry.typ),
-                            OsStr::from_bytes(&e.entry.name),
-                        ) {
-                            break;
-                        }
-                    }
-                    reply.ok();
-                }
-                Err(e) => reply.error(err(&e)),
+        let s = &self.inner;
+        let (ctx, ino) = (s.ctx(req), s.real(ino));
+        tidefs_chunk::allow_inline_io();
+        let list = match self
+            .rt
+            .block_on(s.vfs.readdir(&ctx, fh.0, ino, offset, 512, false))
+        {
+            Ok((list, _)) => list,
+            Err(e) => return reply.error(err(&e)),
+        };
+        for e in list {
+            let name = OsStr::from_bytes(&e.entry.name);
+            if reply.add(s.shown(e.entry.ino), e.offset, kind(e.entry.typ), name) {
+                break;
             }
-        });
+        }
+        reply.ok();
     }
 
     fn readdirplus(
@@ -978,38 +878,36 @@ impl Filesystem for TidefsFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let (s, ctx, ino, fh) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-            fh.0,
-        );
-        self.serve(async move {
-            match s.vfs.readdir(&ctx, fh, ino, offset, 256, true).await {
-                // entries read a while ago are kept by the kernel for the rest of their TTL
-                Ok((list, age)) => {
-                    for e in list {
-                        // an entry whose inode vanished meanwhile is skipped, not faked
-                        let Some(a) = e.entry.attr.as_ref() else {
-                            continue;
-                        };
-                        let ttl = s.entry_ttl(a).min(s.cfg.attr_ttl).saturating_sub(age);
-                        if reply.add(
-                            s.shown(e.entry.ino),
-                            e.offset,
-                            OsStr::from_bytes(&e.entry.name),
-                            &ttl,
-                            &s.attr(a),
-                            Generation(0),
-                        ) {
-                            break;
-                        }
-                    }
-                    reply.ok();
-                }
-                Err(e) => reply.error(err(&e)),
+        let s = &self.inner;
+        let (ctx, ino) = (s.ctx(req), s.real(ino));
+        tidefs_chunk::allow_inline_io();
+        let (list, age) = match self
+            .rt
+            .block_on(s.vfs.readdir(&ctx, fh.0, ino, offset, 256, true))
+        {
+            Ok(listed) => listed,
+            Err(e) => return reply.error(err(&e)),
+        };
+        for e in list {
+            // an entry whose inode vanished meanwhile is skipped, not faked
+            let Some(a) = e.entry.attr.as_ref() else {
+                continue;
+            };
+            // entries read a while ago are kept by the kernel for the rest of their TTL
+            let ttl = s.entry_ttl(a).min(s.cfg.attr_ttl).saturating_sub(age);
+            let name = OsStr::from_bytes(&e.entry.name);
+            if reply.add(
+                s.shown(e.entry.ino),
+                e.offset,
+                name,
+                &ttl,
+                &s.attr(a),
+                Generation(0),
+            ) {
+                break;
             }
-        });
+        }
+        reply.ok();
     }
 
     fn releasedir(
@@ -1037,25 +935,7 @@ impl Filesystem for TidefsFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let s = self.inner.clone();
-        self.serve(async move {
-            match s.vfs.statfs().await {
-                Ok(st) => {
-                    const BSIZE: u64 = 4096;
-                    reply.statfs(
-                        st.total_space / BSIZE,
-                        st.avail_space / BSIZE,
-                        st.avail_space / BSIZE,
-                        st.used_inodes + st.avail_inodes,
-                        st.avail_inodes,
-                        BSIZE as u32,
-                        tidefs_meta::MAX_NAME_LEN as u32,
-                        BSIZE as u32,
-                    )
-                }
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        self.answer(reply, self.inner.vfs.statfs());
     }
 
     fn setxattr(
@@ -1068,62 +948,37 @@ impl Filesystem for TidefsFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let (s, ctx, ino, name, value) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-            name.as_bytes().to_vec(),
-            value.to_vec(),
-        );
+        let s = &self.inner;
+        let (ctx, ino) = (s.ctx(req), s.real(ino));
         let f = XattrFlags {
             create: flags & libc::XATTR_CREATE != 0,
             replace: flags & libc::XATTR_REPLACE != 0,
         };
-        self.serve(async move { empty(reply, s.vfs.setxattr(&ctx, ino, &name, &value, f).await) });
+        self.answer(reply, s.vfs.setxattr(&ctx, ino, name.as_bytes(), value, f));
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let (s, ino, name) = (
-            self.inner.clone(),
-            self.inner.real(ino),
-            name.as_bytes().to_vec(),
-        );
-        self.serve(async move {
-            match s.vfs.getxattr(ino, &name).await {
-                Ok(v) => xattr_reply(reply, size, &v),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        let s = &self.inner;
+        let value = s.vfs.getxattr(s.real(ino), name.as_bytes());
+        self.answer(reply, async { Ok((value.await?, size)) });
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let (s, ino) = (self.inner.clone(), self.inner.real(ino));
-        self.serve(async move {
-            match s.vfs.listxattr(ino).await {
-                Ok(v) => xattr_reply(reply, size, &v),
-                Err(e) => reply.error(err(&e)),
-            }
-        });
+        let s = &self.inner;
+        let names = s.vfs.listxattr(s.real(ino));
+        self.answer(reply, async { Ok((names.await?, size)) });
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let (s, ctx, ino, name) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-            name.as_bytes().to_vec(),
-        );
-        self.serve(async move { empty(reply, s.vfs.removexattr(&ctx, ino, &name).await) });
+        let s = &self.inner;
+        let (ctx, ino) = (s.ctx(req), s.real(ino));
+        self.answer(reply, s.vfs.removexattr(&ctx, ino, name.as_bytes()));
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let (s, ctx, ino) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-        );
-        let mask = (mask.bits() & 7) as u16;
-        self.serve(async move { empty(reply, s.vfs.access(&ctx, ino, mask).await) });
+        let s = &self.inner;
+        let (ctx, ino) = (s.ctx(req), s.real(ino));
+        self.answer(reply, s.vfs.access(&ctx, ino, (mask.bits() & 7) as u16));
     }
 
     fn fallocate(
@@ -1136,17 +991,13 @@ impl Filesystem for TidefsFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let (s, ctx, ino) = (
-            self.inner.clone(),
-            self.inner.ctx(req),
-            self.inner.real(ino),
-        );
         let known =
             libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
         if mode & !known != 0 {
-            reply.error(Errno::EOPNOTSUPP);
-            return;
+            return reply.error(Errno::EOPNOTSUPP);
         }
+        let s = &self.inner;
+        let (ctx, ino) = (s.ctx(req), s.real(ino));
         let m = FallocMode {
             keep_size: mode & libc::FALLOC_FL_KEEP_SIZE != 0,
             punch_hole: mode & libc::FALLOC_FL_PUNCH_HOLE != 0,
@@ -1155,13 +1006,9 @@ impl Filesystem for TidefsFs {
         // the kernel sends no kill flag with these: a caller other than root is taken to
         // lack CAP_FSETID
         let suidgid = req.uid() != 0;
-        self.serve(async move {
-            let res = async {
-                s.vfs.kill_privs(ino, suidgid).await?;
-                s.vfs.fallocate(&ctx, fh.0, m, offset, length).await
-            }
-            .await;
-            empty(reply, res)
+        self.answer(reply, async {
+            s.vfs.kill_privs(ino, suidgid).await?;
+            s.vfs.fallocate(&ctx, fh.0, m, offset, length).await
         });
     }
 
@@ -1194,32 +1041,18 @@ impl Filesystem for TidefsFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        let (s, ino_out) = (self.inner.clone(), self.inner.real(ino_out));
+        let s = &self.inner;
+        let ino_out = s.real(ino_out);
         let len = len.min(u64::from(u32::MAX) & !0xfff);
         // as for fallocate: no kill flag comes with these
         let suidgid = req.uid() != 0;
-        self.serve(async move {
-            let res = async {
-                s.vfs.kill_privs(ino_out, suidgid).await?;
-                s.vfs
-                    .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
-                    .await
-            }
-            .await;
-            match res {
-                Ok(n) => reply.written(n as u32),
-                Err(e) => reply.error(err(&e)),
-            }
+        self.answer(reply, async {
+            s.vfs.kill_privs(ino_out, suidgid).await?;
+            let n = s
+                .vfs
+                .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+                .await?;
+            Ok(n as u32)
         });
-    }
-}
-
-fn xattr_reply(reply: ReplyXattr, size: u32, v: &[u8]) {
-    if size == 0 {
-        reply.size(v.len() as u32);
-    } else if v.len() > size as usize {
-        reply.error(Errno::ERANGE);
-    } else {
-        reply.data(v);
     }
 }

@@ -22,7 +22,7 @@
 //! passthrough, later opens of it on this mount see the same version (the kernel lets an inode
 //! have one backing file at a time), the next open after all are closed sees the new one.
 
-use super::{reader, Result, Vfs};
+use super::{read, Result, Vfs};
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, HashMap};
@@ -310,7 +310,7 @@ impl Vfs {
         let mut reads = stream::iter(steps)
             .map(|off| async move {
                 let n = FILL_STEP.min(a.length - off) as usize;
-                reader::read(self, &self.store, ino, off, n, None)
+                read::gather(self, &self.store, ino, off, n, None)
                     .await
                     .map(|d| (off, d))
             })

@@ -5,34 +5,38 @@
 //! close-to-open consistency: data written through a handle is committed at flush/fsync/close,
 //! and an open drops what this client cached about the file.
 
-mod ahead;
 pub mod compact;
+mod dir;
 pub mod error;
 pub mod flat;
+mod handles;
 mod locks;
+mod lookahead;
+mod read;
 mod readahead;
-mod reader;
 pub mod sums;
 pub mod warm;
 pub mod writer;
+mod xattr;
 
+pub use dir::ListedEntry;
 pub use error::{Error, Result};
 pub use locks::LockReq;
+
+use dir::DirPage;
+use handles::{Handle, OpenFile, ReadCache};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tidefs_chunk::ChunkStore;
-use tidefs_meta::slice::{resolve, Segment};
+use tidefs_meta::slice::Segment;
 use tidefs_meta::{
     Attr, Ctx, DirEntry, ErrorKind, FallocMode, FileType, Format, Ino, Meta, RenameFlags, SetAttr,
     StatFs, XattrFlags, ROOT_INODE, S_ISGID, S_ISUID, TRASH_INODE, TRASH_NAME,
 };
 use writer::{BufferBudget, FileWriter};
-
-/// The attribute holding a file's capabilities, which the kernel reads before each write.
-const CAPS_XATTR: &[u8] = b"security.capability";
 
 /// Settings of one mount.
 #[derive(Debug, Clone)]
@@ -68,166 +72,6 @@ impl Default for VfsConfig {
     }
 }
 
-/// First readdir offset used by real entries: 1 and 2 are `.` and `..`, 3 is `.trash` at the root.
-const DIR_OFFSET_BASE: u64 = 3;
-
-/// An entry as readdir hands it to the kernel: with its resume offset.
-#[derive(Debug, Clone)]
-pub struct ListedEntry {
-    /// The entry.
-    pub entry: DirEntry,
-    /// Offset to resume after it.
-    pub offset: u64,
-}
-
-/// An inode open in this mount: how many handles, its write buffer once written, and what reads
-/// learned about it.
-#[derive(Default)]
-struct OpenFile {
-    handles: u32,
-    /// The read streams of all the file's handles together (see [`Handle::file_reads`]).
-    reads: Arc<readahead::Window>,
-    writer: Option<Arc<FileWriter>>,
-    /// Bumped by every change of the file's data made here (commit, truncate, fallocate).
-    generation: Arc<AtomicU64>,
-    cache: ReadCache,
-}
-
-/// The open-file cache: file length and resolved slice lists, valid for one generation. It is
-/// dropped at every open, so another client's changes are seen at the next open
-/// (close-to-open), and never costs a metadata round trip per read request.
-#[derive(Default)]
-struct ReadCache {
-    generation: u64,
-    length: Option<u64>,
-    chunks: HashMap<u32, Arc<Vec<Segment>>>,
-}
-
-impl ReadCache {
-    fn valid_for(&mut self, generation: u64) -> &mut Self {
-        if self.generation != generation {
-            *self = ReadCache {
-                generation,
-                ..ReadCache::default()
-            };
-        }
-        self
-    }
-}
-
-struct Handle {
-    ino: Ino,
-    /// Readahead window of this handle.
-    ahead: readahead::Window,
-    /// For a file, the read streams of all its handles in this mount: processes reading one
-    /// file share the page cache, so each one's reads skip what the others brought in and
-    /// look random through its own handle, while together they read in sequence. A read
-    /// continuing either is sequential (and fetches whole blocks, joining loads under way).
-    file_reads: Option<Arc<readahead::Window>>,
-    /// A directory handle's last page of stored entries: the kernel asks for a few dozen
-    /// entries per request, the engine answers a page of hundreds or thousands in one query,
-    /// and the rest of the page serves the requests that follow.
-    dir_page: parking_lot::Mutex<DirPage>,
-}
-
-/// The page of stored entries an open directory handle keeps.
-#[derive(Default)]
-struct DirPage {
-    /// Read with attributes (readdirplus).
-    plus: bool,
-    entries: Vec<ListedEntry>,
-    /// Entries of `entries` already handed out (where the next request most likely resumes).
-    served: usize,
-    /// Pages read through this handle so far: each is larger than the one before, up to
-    /// [`DIR_PAGE_MAX`], so `ls` of a small directory reads little and a long listing pays the
-    /// per-query cost rarely.
-    pages: u32,
-    /// When the page was read: attributes older than the kernel's cache TTL are not handed out
-    /// (the kernel would keep them for another TTL).
-    read_at: Option<std::time::Instant>,
-    /// Whether the page came back full (more entries may follow).
-    full: bool,
-    /// The page after this one, read while the kernel consumes this one.
-    next: Option<NextPage>,
-}
-
-/// A directory page being read in the background.
-struct NextPage {
-    /// Entry cursor it starts after.
-    after: u64,
-    plus: bool,
-    read_at: std::time::Instant,
-    task: Option<tokio::task::JoinHandle<tidefs_meta::Result<Vec<DirEntry>>>>,
-}
-
-impl NextPage {
-    /// Its entries, or None when the read failed or was cancelled (the caller reads again and
-    /// reports that read's error).
-    async fn entries(mut self) -> Option<Vec<DirEntry>> {
-        match self.task.take()?.await {
-            Ok(Ok(entries)) => Some(entries),
-            _ => None,
-        }
-    }
-}
-
-impl Drop for NextPage {
-    fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-}
-
-impl DirPage {
-    /// Entries after kernel offset `offset`, at most `limit`, if this page holds them.
-    /// With the page's age: attributes are handed out only while younger than `max_age`.
-    fn serve(
-        &mut self,
-        plus: bool,
-        offset: u64,
-        limit: usize,
-        max_age: Duration,
-    ) -> Option<(Vec<ListedEntry>, Duration)> {
-        let age = self.read_at.map(|t| t.elapsed()).unwrap_or(Duration::MAX);
-        if plus != self.plus || (plus && age >= max_age) {
-            return None;
-        }
-        let hint = self.served.checked_sub(1);
-        let at = match hint.filter(|&i| self.entries.get(i).map(|e| e.offset) == Some(offset)) {
-            Some(i) => i,
-            None => self.entries.iter().position(|e| e.offset == offset)?,
-        };
-        let start = at + 1;
-        if start >= self.entries.len() {
-            return None;
-        }
-        let end = (start + limit.max(1)).min(self.entries.len());
-        self.served = end;
-        Some((self.entries[start..end].to_vec(), age))
-    }
-
-    /// The page read ahead to start after entry cursor `after`, if there is one young enough.
-    fn take_next(&mut self, after: u64, plus: bool, max_age: Duration) -> Option<NextPage> {
-        let next = self.next.take()?;
-        (next.after == after && next.plus == plus && (!plus || next.read_at.elapsed() < max_age))
-            .then_some(next)
-    }
-
-    /// Whether to read the next page now: this one was full, the listing went on past its first
-    /// request (so it is not one small `ls`), and no read of the next is under way.
-    fn wants_next(&self) -> bool {
-        self.full
-            && self.next.is_none()
-            && (self.pages > 1 || self.served * 2 >= self.entries.len())
-    }
-
-    /// Size of the next page to read.
-    fn next_size(&self) -> usize {
-        (DIR_PAGE << (2 * self.pages.min(4))).min(DIR_PAGE_MAX)
-    }
-}
-
 /// The filesystem of one mount.
 pub struct Vfs {
     meta: Arc<dyn Meta>,
@@ -251,7 +95,7 @@ pub struct Vfs {
     /// Lock requests waiting, by (inode, owner).
     lock_waiters: parking_lot::Mutex<HashMap<(Ino, u64), locks::Waiter>>,
     /// Entries read ahead for programs that look up many names of one directory.
-    ahead: ahead::Lookahead,
+    lookahead: lookahead::Lookahead,
     /// Inodes found to have no `security.capability` attribute, for the attribute TTL (None
     /// when that is zero). The kernel asks for it before every write(2) to a file (to drop
     /// the capabilities of a modified program), so a 4 KiB write stream would cost a metadata
@@ -276,14 +120,6 @@ pub struct Vfs {
     /// Bytes this mount answered read requests with (reads by passthrough never come here).
     read_bytes: AtomicU64,
 }
-
-/// Stored entries read by the first directory query of a handle; later ones read 4x more each,
-/// up to [`DIR_PAGE_MAX`].
-const DIR_PAGE: usize = 256;
-
-/// Most stored entries one directory query reads, and so one open directory handle keeps
-/// (about 1 MiB with attributes).
-const DIR_PAGE_MAX: usize = 4096;
 
 /// Most files whose open-time attributes are remembered for page-cache reuse.
 const MAX_SEEN: usize = 100_000;
@@ -328,7 +164,7 @@ impl Vfs {
             lock_released: tokio::sync::Notify::new(),
             drain_at_exit: std::sync::atomic::AtomicBool::new(false),
             lock_waiters: parking_lot::Mutex::new(HashMap::new()),
-            ahead: ahead::Lookahead::new(ahead_ttl),
+            lookahead: lookahead::Lookahead::new(ahead_ttl),
             no_caps,
             plain,
             page_life: ahead_ttl.max(Duration::from_secs(1)),
@@ -426,7 +262,7 @@ impl Vfs {
 
     /// Note a change of `ino`'s data made here: cached lengths and slice lists are stale.
     fn changed(&self, ino: Ino) {
-        self.ahead.forget_ino(ino);
+        self.lookahead.forget_ino(ino);
         if let Some(f) = self.files.lock().get(&ino) {
             f.generation.fetch_add(1, Ordering::Relaxed);
         }
@@ -458,40 +294,11 @@ impl Vfs {
         Ok(len)
     }
 
-    /// Resolved slice runs of one chunk, from the open-file cache when valid.
-    pub(crate) async fn segments(&self, ino: Ino, indx: u32) -> Result<Arc<Vec<Segment>>> {
-        let generation = {
-            let mut files = self.files.lock();
-            match files.get_mut(&ino) {
-                Some(f) => {
-                    let g = f.generation.load(Ordering::Relaxed);
-                    if let Some(s) = f.cache.valid_for(g).chunks.get(&indx) {
-                        return Ok(s.clone());
-                    }
-                    g
-                }
-                None => u64::MAX,
-            }
-        };
-        let records = self.meta.read_chunk(ino, indx).await?;
-        self.compactor.saw_records(ino, indx, records.len());
-        let segs = Arc::new(resolve(&records));
-        if let Some(f) = self.files.lock().get_mut(&ino) {
-            if f.generation.load(Ordering::Relaxed) == generation {
-                let c = f.cache.valid_for(generation);
-                if c.chunks.len() < 4096 {
-                    c.chunks.insert(indx, segs.clone());
-                }
-            }
-        }
-        Ok(segs)
-    }
-
     /// Commit buffered writes of `ino`, if any.
     async fn flush_ino(&self, ino: Ino) -> Result<()> {
         if let Some(w) = self.writer(ino) {
             let res = w.flush().await;
-            self.ahead.forget_ino(ino);
+            self.lookahead.forget_ino(ino);
             res?;
         }
         Ok(())
@@ -534,29 +341,6 @@ impl Vfs {
         self.commits.load(Ordering::SeqCst)
     }
 
-    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
-        self.handles
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or_else(|| Error::posix(ErrorKind::BadHandle, "unknown file handle"))
-    }
-
-    fn new_handle(&self, ino: Ino) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let file_reads = self.files.lock().get(&ino).map(|f| f.reads.clone());
-        self.handles.lock().insert(
-            fh,
-            Arc::new(Handle {
-                ino,
-                ahead: readahead::Window::default(),
-                file_reads,
-                dir_page: parking_lot::Mutex::new(DirPage::default()),
-            }),
-        );
-        fh
-    }
-
     // ---- namespace -------------------------------------------------------------------------
 
     /// Look `name` up in `parent`.
@@ -577,7 +361,7 @@ impl Vfs {
         // made it (default_permissions)
         let ahead = !ctx.check_permission;
         if ahead {
-            if let Some((a, age)) = self.ahead.take(parent, name) {
+            if let Some((a, age)) = self.lookahead.take(parent, name) {
                 // read a while ago: no commit count of its own (0 re-reads where needed)
                 return Ok((self.overlay(a, 0).await, age));
             }
@@ -585,12 +369,12 @@ impl Vfs {
         let seen = self.commits_seen();
         let a = self.meta.lookup(ctx, parent, name).await?;
         if ahead {
-            if let Some(from) = self.ahead.missed(parent, name) {
-                match self.meta.entries_from(parent, &from, ahead::PAGE).await {
-                    Ok(page) => self.ahead.fill(parent, page),
+            if let Some(from) = self.lookahead.missed(parent, name) {
+                match self.meta.entries_from(parent, &from, lookahead::PAGE).await {
+                    Ok(page) => self.lookahead.fill(parent, page),
                     Err(e) => {
                         tracing::debug!(parent, error = %e, "lookahead page failed");
-                        self.ahead.failed(parent);
+                        self.lookahead.failed(parent);
                     }
                 }
             }
@@ -601,8 +385,8 @@ impl Vfs {
     /// Drop read-ahead entries a namespace change in `parent` made stale: the name and the
     /// directory's own attributes.
     fn forget_entry(&self, parent: Ino, name: &[u8]) {
-        self.ahead.forget_name(parent, name);
-        self.ahead.forget_ino(parent);
+        self.lookahead.forget_name(parent, name);
+        self.lookahead.forget_ino(parent);
     }
 
     /// Attributes of `ino`.
@@ -643,7 +427,7 @@ impl Vfs {
                 seen = self.commits_seen();
             }
             let res = self.meta.setattr(ctx, ino, set).await;
-            self.ahead.forget_ino(ino);
+            self.lookahead.forget_ino(ino);
             self.forget_plain(ino);
             attr = Some(res?);
         }
@@ -743,7 +527,7 @@ impl Vfs {
         self.writable()?;
         let seen = self.commits_seen();
         let res = self.meta.link(ctx, ino, new_parent, new_name).await;
-        self.ahead.forget_ino(ino);
+        self.lookahead.forget_ino(ino);
         self.forget_entry(new_parent, new_name);
         Ok(self.overlay(res?, seen).await)
     }
@@ -765,178 +549,6 @@ impl Vfs {
     }
 
     // ---- directories -----------------------------------------------------------------------
-
-    /// Open a directory.
-    pub async fn opendir(&self, ctx: &Ctx, ino: Ino) -> Result<u64> {
-        let a = self.meta.getattr(ino).await?;
-        if a.typ != FileType::Dir {
-            return Err(Error::posix(ErrorKind::NotDir, "not a directory"));
-        }
-        let _ = ctx;
-        Ok(self.new_handle(ino))
-    }
-
-    /// Entries of a directory from kernel offset `offset`, at most `limit`. `.` and `..` come
-    /// first (offsets 1 and 2), `.trash` next at the root, then the stored entries, each with an
-    /// offset derived from its stable entry id, so a listing resumes correctly however the
-    /// directory changes in between.
-    /// `fh` is the directory handle: the rest of a page read for an earlier request of the same
-    /// listing is served from it, with its age (the kernel should keep attributes only for the
-    /// rest of their TTL); entries read by this call come with age zero.
-    pub async fn readdir(
-        &self,
-        ctx: &Ctx,
-        fh: u64,
-        ino: Ino,
-        offset: u64,
-        limit: usize,
-        plus: bool,
-    ) -> Result<(Vec<ListedEntry>, Duration)> {
-        let handle = self.handle(fh).ok().filter(|h| h.ino == ino);
-        if offset >= DIR_OFFSET_BASE {
-            if let Some(h) = &handle {
-                let mut page = h.dir_page.lock();
-                if let Some(served) = page.serve(plus, offset, limit, self.page_life) {
-                    if page.wants_next() {
-                        self.read_next_page(&mut page, ctx, ino);
-                    }
-                    return Ok(served);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        let dir = if offset < 2 {
-            Some(self.meta.getattr(ino).await?)
-        } else {
-            None
-        };
-        if offset < 1 {
-            out.push(ListedEntry {
-                entry: DirEntry {
-                    name: b".".to_vec(),
-                    ino,
-                    typ: FileType::Dir,
-                    attr: dir.clone(),
-                    cursor: 0,
-                },
-                offset: 1,
-            });
-        }
-        if offset < 2 {
-            let parent = match &dir {
-                Some(d) if ino != ROOT_INODE => d.parent,
-                _ => ROOT_INODE,
-            };
-            let pattr = if plus {
-                self.meta.getattr(parent).await.ok()
-            } else {
-                None
-            };
-            out.push(ListedEntry {
-                entry: DirEntry {
-                    name: b"..".to_vec(),
-                    ino: parent,
-                    typ: FileType::Dir,
-                    attr: pattr,
-                    cursor: 0,
-                },
-                offset: 2,
-            });
-        }
-        if offset < DIR_OFFSET_BASE && ino == ROOT_INODE {
-            if let Ok(t) = self.meta.getattr(TRASH_INODE).await {
-                out.push(ListedEntry {
-                    entry: DirEntry {
-                        name: TRASH_NAME.as_bytes().to_vec(),
-                        ino: TRASH_INODE,
-                        typ: FileType::Dir,
-                        attr: Some(t),
-                        cursor: 0,
-                    },
-                    offset: DIR_OFFSET_BASE,
-                });
-            }
-        }
-        let after = offset.saturating_sub(DIR_OFFSET_BASE);
-        let size = match (&handle, offset) {
-            (Some(h), o) if o >= DIR_OFFSET_BASE => h.dir_page.lock().next_size(),
-            _ => DIR_PAGE,
-        };
-        let ahead = match (&handle, offset >= DIR_OFFSET_BASE) {
-            (Some(h), true) => h.dir_page.lock().take_next(after, plus, self.page_life),
-            _ => None,
-        };
-        let (mut read_at, mut entries) = (std::time::Instant::now(), None);
-        if let Some(next) = ahead {
-            read_at = next.read_at;
-            entries = next.entries().await;
-        }
-        // a page read ahead has no commit count of its own (0 re-reads where needed)
-        let mut seen = 0;
-        let entries = match entries {
-            Some(e) => e,
-            None => {
-                read_at = std::time::Instant::now();
-                seen = self.commits_seen();
-                self.meta.readdir(ctx, ino, after, size, plus).await?
-            }
-        };
-        let full = entries.len() >= size;
-        let mut page = Vec::new();
-        for e in entries {
-            let offset = e.cursor + DIR_OFFSET_BASE;
-            let mut e = e;
-            if let Some(a) = e.attr.take() {
-                e.attr = Some(self.overlay(a, seen).await);
-            }
-            page.push(ListedEntry { entry: e, offset });
-        }
-        let room = limit.saturating_sub(out.len()).max(1);
-        out.extend(page.iter().take(room).cloned());
-        if let Some(h) = &handle {
-            let mut kept = h.dir_page.lock();
-            let pages = if offset >= DIR_OFFSET_BASE {
-                kept.pages.saturating_add(1)
-            } else {
-                1
-            };
-            *kept = DirPage {
-                plus,
-                served: room.min(page.len()),
-                entries: page,
-                pages,
-                read_at: Some(read_at),
-                full,
-                next: None,
-            };
-            if kept.wants_next() {
-                self.read_next_page(&mut kept, ctx, ino);
-            }
-        }
-        Ok((out, read_at.elapsed()))
-    }
-
-    /// Start reading the page that follows `page` in the background.
-    fn read_next_page(&self, page: &mut DirPage, ctx: &Ctx, ino: Ino) {
-        let Some(last) = page.entries.last() else {
-            return;
-        };
-        let (meta, ctx, after) = (self.meta.clone(), ctx.clone(), last.entry.cursor);
-        let (size, plus) = (page.next_size(), page.plus);
-        page.next = Some(NextPage {
-            after,
-            plus,
-            read_at: std::time::Instant::now(),
-            task: Some(tokio::spawn(async move {
-                meta.readdir(&ctx, ino, after, size, plus).await
-            })),
-        });
-    }
-
-    /// Close a directory handle.
-    pub fn releasedir(&self, fh: u64) {
-        self.handles.lock().remove(&fh);
-    }
 
     // ---- files -----------------------------------------------------------------------------
 
@@ -1011,60 +623,6 @@ impl Vfs {
         Ok((fh, a))
     }
 
-    /// Read up to `size` bytes at `off`.
-    pub async fn read(&self, fh: u64, off: u64, size: u32) -> Result<bytes::Bytes> {
-        let h = self.handle(fh)?;
-        let ticket = self.flat_ticket();
-        // reads see this mount's own writes: commit them first
-        if let Some(w) = self.writer(h.ino) {
-            if w.is_dirty().await {
-                w.flush().await?;
-            }
-        }
-        let length = self.cached_length(h.ino).await?;
-        if off >= length || size == 0 {
-            return Ok(bytes::Bytes::new());
-        }
-        let n = u64::from(size).min(length - off);
-        // Sequential: the read continues one of the recent runs of the handle, or of all the
-        // file's handles together (near its end, in any order, as the kernel's readahead sends
-        // them) that started at offset 0 or has read 512 KiB; see `readahead`.
-        let own = h.ahead.is_sequential(off, n);
-        // both track the read, whatever the first says
-        let shared = h
-            .file_reads
-            .as_ref()
-            .is_some_and(|w| w.is_sequential(off, n));
-        let sequential = own || shared;
-        let ahead = if sequential {
-            let bs = u64::from(self.store.block_size().max(1));
-            Some((&h.ahead, self.readahead.sequential(&h.ahead, off / bs)))
-        } else {
-            self.readahead.random(&h.ahead);
-            None
-        };
-        let data = match reader::read(self, &self.store, h.ino, off, n as usize, ahead).await {
-            // A truncate or overwrite (here or on another client) can free the slices this read
-            // resolved while it runs: read once more with fresh metadata. An object still
-            // missing then is missing data, and stays an error.
-            Err(Error::Data(e)) if e.kind() == tidefs_chunk::ErrorKind::NotFound => {
-                tracing::debug!(ino = h.ino, off, error = %e, "object gone under a read; re-resolving");
-                self.changed(h.ino);
-                let length = self.cached_length(h.ino).await?;
-                if off >= length {
-                    return Ok(bytes::Bytes::new());
-                }
-                let n = u64::from(size).min(length - off);
-                reader::read(self, &self.store, h.ino, off, n as usize, None).await
-            }
-            other => other,
-        }?;
-        self.read_bytes
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.flat_offer(h.ino, ticket, off, &data).await;
-        Ok(data)
-    }
-
     /// Buffer a write; returns the bytes taken.
     pub async fn write(&self, fh: u64, off: u64, data: &[u8]) -> Result<u32> {
         self.writable()?;
@@ -1078,7 +636,7 @@ impl Vfs {
                 "write past the largest file size",
             ));
         }
-        self.ahead.forget_ino(h.ino);
+        self.lookahead.forget_ino(h.ino);
         let w = self.writer_or_new(h.ino);
         w.write(off, data).await?;
         Ok(data.len() as u32)
@@ -1195,138 +753,6 @@ impl Vfs {
 
     // ---- extended attributes ---------------------------------------------------------------
 
-    /// getxattr(2).
-    pub async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        check_xattr_namespace(name)?;
-        let caps = name == CAPS_XATTR;
-        if caps && self.no_caps.as_ref().is_some_and(|c| c.contains_key(&ino)) {
-            return Err(Error::posix(ErrorKind::NoAttr, "no such attribute"));
-        }
-        let res = self.meta.getxattr(ino, name).await;
-        if caps {
-            if let (Some(c), Err(e)) = (&self.no_caps, &res) {
-                if e.kind() == ErrorKind::NoAttr {
-                    c.insert(ino, ());
-                }
-            }
-        }
-        Ok(res?)
-    }
-
-    /// listxattr(2): names, each NUL-terminated.
-    pub async fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        for n in self.meta.listxattr(ino).await? {
-            out.extend_from_slice(&n);
-            out.push(0);
-        }
-        Ok(out)
-    }
-
-    /// setxattr(2).
-    pub async fn setxattr(
-        &self,
-        ctx: &Ctx,
-        ino: Ino,
-        name: &[u8],
-        value: &[u8],
-        flags: XattrFlags,
-    ) -> Result<()> {
-        self.writable()?;
-        check_xattr_namespace(name)?;
-        let res = self.meta.setxattr(ctx, ino, name, value, flags).await;
-        self.ahead.forget_ino(ino);
-        self.forget_caps(ino);
-        Ok(res?)
-    }
-
-    /// removexattr(2).
-    pub async fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()> {
-        self.writable()?;
-        check_xattr_namespace(name)?;
-        let res = self.meta.removexattr(ctx, ino, name).await;
-        self.ahead.forget_ino(ino);
-        self.forget_caps(ino);
-        Ok(res?)
-    }
-
-    /// Drop what is known of `ino`'s capabilities attribute (it was set or removed).
-    fn forget_caps(&self, ino: Ino) {
-        if let Some(c) = &self.no_caps {
-            c.invalidate(&ino);
-        }
-    }
-
-    /// Drop "nothing in the mode to kill" for `ino` (its mode may have changed).
-    fn forget_plain(&self, ino: Ino) {
-        if let Some(c) = &self.plain {
-            c.invalidate(&ino);
-        }
-    }
-
-    /// Take from regular file `ino` what modifying it takes, as the kernel does for local file
-    /// systems and leaves to the daemon on a mount that negotiated `FUSE_HANDLE_KILLPRIV_V2`:
-    /// its `security.capability` attribute always, and when `suidgid` (the kernel marks the
-    /// write, truncate or chown of a caller without `CAP_FSETID`, and every chown) set-user-id,
-    /// plus set-group-id when the file is group-executable. Returns the new permission bits
-    /// when they changed. What was found is remembered for the attribute TTL (no capabilities
-    /// in `no_caps`, which the kernel's own first `getxattr` fills; nothing in the mode to drop
-    /// in `plain`, which opens and creates fill), so a stream of writes costs two lookups in
-    /// memory each, not the `getxattr` round trip per write(2) the kernel made before.
-    pub async fn kill_privs(&self, ino: Ino, suidgid: bool) -> Result<Option<u16>> {
-        let known = |c: &Option<moka::sync::Cache<Ino, ()>>| {
-            c.as_ref().is_some_and(|c| c.contains_key(&ino))
-        };
-        let (mode_plain, no_caps) = (known(&self.plain), known(&self.no_caps));
-        if mode_plain && no_caps {
-            return Ok(None);
-        }
-        self.writable()?;
-        let mut changed = None;
-        if !mode_plain {
-            let a = self.meta.getattr(ino).await?;
-            if a.typ != FileType::File {
-                return Ok(None);
-            }
-            let kill = kill_bits(a.mode);
-            if kill != 0 && suidgid {
-                let set = SetAttr {
-                    mode: Some(a.mode & !kill),
-                    ..SetAttr::default()
-                };
-                let res = self.meta.setattr(&Ctx::root(), ino, &set).await;
-                self.ahead.forget_ino(ino);
-                changed = Some(res?.mode);
-            }
-            self.note_mode(ino, changed.unwrap_or(a.mode));
-        }
-        if !no_caps {
-            match self.getxattr(ino, CAPS_XATTR).await {
-                Ok(_) => {
-                    let res = self.meta.removexattr(&Ctx::root(), ino, CAPS_XATTR).await;
-                    self.ahead.forget_ino(ino);
-                    self.forget_caps(ino);
-                    match res {
-                        Err(e) if e.kind() != ErrorKind::NoAttr => return Err(e.into()),
-                        _ => {}
-                    }
-                }
-                Err(e) if e.meta_kind() == Some(ErrorKind::NoAttr) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Record what regular file `ino`, of permission bits `mode` as just read or set, has in
-    /// its mode for a write to drop: nothing (remembered), or set-id bits (forgotten).
-    fn note_mode(&self, ino: Ino, mode: u16) {
-        match (&self.plain, kill_bits(mode)) {
-            (Some(c), 0) => c.insert(ino, ()),
-            _ => self.forget_plain(ino),
-        }
-    }
-
     /// State of the `--writeback` uploads, when on.
     pub fn writeback_stats(&self) -> Option<tidefs_chunk::WritebackStats> {
         self.store.writeback_stats()
@@ -1381,36 +807,6 @@ impl Vfs {
         self.flat_close().await;
         res
     }
-}
-
-/// Attributes the kernel or tools interpret but tidefs does not implement are refused as
-/// unsupported rather than stored and ignored: POSIX ACLs (not yet), and SELinux labels (a FUSE
-/// volume shared by many hosts has no label policy; JuiceFS answers the same). Answering
-/// EOPNOTSUPP for `security.selinux` also tells `ls -l` to stop asking for every entry.
-/// The bits modifying a file with `mode` clears: set-user-id, and set-group-id when the file is
-/// group-executable (without group execute it marks mandatory locking, and stays).
-fn kill_bits(mode: u16) -> u16 {
-    let mut kill = mode & S_ISUID;
-    if mode & (S_ISGID | 0o010) == (S_ISGID | 0o010) {
-        kill |= S_ISGID;
-    }
-    kill
-}
-
-fn check_xattr_namespace(name: &[u8]) -> Result<()> {
-    if name.starts_with(b"system.posix_acl_") {
-        return Err(Error::posix(
-            ErrorKind::Unsupported,
-            "POSIX ACLs are not supported",
-        ));
-    }
-    if name == b"security.selinux" {
-        return Err(Error::posix(
-            ErrorKind::Unsupported,
-            "SELinux labels are not supported",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

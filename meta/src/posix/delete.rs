@@ -173,7 +173,9 @@ impl<E: Engine> Core<E> {
         if gone.is_empty() {
             return;
         }
-        let dropped = txn!(self, "drop checksums", Mode::Write, |tx| {
+        // each on its own: nothing else depends on them, and one statement per slice is all
+        // a SQL server is sent
+        let dropped = txn!(self, "drop checksums", Mode::Single, |tx| {
             for id in &gone {
                 tx.delete_sums(*id).await?;
             }

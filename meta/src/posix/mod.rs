@@ -194,7 +194,7 @@ pub(crate) struct Core<E: Engine> {
     /// serializing every client on them. Flushed every second and at unmount; reads of the
     /// counters (statfs, limits) add them.
     stats: Mutex<(i64, i64)>,
-    format: RwLock<Option<Format>>,
+    format: RwLock<Option<Arc<Format>>>,
     sid: AtomicU64,
     read_only: AtomicBool,
     inodes: tokio::sync::Mutex<IdRange>,
@@ -287,7 +287,8 @@ impl<E: Engine> Core<E> {
         }
     }
 
-    pub(crate) fn format(&self) -> Result<Format> {
+    /// The volume setting (shared: read by every create and write).
+    pub(crate) fn format(&self) -> Result<Arc<Format>> {
         self.format
             .read()
             .map_err(|_| lock_poisoned())?

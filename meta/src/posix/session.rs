@@ -86,7 +86,7 @@ impl<E: Engine> Core<E> {
         let fmt = Format::from_json(&text.ok_or_else(not_formatted)?)?;
         fmt.check_supported()?;
         self.engine.opened(self.writable().is_ok()).await?;
-        *self.format.write().map_err(|_| super::lock_poisoned())? = Some(fmt.clone());
+        *self.format.write().map_err(|_| super::lock_poisoned())? = Some(Arc::new(fmt.clone()));
         Ok(fmt)
     }
 

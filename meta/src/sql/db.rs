@@ -7,8 +7,8 @@
 //!
 //! SQLite statements run on the calling thread through the connection's prepared-statement
 //! cache: the `async fn`s never yield for them, so a metadata operation costs no thread hand-off
-//! (sqlx's SQLite driver sent every statement to a worker thread and back, which dominated every
-//! operation's profile). MySQL and PostgreSQL statements are network round trips driven by tokio.
+//! (sqlx's SQLite driver sends every statement to a worker thread and back; docs/design/0002).
+//! MySQL and PostgreSQL statements are network round trips driven by tokio.
 
 use super::pool::{Lease, ServerPool};
 use rusqlite::types::{Value as SqliteValue, ValueRef};
@@ -16,6 +16,9 @@ use sqlx::mysql::{MySql, MySqlConnection, MySqlRow};
 use sqlx::postgres::{PgConnection, PgRow, Postgres};
 use sqlx::{Row as _, ValueRef as _};
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::fmt;
 use std::sync::Mutex;
 
@@ -464,32 +467,101 @@ impl Tx<'_> {
 
     /// The statement text for this database: `?` becomes `$n` on PostgreSQL, and tables (and
     /// their indexes) take the volume's table prefix the way JuiceFS names them: `jfs_node`
-    /// with prefix `p` is `jfs_p_node`.
-    fn text<'s>(&self, sql: &'s str) -> Cow<'s, str> {
-        let mut out: Cow<'s, str> = Cow::Borrowed(sql);
-        if !self.prefix.is_empty() {
-            out = Cow::Owned(out.replace("jfs_", &format!("jfs_{}_", self.prefix)));
+    /// with prefix `p` is `jfs_p_node`. A text that needs rewriting is rewritten once per
+    /// thread and kept (`TEXTS`).
+    fn text<'s>(&self, sql: &'s str) -> Text<'s> {
+        if self.prefix.is_empty() && (self.dialect != Dialect::Postgres || !sql.contains('?')) {
+            return Text::Same(sql);
         }
-        if self.dialect == Dialect::Postgres && out.contains('?') {
-            let mut s = String::with_capacity(out.len() + 16);
-            let mut n = 0;
-            let mut quoted = false;
-            for ch in out.chars() {
-                if ch == '\'' {
-                    quoted = !quoted;
+        TEXTS.with(|cell| {
+            let mut all = cell.borrow_mut();
+            let at = match all
+                .iter()
+                .position(|(d, p, _)| *d == self.dialect && **p == *self.prefix)
+            {
+                Some(i) => i,
+                None => {
+                    all.push((self.dialect, self.prefix.into(), HashMap::new()));
+                    all.len() - 1
                 }
-                if ch == '?' && !quoted {
-                    n += 1;
-                    s.push('$');
-                    s.push_str(&n.to_string());
-                } else {
-                    s.push(ch);
-                }
+            };
+            let texts = &mut all[at].2;
+            if let Some(t) = texts.get(sql) {
+                return Text::Rewritten(t.clone());
             }
-            out = Cow::Owned(s);
-        }
-        out
+            if texts.len() >= MAX_TEXTS {
+                texts.clear();
+            }
+            let t: Arc<str> = rewrite(sql, self.dialect, self.prefix).into();
+            texts.insert(sql.into(), t.clone());
+            Text::Rewritten(t)
+        })
     }
+}
+
+/// Rewritten texts of one (dialect, table prefix), by their text as written.
+type Rewritten = (Dialect, Box<str>, HashMap<Box<str>, Arc<str>>);
+
+thread_local! {
+    // Rewritten statement texts kept per thread (no lock on the path of every statement), per
+    // (dialect, table prefix), at most `MAX_TEXTS` each (then forgotten all at once): a few
+    // hundred distinct statements exist.
+    static TEXTS: RefCell<Vec<Rewritten>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most rewritten texts kept per thread and (dialect, prefix).
+const MAX_TEXTS: usize = 4096;
+
+/// A statement's text as it is sent.
+enum Text<'s> {
+    /// As written.
+    Same(&'s str),
+    /// With the table prefix and PostgreSQL's placeholders.
+    Rewritten(Arc<str>),
+}
+
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Same(s) => s,
+            Text::Rewritten(s) => s,
+        }
+    }
+
+    fn into_arc(self) -> Arc<str> {
+        match self {
+            Text::Same(s) => s.into(),
+            Text::Rewritten(s) => s,
+        }
+    }
+}
+
+/// `sql` with the table prefix and, on PostgreSQL, `$n` placeholders (a `?` inside quotes stays).
+fn rewrite(sql: &str, dialect: Dialect, prefix: &str) -> String {
+    let mut out = if prefix.is_empty() {
+        sql.to_string()
+    } else {
+        sql.replace("jfs_", &format!("jfs_{prefix}_"))
+    };
+    if dialect == Dialect::Postgres && out.contains('?') {
+        let mut s = String::with_capacity(out.len() + 16);
+        let mut n = 0u32;
+        let mut quoted = false;
+        for ch in out.chars() {
+            if ch == '\'' {
+                quoted = !quoted;
+            }
+            if ch == '?' && !quoted {
+                n += 1;
+                s.push('$');
+                s.push_str(&n.to_string());
+            } else {
+                s.push(ch);
+            }
+        }
+        out = s;
+    }
+    out
 }
 
 /// End a server transaction; a connection that fails to is not reused.
@@ -672,8 +744,8 @@ impl Query<'_> {
     /// Do not keep this statement prepared on PostgreSQL, which turns a kept statement's
     /// plan generic after a few runs, chosen with the statistics of that moment: a directory page
     /// (`parent = ? AND name > ? ORDER BY name LIMIT ?`) planned while the table was still small
-    /// became a full scan and sort once it was large (`ls -l` of 10 000 entries 3x slower).
-    /// MySQL keeps its statements: sqlx's unprepared path there made pjdfstest 15x slower.
+    /// became a full scan and sort once it was large. MySQL keeps its statements: sqlx's
+    /// unprepared path there costs far more per statement (docs/design/0003).
     pub(crate) fn planned_each_time(mut self) -> Self {
         self.fresh_plan = true;
         self
@@ -682,7 +754,7 @@ impl Query<'_> {
     async fn run(self, tx: &mut Tx<'_>, want: Want) -> DbResult<Got> {
         let sql = tx.text(&self.sql);
         if let Some(c) = sqlite_conn(&tx.conn) {
-            let mut st = c.prepare_cached(&sql)?;
+            let mut st = c.prepare_cached(sql.as_str())?;
             let args = sqlite_args(&self.args);
             let params = rusqlite::params_from_iter(args.iter());
             return match want {
@@ -704,7 +776,7 @@ impl Query<'_> {
             Conn::My(_) | Conn::MyTx(_) => {
                 let query = bind_all!(
                     // statement texts are the engine's own; values are always bound
-                    sqlx::query::<MySql>(sqlx::AssertSqlSafe(sql.into_owned())),
+                    sqlx::query::<MySql>(sqlx::AssertSqlSafe(sql.into_arc())),
                     self.args
                 );
                 let lease = match &mut tx.conn {
@@ -719,7 +791,7 @@ impl Query<'_> {
             }
             Conn::Pg(_) | Conn::PgTx(_) => {
                 let query = bind_all!(
-                    sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql.into_owned()))
+                    sqlx::query::<Postgres>(sqlx::AssertSqlSafe(sql.into_arc()))
                         .persistent(!self.fresh_plan),
                     self.args
                 );
@@ -907,7 +979,8 @@ mod tests {
             open: false,
         };
         assert_eq!(
-            tx.text("SELECT a FROM jfs_node WHERE a = ? AND b = '?' AND c = ?"),
+            tx.text("SELECT a FROM jfs_node WHERE a = ? AND b = '?' AND c = ?")
+                .as_str(),
             "SELECT a FROM jfs_vol1__node WHERE a = $1 AND b = '?' AND c = $2"
         );
     }

@@ -1,8 +1,7 @@
 //! Connections to a database server, reused across operations.
 //!
-//! sqlx's `Pool` pings every connection given back (a spawned task and one more command for the
-//! server per metadata operation, measured as a large share of a lookup's cost on a 2-core
-//! host). Here a connection goes back to the idle list as it is, unless the operation on it
+//! sqlx's `Pool` pings every connection given back: a spawned task and one more command for the
+//! server per metadata operation. Here a connection goes back to the idle list as it is, unless the operation on it
 //! failed in a way that may have left it broken or mid-transaction, in which case it is closed.
 //! The knobs are JuiceFS's: at most `max_open` connections, at most `max_idle` idle ones,
 //! closed after `idle_time` unused or `life_time` in all.

@@ -391,7 +391,9 @@ impl Txn for SqlTxn<'_> {
         let sql = "INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?,?,?,?)";
         let stmt = stmt!(sql, parent, name.to_vec(), ino, typ.code());
         let key = RowKey::Entry(parent as i64, name.to_vec());
-        self.write(stmt, vec![key], Some(ErrorKind::Exists)).await
+        self.write(stmt, vec![key], Some(ErrorKind::Exists)).await?;
+        // sent now (with what is held back), so a taken name is this call's answer
+        self.flush().await
     }
 
     async fn delete_entry(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
