@@ -6,31 +6,9 @@
 use std::sync::Arc;
 use tidefs_meta::{testkit, Volume};
 
-/// A volume for one case; destroyed when dropped.
-pub struct Guard {
-    /// The server URL whose tables go at the end.
-    server: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
+mod common;
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(url) = self.server.take() {
-            // On a thread and runtime of their own, through connections of their own: the
-            // test's runtime is blocked in this drop and cannot drive its pool.
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Runtime::new() {
-                    rt.block_on(async {
-                        if let Ok(m) = tidefs_meta::open(&url).await {
-                            let _ = m.destroy().await;
-                        }
-                    });
-                }
-            })
-            .join();
-        }
-    }
-}
+use common::{server_url, unique, Guard};
 
 async fn open_fresh(url: &str) -> (Arc<dyn Volume>, Guard) {
     let meta = tidefs_meta::open(url)
@@ -45,29 +23,6 @@ async fn open_fresh(url: &str) -> (Arc<dyn Volume>, Guard) {
         _dir: None,
     };
     (meta, guard)
-}
-
-/// A table prefix (or store name) no other case or run uses.
-fn unique_prefix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "t{}_{}_{}_",
-        std::process::id(),
-        nanos % 100_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-#[allow(dead_code)]
-fn server_url(var: &str) -> String {
-    let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}table_prefix={}", unique_prefix())
 }
 
 mod sqlite {
@@ -91,7 +46,7 @@ mod memkv {
     use super::*;
 
     async fn fixture() -> (Arc<dyn Volume>, Guard) {
-        open_fresh(&format!("memkv://{}", unique_prefix())).await
+        open_fresh(&format!("memkv://{}", unique("m"))).await
     }
 
     tidefs_meta::conformance_suite!(fixture);
@@ -123,7 +78,7 @@ mod tikv_real {
 
     async fn fixture() -> (Arc<dyn Volume>, Guard) {
         let pd = std::env::var("TIDEFS_TEST_TIKV").expect("TIDEFS_TEST_TIKV");
-        open_fresh(&format!("tikv://{pd}/{}", unique_prefix())).await
+        open_fresh(&format!("tikv://{pd}/{}", unique("t"))).await
     }
 
     tidefs_meta::conformance_suite!(fixture);

@@ -9,44 +9,9 @@ use tidefs_meta::engine::Engine;
 use tidefs_meta::kv::{keys::Keys, mem::MemKv, tikv::TikvStore, tikv::TikvUrl, KvEngine};
 use tidefs_meta::sql::SqlEngine;
 
-/// Drops a server's tables when a case ends.
-pub struct Guard {
-    server: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
+mod common;
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(url) = self.server.take() {
-            // on a runtime of its own: the test's runtime is blocked in this drop
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Runtime::new() {
-                    rt.block_on(async {
-                        if let Ok(e) = SqlEngine::open(&url).await {
-                            let _ = e.destroy().await;
-                        }
-                    });
-                }
-            })
-            .join();
-        }
-    }
-}
-
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "c{}_{}_{}_",
-        std::process::id(),
-        nanos % 100_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use common::{server_url, unique, Guard};
 
 async fn sql(url: String, dir: Option<tempfile::TempDir>) -> (SqlEngine, Guard) {
     let e = SqlEngine::open(&url)
@@ -55,13 +20,6 @@ async fn sql(url: String, dir: Option<tempfile::TempDir>) -> (SqlEngine, Guard) 
     e.prepare().await.expect("prepare");
     let server = dir.is_none().then_some(url);
     (e, Guard { server, _dir: dir })
-}
-
-#[allow(dead_code)]
-fn server_url(var: &str) -> String {
-    let base = std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set"));
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}table_prefix={}", unique())
 }
 
 mod sqlite {
@@ -80,7 +38,7 @@ mod memkv {
     use super::*;
 
     async fn fixture() -> (KvEngine, Guard) {
-        let name = unique();
+        let name = unique("c");
         let e = KvEngine::new(
             MemKv::named(&name),
             Keys::new(""),

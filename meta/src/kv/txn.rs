@@ -87,11 +87,11 @@ impl KvTx<'_> {
             .ok_or_else(|| Error::corrupt("malformed chunk key"))
     }
 
-    /// Rewrite one inode's lock value without the locks `drop` picks; true when any went.
+    /// Rewrite one inode's lock value `value` (at `key`) without the locks `drop` picks.
     async fn drop_locks<L, D, E, F>(
         &mut self,
         key: Vec<u8>,
-        value: &[u8],
+        value: Option<Vec<u8>>,
         decode: D,
         encode: E,
         drop: F,
@@ -101,7 +101,10 @@ impl KvTx<'_> {
         E: Fn(&[L]) -> Vec<u8>,
         F: Fn(&L) -> bool,
     {
-        let all = decode(value)?;
+        let Some(value) = value else {
+            return Ok(());
+        };
+        let all = decode(&value)?;
         let n = all.len();
         let keep: Vec<L> = all.into_iter().filter(|l| !drop(l)).collect();
         if keep.len() == n {
@@ -476,16 +479,14 @@ impl Txn for KvTx<'_> {
     async fn delete_session(&mut self, sid: u64) -> Result<()> {
         self.delete_all(&self.k.sustained_of(sid)).await?;
         for (k, v) in self.scan_all(&self.k.all_locks(false)).await? {
-            self.drop_locks(k, &v, decode_flocks, encode_flocks, |l: &Flock| {
-                l.sid == sid
-            })
-            .await?;
+            let gone = |l: &Flock| l.sid == sid;
+            self.drop_locks(k, Some(v), decode_flocks, encode_flocks, gone)
+                .await?;
         }
         for (k, v) in self.scan_all(&self.k.all_locks(true)).await? {
-            self.drop_locks(k, &v, decode_plocks, encode_plocks, |l: &Plock| {
-                l.sid == sid
-            })
-            .await?;
+            let gone = |l: &Plock| l.sid == sid;
+            self.drop_locks(k, Some(v), decode_plocks, encode_plocks, gone)
+                .await?;
         }
         self.t.delete(self.k.session(sid)).await?;
         self.t.delete(self.k.session_info(sid)).await
@@ -602,13 +603,10 @@ impl Txn for KvTx<'_> {
 
     async fn delete_flock(&mut self, ino: Ino, sid: u64, owner: u64) -> Result<()> {
         let key = self.k.flock(ino);
-        let Some(v) = self.t.get(&key).await? else {
-            return Ok(());
-        };
-        self.drop_locks(key, &v, decode_flocks, encode_flocks, |l: &Flock| {
-            l.sid == sid && l.owner == owner
-        })
-        .await
+        let v = self.t.get(&key).await?;
+        let gone = |l: &Flock| l.sid == sid && l.owner == owner;
+        self.drop_locks(key, v, decode_flocks, encode_flocks, gone)
+            .await
     }
 
     async fn plocks(&mut self, ino: Ino) -> Result<Vec<Plock>> {
@@ -629,13 +627,10 @@ impl Txn for KvTx<'_> {
 
     async fn delete_plock(&mut self, ino: Ino, sid: u64, owner: u64) -> Result<()> {
         let key = self.k.plock(ino);
-        let Some(v) = self.t.get(&key).await? else {
-            return Ok(());
-        };
-        self.drop_locks(key, &v, decode_plocks, encode_plocks, |l: &Plock| {
-            l.sid == sid && l.owner == owner
-        })
-        .await
+        let v = self.t.get(&key).await?;
+        let gone = |l: &Plock| l.sid == sid && l.owner == owner;
+        self.drop_locks(key, v, decode_plocks, encode_plocks, gone)
+            .await
     }
 
     async fn guard_entry(&mut self, dir: Ino, name: &[u8]) -> Result<()> {

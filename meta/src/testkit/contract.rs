@@ -37,22 +37,7 @@ macro_rules! contract_suite {
 }
 
 fn dir(ino: u64, parent: u64) -> Attr {
-    let now = Timestamp::now();
-    Attr {
-        ino,
-        typ: FileType::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-        nlink: 2,
-        length: 4096,
-        rdev: 0,
-        parent,
-        flags: 0,
-    }
+    crate::posix::rules::new_dir_attr(ino, 0o755, parent, Timestamp::now())
 }
 
 fn file(ino: u64, parent: u64) -> Attr {
