@@ -21,7 +21,10 @@ macro_rules! lost {
     ($loser:expr, $what:expr, $op:expr) => {{
         let before = $loser.lost();
         $loser.arm();
-        let out = $op.await.unwrap_or_else(|e| panic!("{}: {e}", $what));
+        let out = $op
+            .await
+            .map_err(|e| format!("{}: {e}", $what))
+            .expect("an operation whose commit answer was lost");
         assert_eq!(
             $loser.lost(),
             before + 1,
