@@ -8,7 +8,7 @@ use tidefs_meta::{testkit, Volume};
 
 mod common;
 
-use common::{server_url, unique, Guard};
+use common::{unique, Guard};
 
 async fn open_fresh(url: &str) -> (Arc<dyn Volume>, Guard) {
     let meta = tidefs_meta::open(url)
@@ -93,6 +93,7 @@ fn real_tikv_cluster_not_configured() {}
 
 #[cfg(tidefs_test_mysql)]
 mod mysql {
+    use super::common::server_url;
     use super::*;
 
     async fn fixture() -> (Arc<dyn Volume>, Guard) {
@@ -104,6 +105,7 @@ mod mysql {
 
 #[cfg(tidefs_test_postgres)]
 mod postgres {
+    use super::common::server_url;
     use super::*;
 
     async fn fixture() -> (Arc<dyn Volume>, Guard) {

@@ -11,7 +11,7 @@ use tidefs_meta::sql::SqlEngine;
 
 mod common;
 
-use common::{server_url, unique, Guard};
+use common::{unique, Guard};
 
 async fn sql(url: String, dir: Option<tempfile::TempDir>) -> (SqlEngine, Guard) {
     let e = SqlEngine::open(&url)
@@ -81,6 +81,7 @@ mod tikv_standin {
 
 #[cfg(tidefs_test_mysql)]
 mod mysql {
+    use super::common::server_url;
     use super::*;
 
     async fn fixture() -> (SqlEngine, Guard) {
@@ -92,6 +93,7 @@ mod mysql {
 
 #[cfg(tidefs_test_postgres)]
 mod postgres {
+    use super::common::server_url;
     use super::*;
 
     async fn fixture() -> (SqlEngine, Guard) {
