@@ -617,6 +617,9 @@ impl Filesystem for TidefsFs {
         let s = &self.inner;
         let (ctx, ino) = (s.ctx(req), s.real(ino));
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        // the passthrough set-up below starts flat-copy tasks, so the whole handler runs in
+        // the runtime's context, not only the awaited open
+        let _rt = self.rt.enter();
         tidefs_chunk::allow_inline_io();
         let (fh, a, keep) = match self.rt.block_on(s.vfs.open(&ctx, ino, write)) {
             Ok(opened) => opened,
