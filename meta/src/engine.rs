@@ -177,8 +177,8 @@ pub trait Txn: Send {
     /// Store changed attributes of an existing inode.
     async fn update_node(&mut self, a: &Attr) -> Result<()>;
     /// Delete inode `a` and every record that belongs to it alone in the layout (extended
-    /// attributes, symlink target, directory statistics, link counts per directory), but not
-    /// its chunks, which the core frees (inline, or through the deletion queue).
+    /// attributes, symlink target, directory statistics and quota, link counts per directory),
+    /// but not its chunks, which the core frees (inline, or through the deletion queue).
     async fn delete_inode(&mut self, a: &Attr) -> Result<()>;
 
     // ---- entries
@@ -364,6 +364,26 @@ pub trait Txn: Send {
     /// Store the volume setting.
     async fn put_setting(&mut self, json: &str) -> Result<()>;
 
+    // ---- directory statistics and quotas
+
+    /// Statistics of directory `ino` (None: it has no record).
+    async fn dir_stat(&mut self, ino: Ino) -> Result<Option<DirStat>>;
+    /// Store the statistics of directory `ino`, creating or replacing its record.
+    async fn put_dir_stat(&mut self, ino: Ino, s: &DirStat) -> Result<()>;
+    /// Add `d` to the statistics of directory `ino`; false, changing nothing, when it has no
+    /// record.
+    async fn add_dir_stat(&mut self, ino: Ino, d: &DirStat) -> Result<bool>;
+    /// The directories with entries naming `ino`, and how many each has.
+    async fn parents(&mut self, ino: Ino) -> Result<Vec<(Ino, u32)>>;
+    /// Quota `key` of `kind` (directory inode, uid or gid).
+    async fn quota(&mut self, kind: QuotaKind, key: u64) -> Result<Option<Quota>>;
+    /// Store quota `key` of `kind`, creating or replacing its record.
+    async fn put_quota(&mut self, kind: QuotaKind, key: u64, q: &Quota) -> Result<()>;
+    /// Delete quota `key` of `kind`; false when there was none.
+    async fn delete_quota(&mut self, kind: QuotaKind, key: u64) -> Result<bool>;
+    /// Every quota of `kind`, by key.
+    async fn quotas(&mut self, kind: QuotaKind) -> Result<Vec<(u64, Quota)>>;
+
     // ---- sessions
 
     /// Register session `sid`.
@@ -453,8 +473,8 @@ pub trait Txn: Send {
     }
     /// Append slice `s` to chunk `indx` of regular file `ino`, count its first reference, keep
     /// `sums`, and grow the length to `end` if shorter, setting mtime and ctime, in one step;
-    /// the length before, or None, changing nothing, when `ino` is not a regular file or the
-    /// engine has no such path.
+    /// the length before and the parent the attributes record, or None, changing nothing, when
+    /// `ino` is not a regular file or the engine has no such path.
     #[allow(clippy::too_many_arguments)]
     async fn write_fast(
         &mut self,
@@ -464,7 +484,7 @@ pub trait Txn: Send {
         end: u64,
         mtime: Timestamp,
         sums: &[u8],
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<(u64, Ino)>> {
         let _ = (ino, indx, s, end, mtime, sums);
         Ok(None)
     }

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     ReadOnly,
     /// ENOSPC: capacity or inode limit of the volume reached.
     NoSpace,
+    /// EDQUOT: a directory, user or group quota is reached.
+    QuotaExceeded,
     /// ENODATA: no such extended attribute.
     NoAttr,
     /// ERANGE

@@ -142,8 +142,7 @@ impl Format {
             meta_version: 1,
             min_client_version: "1.1.0-A".into(),
             max_client_version: String::new(),
-            // tidefs does not maintain jfs_dir_stats yet: do not promise them to other clients
-            dir_stats: false,
+            dir_stats: true,
             enable_acl: false,
             extra,
         }

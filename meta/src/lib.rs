@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::Format;
-pub use posix::{Client, TxnStats, DEFAULT_SKIP_DIR_MTIME};
+pub use posix::{Client, QuotaCheck, TxnStats, DEFAULT_SKIP_DIR_MTIME};
 pub use slice::Slice;
 pub use types::*;
 pub use url::{redact, split_password};
@@ -245,6 +245,13 @@ pub trait Meta: Send + Sync {
     /// Make every committed change durable against power loss (called at fsync), after
     /// flushing this client's counter changes.
     async fn sync(&self) -> Result<()>;
+    /// What the tree at `ino` holds, from directory statistics (every inode counted when
+    /// `strict`, or when the volume keeps none), with its largest subdirectories (`top` per
+    /// directory) down to `depth` levels.
+    async fn summary(&self, ino: Ino, depth: u32, top: usize, strict: bool) -> Result<TreeSummary>;
+    /// The directory quotas at and above directory `ino`, nearest first (for `statfs` of a
+    /// mount of a subdirectory).
+    async fn quotas_above(&self, ino: Ino) -> Result<Vec<(Ino, Quota)>>;
 }
 
 /// The maintenance surface the command line uses: format, sessions of every client, whole-volume
@@ -276,6 +283,30 @@ pub trait Admin: Send + Sync {
     async fn cleanup(&self) -> Result<u64>;
     /// Delete the volume's metadata: every table (or key) of it. Its objects are not touched.
     async fn destroy(&self) -> Result<()>;
+    /// Set the limits of quota `kind`/`key` (None: keep; a new quota has none and starts with
+    /// the usage counted now, every inode read when `strict`); the quota as stored.
+    async fn set_quota(
+        &self,
+        kind: QuotaKind,
+        key: u64,
+        max_space: Option<i64>,
+        max_inodes: Option<i64>,
+        strict: bool,
+    ) -> Result<Quota>;
+    /// Quota `kind`/`key`.
+    async fn get_quota(&self, kind: QuotaKind, key: u64) -> Result<Option<Quota>>;
+    /// Every quota.
+    async fn list_quotas(&self) -> Result<Vec<(QuotaKind, u64, Quota)>>;
+    /// Delete quota `kind`/`key`; false when there was none.
+    async fn delete_quota(&self, kind: QuotaKind, key: u64) -> Result<bool>;
+    /// Recount the usage of the directory quotas (only directory `key`'s, when given); store
+    /// the counts where they differ when `repair`.
+    async fn check_quotas(
+        &self,
+        key: Option<u64>,
+        repair: bool,
+        strict: bool,
+    ) -> Result<Vec<QuotaCheck>>;
 }
 
 /// A metadata client with both surfaces, as [`open`] makes it.

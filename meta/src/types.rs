@@ -381,3 +381,151 @@ pub struct Leftovers {
     /// Files removed whose data is still to be freed (`jfs_delfile`).
     pub pending_files: u64,
 }
+
+/// Usage of the entries directly in one directory, as JuiceFS keeps it (`jfs_dir_stats`, `U`
+/// keys): the lengths of its regular files, their space (each 4 KiB aligned, 4 KiB at least;
+/// 4 KiB for every other entry) and its number of entries. Also a change of such usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirStat {
+    /// Sum of the lengths of the regular files.
+    pub length: i64,
+    /// Space in bytes.
+    pub space: i64,
+    /// Entries.
+    pub inodes: i64,
+}
+
+impl DirStat {
+    /// The usage one entry of type `typ` and length `length` adds to its directory.
+    pub fn of_entry(typ: FileType, length: u64) -> Self {
+        let length = if typ == FileType::File { length } else { 0 };
+        DirStat {
+            length: length as i64,
+            space: align4k(length),
+            inodes: 1,
+        }
+    }
+
+    /// Add `o` to this one.
+    pub fn add(&mut self, o: DirStat) {
+        self.length += o.length;
+        self.space += o.space;
+        self.inodes += o.inodes;
+    }
+
+    /// Whether it changes nothing.
+    pub fn is_zero(&self) -> bool {
+        *self == DirStat::default()
+    }
+}
+
+impl std::ops::Neg for DirStat {
+    type Output = DirStat;
+    /// The opposite change.
+    fn neg(self) -> DirStat {
+        DirStat {
+            length: -self.length,
+            space: -self.space,
+            inodes: -self.inodes,
+        }
+    }
+}
+
+/// The space JuiceFS counts for `len` bytes of a file: 4 KiB aligned, and 4 KiB for an empty
+/// one (every inode takes 4 KiB in `usedSpace`).
+pub fn align4k(len: u64) -> i64 {
+    (len.max(1).div_ceil(4096) * 4096) as i64
+}
+
+/// What a quota limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuotaKind {
+    /// A directory and everything below it (key: its inode).
+    Dir,
+    /// What one user owns (key: uid).
+    User,
+    /// What one group owns (key: gid).
+    Group,
+}
+
+impl QuotaKind {
+    /// JuiceFS's number for the kind (`qtype` of `jfs_user_group_quota`).
+    pub fn code(self) -> u32 {
+        match self {
+            QuotaKind::Dir => 0,
+            QuotaKind::User => 1,
+            QuotaKind::Group => 2,
+        }
+    }
+
+    /// The kind JuiceFS numbers `code`.
+    pub fn from_code(code: u32) -> Option<Self> {
+        match code {
+            0 => Some(QuotaKind::Dir),
+            1 => Some(QuotaKind::User),
+            2 => Some(QuotaKind::Group),
+            _ => None,
+        }
+    }
+}
+
+/// A quota: limits (0 or less: none) and usage, as stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Bytes allowed (4 KiB per inode counted as JuiceFS counts them).
+    pub max_space: i64,
+    /// Inodes allowed.
+    pub max_inodes: i64,
+    /// Bytes used.
+    pub used_space: i64,
+    /// Inodes used.
+    pub used_inodes: i64,
+}
+
+impl Quota {
+    /// Whether using `space` and `inodes` more, on top of `pending` not yet stored, goes past
+    /// a limit. Only growth is refused.
+    pub fn exceeded_by(&self, pending: (i64, i64), space: i64, inodes: i64) -> bool {
+        (space > 0 && self.max_space > 0 && self.used_space + pending.0 + space > self.max_space)
+            || (inodes > 0
+                && self.max_inodes > 0
+                && self.used_inodes + pending.1 + inodes > self.max_inodes)
+    }
+}
+
+/// What a directory tree holds, as `summary` reports it: the tree's root counts too (4 KiB
+/// and one directory).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Sum of the lengths of the regular files.
+    pub length: u64,
+    /// Space, 4 KiB per inode at least (as [`align4k`] counts it).
+    pub size: u64,
+    /// Inodes that are not directories.
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+}
+
+impl Summary {
+    /// Add `o` to this one.
+    pub fn add(&mut self, o: &Summary) {
+        self.length += o.length;
+        self.size += o.size;
+        self.files += o.files;
+        self.dirs += o.dirs;
+    }
+}
+
+/// A summary of a directory and of its largest subdirectories, down to a depth.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeSummary {
+    /// Name of the directory in its parent (empty for the root asked for).
+    pub name: Vec<u8>,
+    /// Its inode.
+    pub ino: Ino,
+    /// What it holds, all levels below included.
+    pub summary: Summary,
+    /// Its subdirectories (largest first) while the depth lasts.
+    pub children: Vec<TreeSummary>,
+}

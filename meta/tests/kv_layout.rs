@@ -103,6 +103,8 @@ async fn a_known_sequence_writes_the_keys_juicefs_writes() {
         format!("{p}CnextInode"),
         // tidefs's block checksums of slice 1
         format!("{p}T<00><00><00><00><00><00><00><01>"),
+        // the new directory's (empty) statistics, as JuiceFS's mkdir stores them
+        format!("{p}U{}", le(2)),
         format!("{p}setting"),
     ];
     let got: Vec<&String> = pairs.keys().collect();

@@ -15,7 +15,7 @@
 //! [`Keys::dir_guard`]), so they never show in a scan or a dump.
 
 use crate::error::{Error, Result};
-use crate::types::{Attr, FileType, Ino, Timestamp};
+use crate::types::{Attr, DirStat, FileType, Ino, Quota, Timestamp};
 
 /// The byte after the volume name in every key.
 pub const NAME_END: u8 = 0xFD;
@@ -170,6 +170,16 @@ impl Keys {
     /// Usage statistics of directory `ino`.
     pub fn dir_stats(&self, ino: Ino) -> Vec<u8> {
         self.key(&[b"U", &ino.to_le_bytes()])
+    }
+
+    /// Quota of directory `ino`.
+    pub fn dir_quota(&self, ino: Ino) -> Vec<u8> {
+        self.key(&[b"QD", &ino.to_le_bytes()])
+    }
+
+    /// Quota of user (`b"QU"`) or group (`b"QG"`) `id`.
+    pub fn owner_quota(&self, tag: &'static [u8], id: u64) -> Vec<u8> {
+        self.key(&[tag, &id.to_be_bytes()])
     }
 
     /// Block checksums of slice `id` (tidefs only).
@@ -428,6 +438,52 @@ pub fn decode_i64(b: Option<&[u8]>) -> Result<i64> {
             .map(|v| v as i64)
             .ok_or_else(|| Error::corrupt(format!("timestamp value of {} bytes", b.len()))),
     }
+}
+
+/// Directory statistics: length, space, inodes (24 bytes, big-endian).
+pub fn encode_dir_stat(st: &DirStat) -> Vec<u8> {
+    let mut b = Vec::with_capacity(24);
+    for v in [st.length, st.space, st.inodes] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    b
+}
+
+/// Directory statistics as [`encode_dir_stat`] stores them.
+pub fn decode_dir_stat(b: &[u8]) -> Result<DirStat> {
+    if b.len() != 24 {
+        return Err(Error::corrupt(format!(
+            "directory statistics of {} bytes",
+            b.len()
+        )));
+    }
+    Ok(DirStat {
+        length: u64_at(b, 0) as i64,
+        space: u64_at(b, 8) as i64,
+        inodes: u64_at(b, 16) as i64,
+    })
+}
+
+/// A quota: max space, max inodes, used space, used inodes (32 bytes, big-endian).
+pub fn encode_quota(q: &Quota) -> Vec<u8> {
+    let mut b = Vec::with_capacity(32);
+    for v in [q.max_space, q.max_inodes, q.used_space, q.used_inodes] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    b
+}
+
+/// A quota as [`encode_quota`] stores it.
+pub fn decode_quota(b: &[u8]) -> Result<Quota> {
+    if b.len() != 32 {
+        return Err(Error::corrupt(format!("quota of {} bytes", b.len())));
+    }
+    Ok(Quota {
+        max_space: u64_at(b, 0) as i64,
+        max_inodes: u64_at(b, 8) as i64,
+        used_space: u64_at(b, 16) as i64,
+        used_inodes: u64_at(b, 24) as i64,
+    })
 }
 
 pub use crate::engine::{Flock, Plock};

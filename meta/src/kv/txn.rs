@@ -59,6 +59,15 @@ impl KvTx<'_> {
         Ok(())
     }
 
+    /// The key of quota `key` of `kind`.
+    fn quota_key(&self, kind: QuotaKind, key: u64) -> Vec<u8> {
+        match kind {
+            QuotaKind::Dir => self.k.dir_quota(key),
+            QuotaKind::User => self.k.owner_quota(b"QU", key),
+            QuotaKind::Group => self.k.owner_quota(b"QG", key),
+        }
+    }
+
     /// Add `delta` to a counter kept only while non-zero (link parents).
     async fn sparse_add(&mut self, key: Vec<u8>, delta: i64) -> Result<i64> {
         let v = decode_counter(self.t.get(&key).await?.as_deref())? + delta;
@@ -182,7 +191,11 @@ impl Txn for KvTx<'_> {
         self.delete_all(&self.k.parents(a.ino)).await?;
         match a.typ {
             FileType::Symlink => self.t.delete(self.k.symlink(a.ino)).await,
-            FileType::Dir => self.t.delete(self.k.dir_stats(a.ino)).await,
+            FileType::Dir => {
+                self.t.delete(self.k.dir_stats(a.ino)).await?;
+                // read first: a delete of a key never set would leave a tombstone per rmdir
+                self.delete_quota(QuotaKind::Dir, a.ino).await.map(|_| ())
+            }
             _ => Ok(()),
         }
     }
@@ -465,6 +478,92 @@ impl Txn for KvTx<'_> {
 
     async fn put_setting(&mut self, json: &str) -> Result<()> {
         self.t.put(self.k.setting(), json.as_bytes().to_vec()).await
+    }
+
+    async fn dir_stat(&mut self, ino: Ino) -> Result<Option<DirStat>> {
+        match self.t.get(&self.k.dir_stats(ino)).await? {
+            Some(b) => Ok(Some(decode_dir_stat(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_dir_stat(&mut self, ino: Ino, st: &DirStat) -> Result<()> {
+        self.t.put(self.k.dir_stats(ino), encode_dir_stat(st)).await
+    }
+
+    async fn add_dir_stat(&mut self, ino: Ino, d: &DirStat) -> Result<bool> {
+        let Some(mut st) = self.dir_stat(ino).await? else {
+            return Ok(false);
+        };
+        st.add(*d);
+        self.put_dir_stat(ino, &st).await?;
+        Ok(true)
+    }
+
+    async fn parents(&mut self, ino: Ino) -> Result<Vec<(Ino, u32)>> {
+        let prefix = self.k.parents(ino);
+        let mut out = Vec::new();
+        for (k, v) in self.scan_all(&prefix).await? {
+            let parent = k.get(prefix.len()..).and_then(le64).ok_or_else(|| {
+                Error::corrupt(format!("link parent key of inode {ino} is malformed"))
+            })?;
+            let n = decode_counter(Some(&v))?;
+            if n > 0 {
+                out.push((parent, n as u32));
+            }
+        }
+        // a file with one link keeps its directory in its attributes instead
+        if out.is_empty() {
+            if let Some(a) = self.node(ino).await? {
+                if a.parent != 0 && a.nlink > 0 {
+                    out.push((a.parent, 1));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn quota(&mut self, kind: QuotaKind, key: u64) -> Result<Option<Quota>> {
+        match self.t.get(&self.quota_key(kind, key)).await? {
+            Some(b) => Ok(Some(decode_quota(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_quota(&mut self, kind: QuotaKind, key: u64, q: &Quota) -> Result<()> {
+        self.t.put(self.quota_key(kind, key), encode_quota(q)).await
+    }
+
+    async fn delete_quota(&mut self, kind: QuotaKind, key: u64) -> Result<bool> {
+        let k = self.quota_key(kind, key);
+        if self.t.get(&k).await?.is_none() {
+            return Ok(false);
+        }
+        self.t.delete(k).await?;
+        Ok(true)
+    }
+
+    async fn quotas(&mut self, kind: QuotaKind) -> Result<Vec<(u64, Quota)>> {
+        let tag: &[u8] = match kind {
+            QuotaKind::Dir => b"QD",
+            QuotaKind::User => b"QU",
+            QuotaKind::Group => b"QG",
+        };
+        let prefix = self.k.kind(tag);
+        let mut out = Vec::new();
+        for (k, v) in self.scan_all(&prefix).await? {
+            let rest = &k[prefix.len()..];
+            let id = if kind == QuotaKind::Dir {
+                le64(rest)
+            } else {
+                be64(rest)
+            };
+            // keys of other lengths are not quotas (none are expected under these tags)
+            if let Some(id) = id {
+                out.push((id, decode_quota(&v)?));
+            }
+        }
+        Ok(out)
     }
 
     async fn create_session(&mut self, sid: u64, expire: i64, info: &[u8]) -> Result<()> {

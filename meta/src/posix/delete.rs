@@ -3,7 +3,7 @@
 //! and object deletions after commit.
 
 use super::retry::txn;
-use super::rules::{align4k, trash_name};
+use super::rules::trash_name;
 use super::{Core, W};
 use crate::engine::{Engine, Mode, Txn};
 use crate::error::Result;
@@ -45,6 +45,9 @@ impl<E: Engine> Core<E> {
         now: Timestamp,
     ) -> Result<Removed> {
         tx.delete_entry(parent, name).await?;
+        if parent < TRASH_INODE {
+            tx.used(parent, -DirStat::of_entry(attr.typ, attr.length));
+        }
         attr.ctime = now;
         if attr.parent == 0 {
             // hard-linked: one link fewer in this directory
@@ -117,10 +120,15 @@ impl<E: Engine> Core<E> {
                         }
                     }
                 }
-                tx.space -= align4k(attr.length);
             }
             _ => {}
         }
+        let length = if attr.typ == FileType::File {
+            attr.length
+        } else {
+            0
+        };
+        tx.space -= align4k(length);
         tx.inodes -= 1;
         Ok(())
     }

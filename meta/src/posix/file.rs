@@ -4,7 +4,7 @@
 use super::delete::FREE_BATCH;
 use super::retry::txn;
 use super::rules::{
-    align4k, apply_setattr, check_copy_plan, chunk_span, copy_extent, lock_poisoned, must_be_file,
+    apply_setattr, check_copy_plan, chunk_span, copy_extent, lock_poisoned, must_be_file,
     shared_refs, xattr_name, zero_end, zero_record,
 };
 use super::{Core, W};
@@ -92,6 +92,8 @@ impl<E: Engine> Core<E> {
             let mut freed = Vec::new();
             let delta = align4k(length) - align4k(a.length);
             self.check_capacity(tx, delta).await?;
+            self.file_resized(tx, ino, a.parent, a.length, length)
+                .await?;
             if length < a.length {
                 self.zero_range(tx, ino, length, a.length, Some(length), &mut freed)
                     .await?;
@@ -144,6 +146,7 @@ impl<E: Engine> Core<E> {
             if !mode.keep_size && end > a.length {
                 let delta = align4k(end) - align4k(a.length);
                 self.check_capacity(tx, delta).await?;
+                self.file_resized(tx, ino, a.parent, a.length, end).await?;
                 tx.space += delta;
                 a.length = end;
                 a.mtime = now;
@@ -176,15 +179,16 @@ impl<E: Engine> Core<E> {
                 "write past the largest file size",
             ));
         }
-        if self.features.one_step && self.format()?.capacity == 0 {
+        if self.features.one_step && self.format()?.capacity == 0 && !self.has_dir_quotas() {
             let done = txn!(self, "write", Mode::Single, |tx, again| {
                 if again && slice_recorded(tx, ino, indx, s.id).await? {
                     return Ok(true);
                 }
                 match tx.write_fast(ino, indx, &s, end, mtime, sums).await? {
-                    Some(old) => {
+                    Some((old, parent)) => {
                         if end > old {
                             tx.space += align4k(end) - align4k(old);
+                            self.file_resized(tx, ino, parent, old, end).await?;
                         }
                         true
                     }
@@ -209,6 +213,9 @@ impl<E: Engine> Core<E> {
                 0
             };
             self.check_capacity(tx, delta).await?;
+            if end > a.length {
+                self.file_resized(tx, ino, a.parent, a.length, end).await?;
+            }
             let fresh = a.length <= u64::from(indx) * CHUNK_SIZE;
             tx.append_chunk(ino, indx, &[s], fresh).await?;
             tx.ref_new(s.id, s.size).await?;
@@ -267,6 +274,7 @@ impl<E: Engine> Core<E> {
                 if end > d.length {
                     let delta = align4k(end) - align4k(d.length);
                     self.check_capacity(tx, delta).await?;
+                    self.file_resized(tx, dst, d.parent, d.length, end).await?;
                     tx.space += delta;
                     d.length = end;
                 }

@@ -14,9 +14,13 @@ mod file;
 mod fsck;
 pub(crate) mod locks;
 mod namespace;
+mod quota;
 pub(crate) mod retry;
 pub(crate) mod rules;
 mod session;
+mod usage;
+
+pub use quota::QuotaCheck;
 
 use crate::engine::{Engine, Mode, Txn};
 use crate::error::{Error, ErrorKind, Result};
@@ -65,6 +69,12 @@ pub(crate) struct W<T> {
     pub(crate) space: i64,
     /// Inode count change, for `totalInodes`.
     pub(crate) inodes: i64,
+    /// Changes of the entries directly in directories (see `usage`).
+    pub(crate) dirs: Vec<(Ino, DirStat)>,
+    /// Changes below directories, for directory quotas: (directory, space, inodes).
+    pub(crate) trees: Vec<(Ino, i64, i64)>,
+    /// Quotas checked and written through in this transaction.
+    pub(crate) through: Vec<usage::Through>,
 }
 
 impl<T> W<T> {
@@ -73,6 +83,9 @@ impl<T> W<T> {
             t,
             space: 0,
             inodes: 0,
+            dirs: Vec::new(),
+            trees: Vec::new(),
+            through: Vec::new(),
         }
     }
 }
@@ -220,6 +233,8 @@ pub(crate) struct Core<E: Engine> {
     skip_dir_mtime_ns: AtomicU64,
     pub(crate) txns: AtomicU64,
     pub(crate) restarts: AtomicU64,
+    /// Directory statistics and quotas (see `usage`).
+    usage: usage::Usage,
 }
 
 impl<E: Engine> Core<E> {
@@ -248,6 +263,7 @@ impl<E: Engine> Core<E> {
             skip_dir_mtime_ns: AtomicU64::new(DEFAULT_SKIP_DIR_MTIME.as_nanos() as u64),
             txns: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            usage: usage::Usage::default(),
         }
     }
 
@@ -270,13 +286,23 @@ impl<E: Engine> Core<E> {
     pub(crate) async fn finish<T>(&self, w: W<E::Txn<'_>>, r: Result<T>) -> Result<T> {
         match r {
             Ok(v) => {
-                let delta = (w.space, w.inodes);
-                w.t.commit().await?;
-                if delta != (0, 0) {
+                let W {
+                    t,
+                    space,
+                    inodes,
+                    dirs,
+                    trees,
+                    through,
+                } = w;
+                t.commit().await?;
+                if (space, inodes) != (0, 0) {
                     if let Ok(mut s) = self.stats.lock() {
-                        s.0 += delta.0;
-                        s.1 += delta.1;
+                        s.0 += space;
+                        s.1 += inodes;
                     }
+                }
+                if !dirs.is_empty() || !trees.is_empty() || !through.is_empty() {
+                    self.usage_committed(dirs, trees, through);
                 }
                 Ok(v)
             }
@@ -653,7 +679,14 @@ impl<E: Engine> Meta for Client<E> {
     }
     async fn sync(&self) -> Result<()> {
         self.core.flush_stats().await?;
+        self.core.flush_usage().await?;
         self.core.engine.sync().await
+    }
+    async fn summary(&self, ino: Ino, depth: u32, top: usize, strict: bool) -> Result<TreeSummary> {
+        self.core.summary(ino, depth, top, strict).await
+    }
+    async fn quotas_above(&self, ino: Ino) -> Result<Vec<(Ino, Quota)>> {
+        self.core.quotas_above(ino).await
     }
 }
 
@@ -686,6 +719,35 @@ impl<E: Engine> Admin for Client<E> {
     }
     async fn destroy(&self) -> Result<()> {
         self.core.engine.destroy().await
+    }
+    async fn set_quota(
+        &self,
+        kind: QuotaKind,
+        key: u64,
+        max_space: Option<i64>,
+        max_inodes: Option<i64>,
+        strict: bool,
+    ) -> Result<Quota> {
+        self.core
+            .set_quota(kind, key, max_space, max_inodes, strict)
+            .await
+    }
+    async fn get_quota(&self, kind: QuotaKind, key: u64) -> Result<Option<Quota>> {
+        self.core.get_quota(kind, key).await
+    }
+    async fn list_quotas(&self) -> Result<Vec<(QuotaKind, u64, Quota)>> {
+        self.core.list_quotas().await
+    }
+    async fn delete_quota(&self, kind: QuotaKind, key: u64) -> Result<bool> {
+        self.core.delete_quota(kind, key).await
+    }
+    async fn check_quotas(
+        &self,
+        key: Option<u64>,
+        repair: bool,
+        strict: bool,
+    ) -> Result<Vec<QuotaCheck>> {
+        self.core.check_quotas_usage(key, repair, strict).await
     }
 }
 

@@ -160,9 +160,11 @@ impl<E: Engine> Core<E> {
             new.target.len(),
             now,
         );
+        let entry = DirStat::of_entry(typ, 0);
         if self.features.one_step
             && typ != FileType::Symlink
             && fmt.inodes == 0
+            && !self.has_dir_quotas()
             && (!ctx.check_permission || ctx.uid == 0)
             && !special(parent, name)
         {
@@ -174,7 +176,12 @@ impl<E: Engine> Core<E> {
                 }
                 let made = tx.create_fast(&plain, name).await?;
                 if made {
+                    if typ == FileType::Dir {
+                        tx.put_dir_stat(ino, &DirStat::default()).await?;
+                    }
                     tx.inodes += 1;
+                    tx.space += align4k(0);
+                    tx.used(parent, entry);
                 }
                 made
             })?;
@@ -208,6 +215,7 @@ impl<E: Engine> Core<E> {
                     ));
                 }
             }
+            self.charge(tx, parent, entry).await?;
             let (mode, gid) = new_mode_and_gid(ctx, &p, typ, plain.mode);
             let attr = Attr {
                 mode,
@@ -219,6 +227,10 @@ impl<E: Engine> Core<E> {
             if typ == FileType::Symlink {
                 tx.create_symlink(ino, new.target).await?;
             }
+            if typ == FileType::Dir {
+                tx.put_dir_stat(ino, &DirStat::default()).await?;
+                self.note_dir_parent(ino, Some(parent));
+            }
             // a new subdirectory changes the link count: always written
             let keep = typ != FileType::Dir && self.keep_dir_times(&p, now);
             if typ == FileType::Dir {
@@ -226,6 +238,7 @@ impl<E: Engine> Core<E> {
             }
             self.entry_added(tx, &mut p, name, now, keep).await?;
             tx.inodes += 1;
+            tx.space += align4k(0);
             attr
         })
     }
@@ -286,6 +299,8 @@ impl<E: Engine> Core<E> {
             if a.nlink == u32::MAX {
                 return Err(Error::new(ErrorKind::TooManyLinks, "too many links"));
             }
+            self.charge(tx, new_parent, DirStat::of_entry(a.typ, a.length))
+                .await?;
             tx.create_entry(new_parent, new_name, a.typ, ino).await?;
             // a hard-linked inode has parent 0 (JuiceFS's layout)
             if a.parent != 0 {
@@ -365,6 +380,10 @@ impl<E: Engine> Core<E> {
             }
             found = true;
             tx.delete_entry(parent, name).await?;
+            if parent < TRASH_INODE {
+                tx.used(parent, -DirStat::of_entry(FileType::Dir, 0));
+            }
+            self.note_dir_parent(node.ino, None);
             p.nlink = p.nlink.saturating_sub(1);
             p.mtime = now;
             p.ctime = now;
@@ -390,6 +409,16 @@ impl<E: Engine> Core<E> {
         // one local lock (the lower-numbered parent) keeps two renames of this client from
         // deadlocking on two stripes
         let lock = parent.min(new_parent);
+        // what moving each side takes out of one quota and into another, read beforehand
+        let sizes = if parent != new_parent && self.has_dir_quotas() {
+            let mut sizes = vec![self.moved_size(parent, name).await?];
+            if flags.exchange {
+                sizes.push(self.moved_size(new_parent, new_name).await?);
+            }
+            sizes
+        } else {
+            Vec::new()
+        };
         let removed = txn!(self, "rename", Mode::Write, lock = lock, |tx, again| {
             // An exchange needs its target to exist: it is read on its own below, never from
             // a combined read whose snapshot may predate the target.
@@ -484,6 +513,10 @@ impl<E: Engine> Core<E> {
                 if dattr.parent != 0 {
                     dattr.parent = parent;
                 }
+                if new_parent != parent {
+                    self.moved(tx, &sattr, parent, new_parent, &sizes).await?;
+                    self.moved(tx, &dattr, new_parent, parent, &sizes).await?;
+                }
                 dattr.ctime = now;
                 tx.update_node(&dattr).await?;
             } else {
@@ -510,6 +543,8 @@ impl<E: Engine> Core<E> {
                             return Err(Error::not_empty("target directory not empty"));
                         }
                         tx.delete_entry(new_parent, new_name).await?;
+                        tx.used(new_parent, -DirStat::of_entry(FileType::Dir, 0));
+                        self.note_dir_parent(dino, None);
                         let mut none = Vec::new();
                         self.free_inode(tx, &dattr, now, false, &mut none).await?;
                         dp.nlink -= 1;
@@ -531,6 +566,9 @@ impl<E: Engine> Core<E> {
                 }
                 if sattr.parent != 0 {
                     sattr.parent = new_parent;
+                }
+                if new_parent != parent {
+                    self.moved(tx, &sattr, parent, new_parent, &sizes).await?;
                 }
             }
             sattr.ctime = now;
@@ -643,10 +681,62 @@ impl<E: Engine> Core<E> {
             })?;
         // counted like any inode, so purging it later (rmdir) balances the count
         tx.inodes += 1;
+        tx.space += align4k(0);
         root.nlink += 1;
         root.mtime = now;
         root.ctime = now;
         tx.update_node(&root).await?;
         Ok(ino)
+    }
+
+    /// What moving entry `name` of `dir` moves between quotas, if it is a directory: the
+    /// inode and the usage of its tree.
+    async fn moved_size(&self, dir: Ino, name: &[u8]) -> Result<Option<(Ino, i64, i64)>> {
+        let found = txn!(self, "rename", Mode::Latest, |tx| {
+            tx.entry(dir, name).await?
+        })?;
+        match found {
+            Some((FileType::Dir, ino)) => {
+                let t = self.summary(ino, 0, 0, false).await?;
+                let s = t.summary;
+                Ok(Some((ino, s.size as i64, (s.files + s.dirs) as i64)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Record that `a` moved from directory `from` to `to`: its entry in their statistics, and
+    /// its usage (its tree's, for a directory, from `sizes`) from the quotas above `from`
+    /// alone to those above `to` alone, checking the latter.
+    async fn moved(
+        &self,
+        tx: &mut W<E::Txn<'_>>,
+        a: &Attr,
+        from: Ino,
+        to: Ino,
+        sizes: &[Option<(Ino, i64, i64)>],
+    ) -> Result<()> {
+        let e = DirStat::of_entry(a.typ, a.length);
+        let (space, inodes) = sizes
+            .iter()
+            .flatten()
+            .find(|(ino, _, _)| *ino == a.ino)
+            .map(|(_, s, i)| (*s, *i))
+            .unwrap_or((e.space, e.inodes));
+        let from_chain = if from < TRASH_INODE {
+            tx.dirs.push((from, -e));
+            tx.tree(from, -space, -inodes);
+            self.quota_chain(tx, from).await?
+        } else {
+            Vec::new()
+        };
+        self.check_quotas(tx, to, space, inodes, &from_chain)
+            .await?;
+        tx.dirs.push((to, e));
+        tx.tree(to, space, inodes);
+        if a.typ == FileType::Dir {
+            self.note_dir_parent(a.ino, Some(to));
+        }
+        Ok(())
     }
 }

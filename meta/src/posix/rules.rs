@@ -35,11 +35,6 @@ pub(crate) fn xattr_name(name: &[u8]) -> Result<&str> {
     std::str::from_utf8(name).map_err(|_| Error::invalid("attribute name is not UTF-8"))
 }
 
-/// Space a file of `len` bytes is counted as: rounded up to 4 KiB, as JuiceFS counts it.
-pub(crate) fn align4k(len: u64) -> i64 {
-    (len.div_ceil(4096) * 4096) as i64
-}
-
 /// Attributes of a new directory owned by root.
 pub(crate) fn new_dir_attr(ino: Ino, mode: u16, parent: Ino, now: Timestamp) -> Attr {
     Attr {

@@ -87,6 +87,7 @@ impl<E: Engine> Core<E> {
         fmt.check_supported()?;
         self.engine.opened(self.writable().is_ok()).await?;
         *self.format.write().map_err(|_| super::lock_poisoned())? = Some(Arc::new(fmt.clone()));
+        self.load_quotas().await?;
         Ok(fmt)
     }
 
@@ -101,6 +102,7 @@ impl<E: Engine> Core<E> {
             sid
         })?;
         self.sid.store(sid, Ordering::Relaxed);
+        self.load_quotas().await?;
         let hb = Arc::clone(self);
         let beat = tokio::spawn(async move {
             loop {
@@ -128,6 +130,9 @@ impl<E: Engine> Core<E> {
                 if let Err(e) = fl.flush_stats().await {
                     tracing::warn!(error = %e, "flushing the volume counters failed; will retry");
                 }
+                if let Err(e) = fl.flush_usage().await {
+                    tracing::warn!(error = %e, "flushing directory usage failed; will retry");
+                }
             }
         });
         if let Ok(mut jobs) = self.jobs.lock() {
@@ -144,6 +149,7 @@ impl<E: Engine> Core<E> {
             }
         }
         self.flush_stats().await?;
+        self.flush_usage().await?;
         let sid = self.sid.swap(0, Ordering::Relaxed);
         if sid == 0 {
             return Ok(());

@@ -260,24 +260,24 @@ pub(super) async fn write_pg(
     end: u64,
     mtime: Timestamp,
     sums: &[u8],
-) -> Result<Option<u64>> {
+) -> Result<Option<(u64, Ino)>> {
     if t.dialect() != Dialect::Postgres {
         return Ok(None);
     }
     let with_sums = !sums.is_empty() && t.eng.sums_ok.load(std::sync::atomic::Ordering::Relaxed);
     let sql = if with_sums {
         "WITH u AS (UPDATE jfs_node n SET length = GREATEST(n.length, ?), mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
-        FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length), \
+        FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length, n.parent), \
         c AS (INSERT INTO jfs_chunk (inode, indx, slices) SELECT ?, ?, ? FROM u ON CONFLICT (inode, indx) DO UPDATE SET slices = jfs_chunk.slices || excluded.slices), \
         r AS (INSERT INTO jfs_chunk_ref (chunkid, size, refs) SELECT ?, ?, 1 FROM u ON CONFLICT (chunkid) DO UPDATE SET refs = jfs_chunk_ref.refs + 1), \
         s AS (INSERT INTO jfs_tidefs_sum (id, sums) SELECT ?, ? FROM u ON CONFLICT (id) DO NOTHING) \
-        SELECT length FROM u"
+        SELECT length, parent FROM u"
     } else {
         "WITH u AS (UPDATE jfs_node n SET length = GREATEST(n.length, ?), mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
-        FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length), \
+        FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length, n.parent), \
         c AS (INSERT INTO jfs_chunk (inode, indx, slices) SELECT ?, ?, ? FROM u ON CONFLICT (inode, indx) DO UPDATE SET slices = jfs_chunk.slices || excluded.slices), \
         r AS (INSERT INTO jfs_chunk_ref (chunkid, size, refs) SELECT ?, ?, 1 FROM u ON CONFLICT (chunkid) DO UPDATE SET refs = jfs_chunk_ref.refs + 1) \
-        SELECT length FROM u"
+        SELECT length, parent FROM u"
     };
     let mut stmt = q(sql)
         .bind(end as i64)
@@ -296,7 +296,7 @@ pub(super) async fn write_pg(
     }
     let row = stmt.fetch_optional(&mut t.tx).await.map_err(db("write"))?;
     match row {
-        Some(r) => Ok(Some(col::<i64>(&r, 0)? as u64)),
+        Some(r) => Ok(Some((col::<i64>(&r, 0)? as u64, col::<i64>(&r, 1)? as Ino))),
         None => Ok(None),
     }
 }

@@ -122,6 +122,17 @@ pub(super) fn file_type(t: i64, what: Ino) -> Result<FileType> {
         .ok_or_else(|| Error::corrupt(format!("entry in {what} has unknown type {t}")))
 }
 
+/// A quota in the four columns of `r` from `base` on (max space, max inodes, used space, used
+/// inodes).
+fn quota_row(r: &Row, base: usize) -> Result<Quota> {
+    Ok(Quota {
+        max_space: col(r, base)?,
+        max_inodes: col(r, base + 1)?,
+        used_space: col(r, base + 2)?,
+        used_inodes: col(r, base + 3)?,
+    })
+}
+
 /// A name as the text column of `jfs_xattr` holds it (the core checked it is UTF-8).
 fn xattr_text(name: &[u8]) -> Result<&str> {
     std::str::from_utf8(name).map_err(|_| Error::invalid("attribute name is not UTF-8"))
@@ -360,7 +371,10 @@ impl Txn for SqlTxn<'_> {
         ];
         match a.typ {
             FileType::Symlink => stmts.push(("symlink", "DELETE FROM jfs_symlink WHERE inode = ?")),
-            FileType::Dir => stmts.push(("dir_stats", "DELETE FROM jfs_dir_stats WHERE inode = ?")),
+            FileType::Dir => {
+                stmts.push(("dir_stats", "DELETE FROM jfs_dir_stats WHERE inode = ?"));
+                stmts.push(("dir_quota", "DELETE FROM jfs_dir_quota WHERE inode = ?"));
+            }
             _ => {}
         }
         for (table, sql) in stmts {
@@ -766,6 +780,124 @@ impl Txn for SqlTxn<'_> {
         Ok(())
     }
 
+    async fn dir_stat(&mut self, ino: Ino) -> Result<Option<DirStat>> {
+        let sql = locked!(
+            self.tx,
+            "SELECT data_length, used_space, used_inodes FROM jfs_dir_stats WHERE inode = ?"
+        );
+        match self.one("dir stats", stmt!(sql, ino as i64)).await? {
+            Some(r) => Ok(Some(DirStat {
+                length: col(&r, 0)?,
+                space: col(&r, 1)?,
+                inodes: col(&r, 2)?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_dir_stat(&mut self, ino: Ino, st: &DirStat) -> Result<()> {
+        let update = "UPDATE jfs_dir_stats SET data_length = ?, used_space = ?, used_inodes = ? WHERE inode = ?";
+        let stmt = stmt!(update, st.length, st.space, st.inodes, ino as i64);
+        if self.count("dir stats", stmt).await? == 0 {
+            let insert = "INSERT INTO jfs_dir_stats (inode, data_length, used_space, used_inodes) VALUES (?,?,?,?)";
+            let stmt = stmt!(insert, ino as i64, st.length, st.space, st.inodes);
+            self.exec("dir stats", stmt).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_dir_stat(&mut self, ino: Ino, d: &DirStat) -> Result<bool> {
+        let sql = "UPDATE jfs_dir_stats SET data_length = data_length + ?, used_space = used_space + ?, used_inodes = used_inodes + ? WHERE inode = ?";
+        let stmt = stmt!(sql, d.length, d.space, d.inodes, ino as i64);
+        Ok(self.count("dir stats", stmt).await? > 0)
+    }
+
+    async fn parents(&mut self, ino: Ino) -> Result<Vec<(Ino, u32)>> {
+        let sql =
+            "SELECT parent, COUNT(*) FROM jfs_edge WHERE inode = ? GROUP BY parent ORDER BY parent";
+        let rows = self.all("parents", stmt!(sql, ino as i64)).await?;
+        rows.iter()
+            .map(|r| Ok((col::<i64>(r, 0)? as Ino, col::<i64>(r, 1)? as u32)))
+            .collect()
+    }
+
+    async fn quota(&mut self, kind: QuotaKind, key: u64) -> Result<Option<Quota>> {
+        let row = if kind == QuotaKind::Dir {
+            let sql = locked!(
+                self.tx,
+                "SELECT max_space, max_inodes, used_space, used_inodes FROM jfs_dir_quota WHERE inode = ?"
+            );
+            self.one("quota", stmt!(sql, key as i64)).await?
+        } else {
+            let sql = locked!(
+                self.tx,
+                "SELECT max_space, max_inodes, used_space, used_inodes FROM jfs_user_group_quota WHERE qtype = ? AND qkey = ?"
+            );
+            let stmt = stmt!(sql, i64::from(kind.code()), key as i64);
+            self.one("quota", stmt).await?
+        };
+        row.map(|r| quota_row(&r, 0)).transpose()
+    }
+
+    async fn put_quota(&mut self, kind: QuotaKind, key: u64, v: &Quota) -> Result<()> {
+        let (update, insert) = if kind == QuotaKind::Dir {
+            (
+                "UPDATE jfs_dir_quota SET max_space = ?, max_inodes = ?, used_space = ?, used_inodes = ? WHERE inode = ?",
+                "INSERT INTO jfs_dir_quota (max_space, max_inodes, used_space, used_inodes, inode) VALUES (?,?,?,?,?)",
+            )
+        } else {
+            (
+                "UPDATE jfs_user_group_quota SET max_space = ?, max_inodes = ?, used_space = ?, used_inodes = ? WHERE qkey = ? AND qtype = ?",
+                "INSERT INTO jfs_user_group_quota (max_space, max_inodes, used_space, used_inodes, qkey, qtype) VALUES (?,?,?,?,?,?)",
+            )
+        };
+        let bind = |sql| {
+            let stmt = stmt!(
+                sql,
+                v.max_space,
+                v.max_inodes,
+                v.used_space,
+                v.used_inodes,
+                key as i64
+            );
+            if kind == QuotaKind::Dir {
+                stmt
+            } else {
+                stmt.bind(i64::from(kind.code()))
+            }
+        };
+        if self.count("quota", bind(update)).await? == 0 {
+            self.exec("quota", bind(insert)).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_quota(&mut self, kind: QuotaKind, key: u64) -> Result<bool> {
+        let n = if kind == QuotaKind::Dir {
+            let sql = "DELETE FROM jfs_dir_quota WHERE inode = ?";
+            self.count("quota", stmt!(sql, key as i64)).await?
+        } else {
+            let sql = "DELETE FROM jfs_user_group_quota WHERE qtype = ? AND qkey = ?";
+            let stmt = stmt!(sql, i64::from(kind.code()), key as i64);
+            self.count("quota", stmt).await?
+        };
+        Ok(n > 0)
+    }
+
+    async fn quotas(&mut self, kind: QuotaKind) -> Result<Vec<(u64, Quota)>> {
+        let rows = if kind == QuotaKind::Dir {
+            let sql = "SELECT inode, max_space, max_inodes, used_space, used_inodes FROM jfs_dir_quota ORDER BY inode";
+            self.all("quotas", q(sql)).await?
+        } else {
+            let sql = "SELECT qkey, max_space, max_inodes, used_space, used_inodes FROM jfs_user_group_quota WHERE qtype = ? ORDER BY qkey";
+            self.all("quotas", stmt!(sql, i64::from(kind.code())))
+                .await?
+        };
+        rows.iter()
+            .map(|r| Ok((col::<i64>(r, 0)? as u64, quota_row(r, 1)?)))
+            .collect()
+    }
+
     async fn create_session(&mut self, sid: u64, expire: i64, info: &[u8]) -> Result<()> {
         let sql = "INSERT INTO jfs_session2 (sid, expire, info) VALUES (?,?,?)";
         self.exec("new session", stmt!(sql, sid, expire, info.to_vec()))
@@ -1035,7 +1167,7 @@ impl Txn for SqlTxn<'_> {
         end: u64,
         mtime: Timestamp,
         sums: &[u8],
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<(u64, Ino)>> {
         super::fast::write_pg(self, ino, indx, s, end, mtime, sums).await
     }
 

@@ -8,5 +8,7 @@
 pub mod conformance;
 pub mod contract;
 pub mod lost;
+pub mod usage;
 
 pub use conformance::*;
+pub use usage::*;

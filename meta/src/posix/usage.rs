@@ -1,0 +1,712 @@
+//! Directory statistics and directory quotas, as JuiceFS keeps them.
+//!
+//! Statistics count the entries directly in one directory (`jfs_dir_stats`, `U` keys); a
+//! directory quota counts everything below its directory (`jfs_dir_quota`, `QD` keys). Every
+//! operation records what it changes in its transaction ([`W::used`], [`W::tree`]); when it
+//! commits, the changes join this client's pending tallies ([`Core::usage_committed`]), which a
+//! background job adds to the stored records every second (with the volume counters) and at
+//! unmount. Updating
+//! the records inside each operation would make every writer under one directory contend on
+//! one row.
+//!
+//! Quota checks read this client's view: the stored usage as last read (reloaded at every
+//! flush, so other clients' usage is at most about one flush period old) plus what this client
+//! has not flushed yet. Near a limit (within [`Margin`]), a change is checked and written
+//! through inside its own transaction against the stored record, with this client's pending
+//! usage of that quota added at the same time: there every client's check is exact.
+
+use super::retry::txn;
+use super::rules::lock_poisoned;
+use super::{Core, W};
+use crate::engine::{Engine, Mode, Txn};
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::*;
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::Mutex;
+
+/// Statistics records changed per flush transaction.
+const FLUSH_BATCH: usize = 500;
+/// Directory parents remembered for walks up to quota directories; past it, the memory
+/// starts over.
+const PARENTS: usize = 1 << 20;
+/// Deepest directory chain walked.
+const MAX_DEPTH: usize = 100_000;
+/// Entries read per listing step when statistics are computed from scratch.
+const LIST_BATCH: usize = 1000;
+
+/// A quota as this client sees it: the record as last read, and the usage committed here but
+/// not stored yet.
+#[derive(Debug, Clone, Copy, Default)]
+struct View {
+    stored: Quota,
+    pending: (i64, i64),
+}
+
+/// How close to a limit a change is checked against the stored record instead of the view:
+/// 1/16 of the limit, at least 64 MiB and 256 inodes.
+struct Margin;
+
+impl Margin {
+    fn space(max: i64) -> i64 {
+        (max / 16).max(64 << 20)
+    }
+    fn inodes(max: i64) -> i64 {
+        (max / 16).max(256)
+    }
+}
+
+/// What one client keeps of statistics and quotas.
+#[derive(Default)]
+pub(crate) struct Usage {
+    /// Statistics changes committed here, not stored yet.
+    dirs: Mutex<HashMap<Ino, DirStat>>,
+    /// Directory quotas by directory.
+    quotas: Mutex<HashMap<Ino, View>>,
+    /// Changes below directories whose chain up to the root was not known at commit:
+    /// (directory, space, inodes), placed by the next flush.
+    unplaced: Mutex<Vec<(Ino, i64, i64)>>,
+    /// Parent of each directory seen.
+    parents: Mutex<HashMap<Ino, Ino>>,
+    /// One flush at a time.
+    flushing: tokio::sync::Mutex<()>,
+}
+
+/// A quota this transaction checked and wrote through: the pending usage it stored with its
+/// own change, and the usage it left in the record.
+pub(crate) struct Through {
+    dir: Ino,
+    consumed: (i64, i64),
+    used: (i64, i64),
+}
+
+impl<T> W<T> {
+    /// Record that the entries directly in `dir` changed by `d` (and so did everything below
+    /// each directory above it).
+    pub(crate) fn used(&mut self, dir: Ino, d: DirStat) {
+        if !d.is_zero() {
+            self.dirs.push((dir, d));
+            self.tree(dir, d.space, d.inodes);
+        }
+    }
+
+    /// Record that what lies below `dir` changed by `space` and `inodes` (a subtree moved in
+    /// or out).
+    pub(crate) fn tree(&mut self, dir: Ino, space: i64, inodes: i64) {
+        if space != 0 || inodes != 0 {
+            self.trees.push((dir, space, inodes));
+        }
+    }
+}
+
+impl<E: Engine> Core<E> {
+    fn dir_stats_on(&self) -> bool {
+        self.format
+            .read()
+            .ok()
+            .and_then(|f| f.as_ref().map(|f| f.dir_stats))
+            == Some(true)
+    }
+
+    /// Whether any directory quota is known.
+    pub(crate) fn has_dir_quotas(&self) -> bool {
+        self.usage
+            .quotas
+            .lock()
+            .map(|q| !q.is_empty())
+            .unwrap_or(false)
+    }
+
+    /// Remember that directory `ino` is in `parent` (None: forget it).
+    pub(crate) fn note_dir_parent(&self, ino: Ino, parent: Option<Ino>) {
+        if let Ok(mut p) = self.usage.parents.lock() {
+            match parent {
+                Some(parent) => {
+                    if p.len() >= PARENTS {
+                        p.clear();
+                    }
+                    p.insert(ino, parent);
+                }
+                None => {
+                    p.remove(&ino);
+                }
+            }
+        }
+    }
+
+    fn known_parent(&self, ino: Ino) -> Option<Ino> {
+        self.usage.parents.lock().ok()?.get(&ino).copied()
+    }
+
+    /// The parent of directory `ino`, read in `tx` when not known.
+    async fn dir_parent(&self, tx: &mut W<E::Txn<'_>>, ino: Ino) -> Result<Ino> {
+        if let Some(p) = self.known_parent(ino) {
+            return Ok(p);
+        }
+        let p = tx.node(ino).await?.map(|a| a.parent).unwrap_or(0);
+        if p != 0 {
+            self.note_dir_parent(ino, Some(p));
+        }
+        Ok(p)
+    }
+
+    /// The quota directories at `dir` and above it, read in `tx` where parents are not known.
+    pub(crate) async fn quota_chain(&self, tx: &mut W<E::Txn<'_>>, dir: Ino) -> Result<Vec<Ino>> {
+        let mut out = Vec::new();
+        if !self.has_dir_quotas() {
+            return Ok(out);
+        }
+        let mut ino = dir;
+        for _ in 0..MAX_DEPTH {
+            if self.view(ino).is_some() {
+                out.push(ino);
+            }
+            if ino == ROOT_INODE || ino == 0 {
+                break;
+            }
+            ino = self.dir_parent(tx, ino).await?;
+        }
+        Ok(out)
+    }
+
+    fn view(&self, dir: Ino) -> Option<View> {
+        self.usage.quotas.lock().ok()?.get(&dir).copied()
+    }
+
+    /// Refuse growth by `space` and `inodes` below `dir` that a directory quota at or above it
+    /// (other than those in `except`) does not allow, and record the change.
+    pub(crate) async fn charge(&self, tx: &mut W<E::Txn<'_>>, dir: Ino, d: DirStat) -> Result<()> {
+        self.check_quotas(tx, dir, d.space, d.inodes, &[]).await?;
+        tx.used(dir, d);
+        Ok(())
+    }
+
+    /// Refuse growth by `space` and `inodes` below `dir` that a quota at or above it, other than
+    /// those in `except`, does not allow. Near a limit the check is made against the stored
+    /// record, which this transaction then updates (see the module notes).
+    pub(crate) async fn check_quotas(
+        &self,
+        tx: &mut W<E::Txn<'_>>,
+        dir: Ino,
+        space: i64,
+        inodes: i64,
+        except: &[Ino],
+    ) -> Result<()> {
+        if space <= 0 && inodes <= 0 {
+            return Ok(());
+        }
+        for q in self.quota_chain(tx, dir).await? {
+            if except.contains(&q) || tx.through.iter().any(|t| t.dir == q) {
+                continue;
+            }
+            let Some(v) = self.view(q) else { continue };
+            let s = v.stored;
+            let margin_s = if space > 0 {
+                Margin::space(s.max_space)
+            } else {
+                0
+            };
+            let margin_i = if inodes > 0 {
+                Margin::inodes(s.max_inodes)
+            } else {
+                0
+            };
+            if !s.exceeded_by(v.pending, space + margin_s, inodes + margin_i) {
+                continue;
+            }
+            let Some(fresh) = tx.quota(QuotaKind::Dir, q).await? else {
+                continue;
+            };
+            if fresh.exceeded_by(v.pending, space, inodes) {
+                return Err(Error::new(
+                    ErrorKind::QuotaExceeded,
+                    format!("quota of directory inode {q} reached"),
+                ));
+            }
+            let used = (
+                fresh.used_space + v.pending.0 + space,
+                fresh.used_inodes + v.pending.1 + inodes,
+            );
+            let stored = Quota {
+                used_space: used.0,
+                used_inodes: used.1,
+                ..fresh
+            };
+            tx.put_quota(QuotaKind::Dir, q, &stored).await?;
+            tx.through.push(Through {
+                dir: q,
+                consumed: v.pending,
+                used,
+            });
+        }
+        Ok(())
+    }
+
+    /// Take the statistics and quota changes of a committed transaction into the pending
+    /// tallies.
+    pub(crate) fn usage_committed(
+        &self,
+        dirs: Vec<(Ino, DirStat)>,
+        trees: Vec<(Ino, i64, i64)>,
+        through: Vec<Through>,
+    ) {
+        if !dirs.is_empty() && self.dir_stats_on() {
+            if let Ok(mut m) = self.usage.dirs.lock() {
+                for (ino, d) in dirs {
+                    m.entry(ino).or_default().add(d);
+                }
+            }
+        }
+        if let Ok(mut qs) = self.usage.quotas.lock() {
+            for t in &through {
+                if let Some(v) = qs.get_mut(&t.dir) {
+                    v.pending.0 -= t.consumed.0;
+                    v.pending.1 -= t.consumed.1;
+                    v.stored.used_space = t.used.0;
+                    v.stored.used_inodes = t.used.1;
+                }
+            }
+            if qs.is_empty() {
+                return;
+            }
+        }
+        let mut unplaced = Vec::new();
+        for (dir, space, inodes) in trees {
+            match self.known_chain(dir) {
+                Some(chain) => self.add_pending(&chain, space, inodes, &through),
+                None => unplaced.push((dir, space, inodes)),
+            }
+        }
+        if !unplaced.is_empty() {
+            if let Ok(mut u) = self.usage.unplaced.lock() {
+                u.extend(unplaced);
+            }
+        }
+    }
+
+    /// The quota directories at and above `dir` from remembered parents only.
+    fn known_chain(&self, dir: Ino) -> Option<Vec<Ino>> {
+        let qs = self.usage.quotas.lock().ok()?;
+        let parents = self.usage.parents.lock().ok()?;
+        let mut out = Vec::new();
+        let mut ino = dir;
+        for _ in 0..MAX_DEPTH {
+            if qs.contains_key(&ino) {
+                out.push(ino);
+            }
+            if ino == ROOT_INODE || ino == 0 {
+                return Some(out);
+            }
+            ino = *parents.get(&ino)?;
+        }
+        None
+    }
+
+    fn add_pending(&self, chain: &[Ino], space: i64, inodes: i64, through: &[Through]) {
+        if let Ok(mut qs) = self.usage.quotas.lock() {
+            for q in chain {
+                if through.iter().any(|t| t.dir == *q) {
+                    continue;
+                }
+                if let Some(v) = qs.get_mut(q) {
+                    v.pending.0 += space;
+                    v.pending.1 += inodes;
+                }
+            }
+        }
+    }
+
+    /// Store the pending statistics and quota usage, and read the quotas again.
+    pub(crate) async fn flush_usage(&self) -> Result<()> {
+        let _one = self.usage.flushing.lock().await;
+        self.flush_dir_stats().await?;
+        self.place_unplaced().await?;
+        self.flush_quotas().await?;
+        self.load_quotas().await
+    }
+
+    async fn flush_dir_stats(&self) -> Result<()> {
+        let mut dirs: Vec<(Ino, DirStat)> = match self.usage.dirs.lock() {
+            Ok(mut m) => std::mem::take(&mut *m).into_iter().collect(),
+            Err(_) => return Err(lock_poisoned()),
+        };
+        dirs.retain(|(_, d)| !d.is_zero());
+        dirs.sort_by_key(|(ino, _)| *ino);
+        for (i, batch) in dirs.chunks(FLUSH_BATCH).enumerate() {
+            let res = txn!(self, "flush directory statistics", Mode::Write, |tx| {
+                let mut missing = Vec::new();
+                for (ino, d) in batch {
+                    if !tx.add_dir_stat(*ino, d).await? {
+                        missing.push(*ino);
+                    }
+                }
+                missing
+            });
+            match res {
+                Ok(missing) => {
+                    for ino in missing {
+                        // computed from the entries, which already show the changes
+                        match self.sync_dir_stat(ino).await {
+                            Ok(_) => {}
+                            Err(e) if e.kind() == ErrorKind::NotFound => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(e) => {
+                    // kept for the next flush
+                    if let Ok(mut m) = self.usage.dirs.lock() {
+                        for (ino, d) in dirs[i * FLUSH_BATCH..].iter() {
+                            m.entry(*ino).or_default().add(*d);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Place the changes whose directory chains were not known, reading the parents.
+    async fn place_unplaced(&self) -> Result<()> {
+        let unplaced = match self.usage.unplaced.lock() {
+            Ok(mut u) => std::mem::take(&mut *u),
+            Err(_) => return Err(lock_poisoned()),
+        };
+        for (dir, space, inodes) in unplaced {
+            let chain = txn!(self, "quota directories", Mode::Latest, |tx| {
+                self.quota_chain(tx, dir).await?
+            })?;
+            self.add_pending(&chain, space, inodes, &[]);
+        }
+        Ok(())
+    }
+
+    async fn flush_quotas(&self) -> Result<()> {
+        let pending: Vec<(Ino, (i64, i64))> = match self.usage.quotas.lock() {
+            Ok(qs) => qs
+                .iter()
+                .filter(|(_, v)| v.pending != (0, 0))
+                .map(|(k, v)| (*k, v.pending))
+                .collect(),
+            Err(_) => return Err(lock_poisoned()),
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        txn!(self, "flush quotas", Mode::Write, |tx| {
+            for (dir, (space, inodes)) in &pending {
+                if let Some(mut q) = tx.quota(QuotaKind::Dir, *dir).await? {
+                    q.used_space += space;
+                    q.used_inodes += inodes;
+                    tx.put_quota(QuotaKind::Dir, *dir, &q).await?;
+                }
+            }
+        })?;
+        if let Ok(mut qs) = self.usage.quotas.lock() {
+            for (dir, (space, inodes)) in pending {
+                if let Some(v) = qs.get_mut(&dir) {
+                    v.pending.0 -= space;
+                    v.pending.1 -= inodes;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the directory quotas again (kept pending usage stays).
+    pub(crate) async fn load_quotas(&self) -> Result<()> {
+        if !self.dir_stats_on() {
+            return Ok(());
+        }
+        let stored = txn!(self, "load quotas", Mode::Read, |tx| {
+            tx.quotas(QuotaKind::Dir).await?
+        })?;
+        let mut qs = self.usage.quotas.lock().map_err(|_| lock_poisoned())?;
+        let old = std::mem::take(&mut *qs);
+        for (dir, q) in stored {
+            let pending = old.get(&dir).map(|v| v.pending).unwrap_or((0, 0));
+            qs.insert(dir, View { stored: q, pending });
+        }
+        Ok(())
+    }
+
+    /// Compute the statistics of directory `ino` from its entries and store them.
+    pub(crate) async fn sync_dir_stat(&self, ino: Ino) -> Result<DirStat> {
+        let st = self.count_entries(ino).await?;
+        if self.read_only.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(st);
+        }
+        txn!(self, "store directory statistics", Mode::Write, |tx| {
+            tx.must_dir(ino).await?;
+            tx.put_dir_stat(ino, &st).await?;
+        })?;
+        Ok(st)
+    }
+
+    /// The statistics of directory `ino` from its entries.
+    async fn count_entries(&self, ino: Ino) -> Result<DirStat> {
+        txn!(self, "count entries", Mode::Read, |tx| {
+            tx.must_dir(ino).await?;
+            let mut st = DirStat::default();
+            let mut from: Option<Vec<u8>> = None;
+            loop {
+                let start = match &from {
+                    Some(n) => Bound::Excluded(n.as_slice()),
+                    None => Bound::Unbounded,
+                };
+                let batch = tx.list_entries(ino, start, LIST_BATCH, true).await?;
+                for e in &batch {
+                    let length = e.attr.as_ref().map(|a| a.length).unwrap_or(0);
+                    st.add(DirStat::of_entry(e.typ, length));
+                }
+                if batch.len() < LIST_BATCH {
+                    break;
+                }
+                from = batch.last().map(|e| e.name.clone());
+            }
+            st
+        })
+    }
+
+    /// The statistics of directory `ino`: the stored record with this client's pending
+    /// changes, computed from the entries (and stored) when there is no record.
+    pub(crate) async fn dir_stat(&self, ino: Ino) -> Result<DirStat> {
+        let stored = txn!(self, "directory statistics", Mode::Latest, |tx| {
+            tx.dir_stat(ino).await?
+        })?;
+        let mut st = match stored {
+            Some(st) if st.space >= 0 && st.inodes >= 0 => st,
+            _ => return self.sync_dir_stat(ino).await,
+        };
+        if let Some(p) = self
+            .usage
+            .dirs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&ino).copied())
+        {
+            st.add(p);
+        }
+        Ok(st)
+    }
+
+    /// What the tree at `ino` holds, with its largest subdirectories down to `depth` levels
+    /// (at most `top` per directory). `strict` counts every inode instead of reading the
+    /// statistics.
+    pub(crate) async fn summary(
+        &self,
+        ino: Ino,
+        depth: u32,
+        top: usize,
+        strict: bool,
+    ) -> Result<TreeSummary> {
+        let a = self.getattr(ino).await?;
+        if a.typ != FileType::Dir {
+            let mut s = Summary {
+                size: align4k(a.length) as u64,
+                files: 1,
+                ..Summary::default()
+            };
+            if a.typ == FileType::File {
+                s.length = a.length;
+            }
+            return Ok(TreeSummary {
+                ino,
+                summary: s,
+                ..TreeSummary::default()
+            });
+        }
+        let strict = strict || !self.dir_stats_on();
+        let mut seen = HashSet::new();
+        Box::pin(self.tree_summary(ino, Vec::new(), depth, top, strict, &mut seen)).await
+    }
+
+    async fn tree_summary(
+        &self,
+        ino: Ino,
+        name: Vec<u8>,
+        depth: u32,
+        top: usize,
+        strict: bool,
+        seen: &mut HashSet<Ino>,
+    ) -> Result<TreeSummary> {
+        let mut out = TreeSummary {
+            name,
+            ino,
+            summary: Summary {
+                size: align4k(0) as u64,
+                dirs: 1,
+                ..Summary::default()
+            },
+            children: Vec::new(),
+        };
+        if !seen.insert(ino) {
+            return Err(Error::corrupt(format!(
+                "directory {ino} is in its own tree"
+            )));
+        }
+        let subdirs = if strict {
+            self.strict_entries(ino, &mut out.summary).await?
+        } else {
+            let st = self.dir_stat(ino).await?;
+            let subdirs = self.subdirs(ino).await?;
+            // each subdirectory counts itself below
+            let n = subdirs.len() as i64;
+            out.summary.length += st.length.max(0) as u64;
+            out.summary.size += (st.space - n * align4k(0)).max(0) as u64;
+            out.summary.files += (st.inodes - n).max(0) as u64;
+            subdirs
+        };
+        for (name, sub) in subdirs {
+            let t = match Box::pin(self.tree_summary(
+                sub,
+                name,
+                depth.saturating_sub(1),
+                top,
+                strict,
+                seen,
+            ))
+            .await
+            {
+                Ok(t) => t,
+                // removed while we walked
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            out.summary.add(&t.summary);
+            if depth > 0 {
+                out.children.push(t);
+            }
+        }
+        out.children.sort_by(|a, b| {
+            b.summary
+                .size
+                .cmp(&a.summary.size)
+                .then(a.name.cmp(&b.name))
+        });
+        out.children.truncate(top);
+        Ok(out)
+    }
+
+    /// The subdirectories of `ino` (name, inode), read only when its link count says it has
+    /// some.
+    async fn subdirs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Ino)>> {
+        let a = self.getattr(ino).await?;
+        if a.nlink <= 2 {
+            return Ok(Vec::new());
+        }
+        self.walk_entries(ino, false, |_| {}).await
+    }
+
+    /// Count every entry of `ino` into `s` (strict summary); its subdirectories.
+    async fn strict_entries(&self, ino: Ino, s: &mut Summary) -> Result<Vec<(Vec<u8>, Ino)>> {
+        self.walk_entries(ino, true, |e| {
+            if e.typ != FileType::Dir {
+                let length = e.attr.as_ref().map(|a| a.length).unwrap_or(0);
+                s.files += 1;
+                s.size += align4k(length) as u64;
+                if e.typ == FileType::File {
+                    s.length += length;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Every entry of `ino`, a page per read; `each` sees them all; the subdirectories.
+    async fn walk_entries(
+        &self,
+        ino: Ino,
+        plus: bool,
+        mut each: impl FnMut(&crate::engine::Listed),
+    ) -> Result<Vec<(Vec<u8>, Ino)>> {
+        let mut dirs = Vec::new();
+        let mut from: Option<Vec<u8>> = None;
+        loop {
+            let start = from.clone();
+            let batch = txn!(self, "list entries", Mode::Read, |tx| {
+                let start = match &start {
+                    Some(n) => Bound::Excluded(n.as_slice()),
+                    None => Bound::Unbounded,
+                };
+                tx.list_entries(ino, start, LIST_BATCH, plus).await?
+            })?;
+            for e in &batch {
+                each(e);
+                if e.typ == FileType::Dir {
+                    dirs.push((e.name.clone(), e.ino));
+                }
+            }
+            if batch.len() < LIST_BATCH {
+                break;
+            }
+            from = batch.last().map(|e| e.name.clone());
+        }
+        Ok(dirs)
+    }
+}
+
+impl<E: Engine> Core<E> {
+    /// Record that regular file `ino` (whose attributes name `parent`, 0 when it has several
+    /// links or none) went from `old` to `new` bytes in every directory naming it; growth is
+    /// checked against the quotas above them.
+    pub(crate) async fn file_resized(
+        &self,
+        tx: &mut W<E::Txn<'_>>,
+        ino: Ino,
+        parent: Ino,
+        old: u64,
+        new: u64,
+    ) -> Result<()> {
+        if old == new || !self.dir_stats_on() {
+            return Ok(());
+        }
+        let d = DirStat {
+            length: new as i64 - old as i64,
+            space: align4k(new) - align4k(old),
+            inodes: 0,
+        };
+        let parents = if parent != 0 {
+            vec![(parent, 1)]
+        } else {
+            tx.parents(ino).await?
+        };
+        for (p, n) in parents {
+            if p >= TRASH_INODE {
+                continue;
+            }
+            let n = i64::from(n);
+            let dn = DirStat {
+                length: d.length * n,
+                space: d.space * n,
+                inodes: 0,
+            };
+            self.charge(tx, p, dn).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: Engine> Core<E> {
+    /// The directory quotas at and above directory `ino`, nearest first, as this client sees
+    /// them (its pending usage included).
+    pub(crate) async fn quotas_above(&self, ino: Ino) -> Result<Vec<(Ino, Quota)>> {
+        if !self.has_dir_quotas() {
+            return Ok(Vec::new());
+        }
+        let chain = txn!(self, "quota directories", Mode::Latest, |tx| {
+            self.quota_chain(tx, ino).await?
+        })?;
+        Ok(chain
+            .into_iter()
+            .filter_map(|d| {
+                let v = self.view(d)?;
+                let mut q = v.stored;
+                q.used_space += v.pending.0;
+                q.used_inodes += v.pending.1;
+                Some((d, q))
+            })
+            .collect())
+    }
+}
