@@ -13,6 +13,10 @@
 //! writeback counters in one `{"done": {...}}`. STATE is `{"writeback": bool, "staged_blocks", "staged_bytes",
 //! "uploaded", "failed_tries", "last_error"}`.
 //!
+//! `{"op": "summary", "inode": N, "depth": D, "entries": E, "strict": bool}` answers one
+//! `{"done": TREE}`: what the tree at the inode holds (`length`, `size`, `files`, `dirs`) and
+//! its largest `children` (E per directory, D levels down), each a TREE with its `name`.
+//!
 //! Requests on one connection run one after another.
 
 use crate::vfs::warm::{WarmMode, WarmReport};
@@ -107,6 +111,14 @@ async fn serve_conn(conn: UnixStream, vfs: Arc<Vfs>) -> std::io::Result<()> {
                 send(&mut w, serde_json::json!({ "done": writeback_json(&vfs) })).await?;
                 continue;
             }
+            Some("summary") => {
+                let msg = match summary(&vfs, &req).await {
+                    Ok(t) => serde_json::json!({ "done": t }),
+                    Err(e) => serde_json::json!({ "error": e }),
+                };
+                send(&mut w, msg).await?;
+                continue;
+            }
             _ => {}
         }
         match parse_warmup(&req) {
@@ -143,6 +155,36 @@ async fn serve_conn(conn: UnixStream, vfs: Arc<Vfs>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A `summary` request: `{"op": "summary", "inode": N, "depth": D, "entries": E, "strict":
+/// bool}`; the tree as JSON.
+async fn summary(vfs: &Vfs, req: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let ino = req
+        .get("inode")
+        .and_then(|v| v.as_u64())
+        .ok_or("summary needs an inode")?;
+    let depth = req.get("depth").and_then(|v| v.as_u64()).unwrap_or(0);
+    let entries = req.get("entries").and_then(|v| v.as_u64()).unwrap_or(10);
+    let strict = req.get("strict").and_then(|v| v.as_bool()).unwrap_or(false);
+    let t = vfs
+        .meta()
+        .summary(ino, depth.min(64) as u32, entries as usize, strict)
+        .await
+        .map_err(|e| format!("summary failed: {e}"))?;
+    Ok(tree_json(&t))
+}
+
+fn tree_json(t: &tidefs_meta::TreeSummary) -> serde_json::Value {
+    serde_json::json!({
+        "name": String::from_utf8_lossy(&t.name),
+        "inode": t.ino,
+        "length": t.summary.length,
+        "size": t.summary.size,
+        "files": t.summary.files,
+        "dirs": t.summary.dirs,
+        "children": t.children.iter().map(tree_json).collect::<Vec<_>>(),
+    })
 }
 
 /// The state of `--writeback` uploads as the protocol gives it.

@@ -8,8 +8,10 @@ mod fsck;
 mod gc;
 mod info;
 mod mount;
+mod quota;
 mod stats;
 mod status;
+mod summary;
 mod umount;
 mod warmup;
 
@@ -56,6 +58,10 @@ enum Command {
     Warmup(warmup::Args),
     /// Show what a running mount is doing: downloads, disk cache, readahead, buffers, uploads.
     Stats(stats::Args),
+    /// Size, files and directories of a tree in a running mount (from directory statistics).
+    Summary(summary::Args),
+    /// Manage directory quotas: set, get, list, delete, check.
+    Quota(quota::Args),
     /// Quick benchmark of any directory: big-file and small-file throughput, stat rate.
     Bench(bench::Args),
     /// Print the version.
@@ -81,6 +87,8 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Gc(a) => block_on(gc::run(a)),
         Command::Compact(a) => block_on(compact::run(a)),
         Command::Bench(a) => bench::run(a),
+        Command::Summary(a) => summary::run(a),
+        Command::Quota(a) => block_on(quota::run(a)),
         Command::Destroy(a) => block_on(destroy::run(a)),
         Command::Version => {
             println!(

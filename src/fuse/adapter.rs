@@ -937,8 +937,9 @@ impl Filesystem for TidefsFs {
         reply.ok();
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.answer(reply, self.inner.vfs.statfs());
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let s = &self.inner;
+        self.answer(reply, s.vfs.statfs(s.real(ino)));
     }
 
     fn setxattr(

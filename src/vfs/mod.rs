@@ -544,8 +544,26 @@ impl Vfs {
     }
 
     /// Capacity and usage.
-    pub async fn statfs(&self) -> Result<StatFs> {
-        Ok(self.meta.statfs().await?)
+    /// Space and inodes for `statfs` of `ino`: the volume's, or those of the nearest directory
+    /// quota holding `ino` where it has limits (`df` on a quota directory, or on a mount of one
+    /// with `--subdir`, shows the quota).
+    pub async fn statfs(&self, ino: Ino) -> Result<StatFs> {
+        let mut st = self.meta.statfs().await?;
+        let quotas = self.meta.quotas_above(ino).await?;
+        if let Some((_, q)) = quotas.iter().find(|(_, q)| q.max_space > 0) {
+            let used = q.used_space.max(0) as u64;
+            let max = q.max_space as u64;
+            st.total_space = max;
+            st.avail_space = st.avail_space.min(max.saturating_sub(used));
+        }
+        if let Some((_, q)) = quotas.iter().find(|(_, q)| q.max_inodes > 0) {
+            let used = q.used_inodes.max(0) as u64;
+            st.used_inodes = used;
+            st.avail_inodes = st
+                .avail_inodes
+                .min((q.max_inodes as u64).saturating_sub(used));
+        }
+        Ok(st)
     }
 
     // ---- directories -----------------------------------------------------------------------

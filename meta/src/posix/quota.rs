@@ -105,8 +105,23 @@ impl<E: Engine> Core<E> {
     }
 
     /// Usage below directory `ino` as a directory quota counts it: (space, inodes), the
-    /// directory itself excluded.
+    /// directory itself excluded. From statistics, the count first waits until every client
+    /// has stored what it had pending when the count was asked for.
     pub(crate) async fn count_tree(&self, ino: Ino, strict: bool) -> Result<(i64, i64)> {
+        if !strict {
+            self.settle().await?;
+        }
+        self.count_settled(ino, strict).await
+    }
+
+    /// Wait until what every client had pending is stored.
+    async fn settle(&self) -> Result<()> {
+        self.flush_usage().await?;
+        tokio::time::sleep(super::usage::SETTLE).await;
+        Ok(())
+    }
+
+    async fn count_settled(&self, ino: Ino, strict: bool) -> Result<(i64, i64)> {
         let t = self.summary(ino, 0, 0, strict).await?;
         let s = t.summary;
         Ok((s.size as i64 - align4k(0), (s.files + s.dirs) as i64 - 1))
@@ -146,8 +161,6 @@ impl<E: Engine> Core<E> {
         repair: bool,
         strict: bool,
     ) -> Result<Vec<QuotaCheck>> {
-        // what this client has not stored yet would show as drift
-        self.flush_usage().await?;
         let quotas: Vec<(u64, Quota)> = match key {
             Some(k) => self
                 .get_quota(QuotaKind::Dir, k)
@@ -158,9 +171,12 @@ impl<E: Engine> Core<E> {
                 tx.quotas(QuotaKind::Dir).await?
             })?,
         };
+        if !strict && !quotas.is_empty() {
+            self.settle().await?;
+        }
         let mut out = Vec::new();
         for (k, stored) in quotas {
-            let counted = self.count_tree(k, strict).await?;
+            let counted = self.count_settled(k, strict).await?;
             let c = QuotaCheck {
                 kind: QuotaKind::Dir,
                 key: k,

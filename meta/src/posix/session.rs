@@ -103,6 +103,7 @@ impl<E: Engine> Core<E> {
         })?;
         self.sid.store(sid, Ordering::Relaxed);
         self.load_quotas().await?;
+        self.root_stat_record().await?;
         let hb = Arc::clone(self);
         let beat = tokio::spawn(async move {
             loop {

@@ -10,10 +10,11 @@
 //! one row.
 //!
 //! Quota checks read this client's view: the stored usage as last read (reloaded at every
-//! flush, so other clients' usage is at most about one flush period old) plus what this client
-//! has not flushed yet. Near a limit (within [`Margin`]), a change is checked and written
-//! through inside its own transaction against the stored record, with this client's pending
-//! usage of that quota added at the same time: there every client's check is exact.
+//! flush) plus what this client has not stored yet. A client accepts growth of a quota on its
+//! own only up to a small budget ([`budget`]); past it, or past the limit as it sees it, the
+//! change is checked against the stored record and written through in its own transaction,
+//! with this client's pending usage of that quota. So a limit is passed by at most one budget
+//! per client, however fast clients write and however stale their views are.
 
 use super::retry::txn;
 use super::rules::lock_poisoned;
@@ -25,6 +26,9 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Mutex;
 
+/// Longer than a flush period of every client: after it, what any client had pending before
+/// is stored.
+pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_millis(1500);
 /// Statistics records changed per flush transaction.
 const FLUSH_BATCH: usize = 500;
 /// Directory parents remembered for walks up to quota directories; past it, the memory
@@ -43,17 +47,16 @@ struct View {
     pending: (i64, i64),
 }
 
-/// How close to a limit a change is checked against the stored record instead of the view:
-/// 1/16 of the limit, at least 64 MiB and 256 inodes.
-struct Margin;
-
-impl Margin {
-    fn space(max: i64) -> i64 {
-        (max / 16).max(64 << 20)
-    }
-    fn inodes(max: i64) -> i64 {
-        (max / 16).max(256)
-    }
+/// How much growth of one quota a client may accept without storing it: 1/64 of the limit, at
+/// most 64 MiB and 1024 inodes (none for limits under 64 inodes or bytes). Past it (or past
+/// the limit as this client sees it), the change is checked against the stored record and
+/// written through with everything this client had pending for the quota. Every client
+/// holds at most this much unstored, so usage passes a limit by at most this per client.
+fn budget(q: &Quota) -> (i64, i64) {
+    (
+        (q.max_space / 64).min(64 << 20),
+        (q.max_inodes / 64).min(1024),
+    )
 }
 
 /// What one client keeps of statistics and quotas.
@@ -200,18 +203,15 @@ impl<E: Engine> Core<E> {
                 continue;
             }
             let Some(v) = self.view(q) else { continue };
-            let s = v.stored;
-            let margin_s = if space > 0 {
-                Margin::space(s.max_space)
-            } else {
-                0
-            };
-            let margin_i = if inodes > 0 {
-                Margin::inodes(s.max_inodes)
-            } else {
-                0
-            };
-            if !s.exceeded_by(v.pending, space + margin_s, inodes + margin_i) {
+            let (s, (bs, bi)) = (v.stored, budget(&v.stored));
+            let space_ok = space <= 0
+                || s.max_space <= 0
+                || (v.pending.0 + space <= bs && s.used_space + v.pending.0 + space <= s.max_space);
+            let inodes_ok = inodes <= 0
+                || s.max_inodes <= 0
+                || (v.pending.1 + inodes <= bi
+                    && s.used_inodes + v.pending.1 + inodes <= s.max_inodes);
+            if space_ok && inodes_ok {
                 continue;
             }
             let Some(fresh) = tx.quota(QuotaKind::Dir, q).await? else {
@@ -427,6 +427,22 @@ impl<E: Engine> Core<E> {
         for (dir, q) in stored {
             let pending = old.get(&dir).map(|v| v.pending).unwrap_or((0, 0));
             qs.insert(dir, View { stored: q, pending });
+        }
+        Ok(())
+    }
+
+    /// Give the root its statistics record when it has none (volumes `juicefs format` made),
+    /// before this client changes anything: a record counted later, while changes are pending,
+    /// could count them twice.
+    pub(crate) async fn root_stat_record(&self) -> Result<()> {
+        if !self.dir_stats_on() {
+            return Ok(());
+        }
+        let stored = txn!(self, "directory statistics", Mode::Latest, |tx| {
+            tx.dir_stat(ROOT_INODE).await?
+        })?;
+        if stored.is_none() {
+            self.sync_dir_stat(ROOT_INODE).await?;
         }
         Ok(())
     }
