@@ -271,3 +271,57 @@ fn upload_limit_paces_object_writes() {
     );
     assert_eq!(std::fs::read(m.p("f")).expect("read"), data);
 }
+
+/// `config` shows the setting, refuses unsafe changes without `--force` (changing nothing),
+/// and a mount takes a change up within one heartbeat.
+#[test]
+fn config_validates_changes_and_mounts_take_them_up() {
+    let v = Volume::format("cfg", &[]);
+    let shown = ok(tidefs(), &["config", &v.url]);
+    assert!(shown.contains("\"Name\": \"cfg\""), "{shown}");
+    let m = v.mount("c", &["--heartbeat", "1"]);
+    for i in 0..5 {
+        std::fs::write(m.p(&format!("f{i}")), b"x").expect("write");
+    }
+    // the mount stores its counters once a second
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fails(&["config", &v.url, "--inodes", "3"], "below the");
+    fails(
+        &["config", &v.url, "--enable-acl"],
+        "ACLs are not supported",
+    );
+    let status = ok(tidefs(), &["status", &v.url]);
+    assert!(
+        !status.contains("\"Inodes\""),
+        "a refused change changed the setting: {status}"
+    );
+    ok(
+        tidefs(),
+        &[
+            "quota", "set", &v.url, "--path", "/q", "--inodes", "10", "--create",
+        ],
+    );
+    fails(
+        &["config", &v.url, "--dir-stats", "false"],
+        "rely on directory statistics",
+    );
+    let out = ok(
+        tidefs(),
+        &["config", &v.url, "--capacity", "2", "--trash-days", "0"],
+    );
+    assert!(out.contains("capacity: unlimited -> 2.00 GiB"), "{out}");
+    assert!(out.contains("trash-days: 1 -> 0"), "{out}");
+    let mp = m.path.display().to_string();
+    wait_for("the mount to show the new capacity", 10, || {
+        sh(&format!("df -B1 --output=size {mp}")).contains("2147483648")
+    });
+    // juicefs reads the same setting
+    let js = ok(&juicefs(), &["status", &v.url]);
+    assert!(js.contains("\"Capacity\": 2147483648"), "{js}");
+    ok(tidefs(), &["config", &v.url, "--inodes", "3", "--force"]);
+    let mut n = 0;
+    wait_for("creates to meet the new inode limit", 10, || {
+        n += 1;
+        std::fs::write(m.p(&format!("more{n}")), b"x").is_err()
+    });
+}

@@ -20,6 +20,9 @@ pub const MAX_BLOCK_SIZE_KIB: u32 = 16384;
 fn is_zero_u64(v: &u64) -> bool {
     *v == 0
 }
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
 fn is_zero_u32(v: &u32) -> bool {
     *v == 0
 }
@@ -81,6 +84,12 @@ pub struct Format {
         skip_serializing_if = "String::is_empty"
     )]
     pub encrypt_key: String,
+    /// Default upload bandwidth limit of a client, megabits per second (0: none).
+    #[serde(rename = "UploadLimit", default, skip_serializing_if = "is_zero_i64")]
+    pub upload_limit: i64,
+    /// Default download bandwidth limit of a client, megabits per second (0: none).
+    #[serde(rename = "DownloadLimit", default, skip_serializing_if = "is_zero_i64")]
+    pub download_limit: i64,
     /// Days unlinked files stay in the trash (0 = no trash).
     #[serde(rename = "TrashDays", default)]
     pub trash_days: u32,
@@ -138,6 +147,8 @@ impl Format {
             capacity: 0,
             inodes: 0,
             encrypt_key: String::new(),
+            upload_limit: 0,
+            download_limit: 0,
             trash_days: 1,
             meta_version: 1,
             min_client_version: "1.1.0-A".into(),

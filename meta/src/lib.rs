@@ -283,6 +283,9 @@ pub trait Admin: Send + Sync {
     async fn cleanup(&self) -> Result<u64>;
     /// Delete the volume's metadata: every table (or key) of it. Its objects are not touched.
     async fn destroy(&self) -> Result<()>;
+    /// Replace the volume setting with `format` (same volume: its UUID must match); mounted
+    /// clients take it up at their next heartbeat.
+    async fn configure(&self, format: &Format) -> Result<()>;
     /// Set the limits of quota `kind`/`key` (None: keep; a new quota has none and starts with
     /// the usage counted now, every inode read when `strict`); the quota as stored.
     async fn set_quota(

@@ -2,6 +2,7 @@
 
 mod bench;
 mod compact;
+mod config;
 mod destroy;
 mod format;
 mod fsck;
@@ -39,6 +40,8 @@ enum Command {
     Format(format::Args),
     /// Mount a volume.
     Mount(mount::Args),
+    /// Change a volume's setting (capacity, inodes, trash, statistics, limits, versions).
+    Config(config::Args),
     /// Unmount a volume.
     Umount(umount::Args),
     /// Show the volume setting (secrets removed) and live sessions.
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => umount::run(a),
         Command::Status(a) => block_on(status::run(a)),
+        Command::Config(a) => block_on(config::run(a)),
         Command::Info(a) => block_on(info::run(a)),
         Command::Warmup(a) => warmup::run(a),
         Command::Stats(a) => stats::run(a),

@@ -454,7 +454,10 @@ fn serve(a: Args, mountpoint: PathBuf) -> CmdResult {
         .with_sums(crate::vfs::sums::MetaSums::new(meta.clone()))
         .with_patience(Duration::from_secs(a.io_retry_secs))
         .with_max_downloads(a.max_downloads as usize)
-        .with_bandwidth(a.upload_limit, a.download_limit);
+        .with_bandwidth(
+            or_volume_default(a.upload_limit, fmt.upload_limit),
+            or_volume_default(a.download_limit, fmt.download_limit),
+        );
     if let Some(cfg) = disk_cache_config(&a, &fmt.storage) {
         let block_size = u32::try_from(fmt.block_size()).map_err(|_| "block size out of range")?;
         let disk = tidefs_chunk::DiskCache::open(&cfg, &fmt.uuid, block_size);
@@ -657,4 +660,14 @@ async fn resolve_subdir(meta: &dyn tidefs_meta::Meta, path: &str) -> CmdResult<I
         ino = a.ino;
     }
     Ok(ino)
+}
+
+/// A bandwidth limit given on the command line, else the volume's default (`tidefs config
+/// --upload-limit`), in Mbps; 0 is none.
+fn or_volume_default(flag: u64, volume: i64) -> u64 {
+    if flag > 0 {
+        flag
+    } else {
+        u64::try_from(volume).unwrap_or(0)
+    }
 }

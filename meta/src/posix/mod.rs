@@ -720,6 +720,9 @@ impl<E: Engine> Admin for Client<E> {
     async fn destroy(&self) -> Result<()> {
         self.core.engine.destroy().await
     }
+    async fn configure(&self, format: &Format) -> Result<()> {
+        self.core.configure(format).await
+    }
     async fn set_quota(
         &self,
         kind: QuotaKind,

@@ -219,9 +219,59 @@ impl<E: Engine> Core<E> {
             return Ok(());
         }
         let expire = Timestamp::now().sec + self.session_ttl_secs();
-        txn!(self, "session heartbeat", Mode::Write, |tx| {
+        let text = txn!(self, "session heartbeat", Mode::Write, |tx| {
             tx.refresh_session(sid, expire).await?;
-        })
+            tx.setting().await?
+        })?;
+        if let Some(text) = text {
+            self.reload_setting(&text)?;
+        }
+        Ok(())
+    }
+
+    /// Take up a setting changed by `tidefs config` (or `juicefs config`): limits, the trash,
+    /// directory statistics are read from it at each use.
+    fn reload_setting(&self, text: &str) -> Result<()> {
+        let new = Format::from_json(text)?;
+        let old = self.format()?;
+        if *old == new {
+            return Ok(());
+        }
+        if new.uuid != old.uuid {
+            return Err(Error::incompatible(format!(
+                "the volume's UUID changed from {} to {}: this mount serves a volume that is gone; unmount it",
+                old.uuid, new.uuid
+            )));
+        }
+        if let Err(e) = new.check_supported() {
+            tracing::error!(error = %e, "the volume setting changed to one this client cannot serve; keeping the old one");
+            return Ok(());
+        }
+        tracing::info!("volume setting changed; taking it up");
+        *self.format.write().map_err(|_| super::lock_poisoned())? = Some(Arc::new(new));
+        Ok(())
+    }
+
+    /// Store a changed setting of this volume (even one this client could not serve: an
+    /// administrator may lock old clients out on purpose).
+    pub(crate) async fn configure(&self, format: &Format) -> Result<()> {
+        self.writable()?;
+        let json = format.to_json()?;
+        txn!(self, "config", Mode::Write, |tx| {
+            let text = tx
+                .setting()
+                .await?
+                .ok_or_else(|| Error::config("the volume is not formatted"))?;
+            let old = Format::from_json(&text)?;
+            if old.uuid != format.uuid || old.name != format.name {
+                return Err(Error::invalid(
+                    "the setting names another volume (UUID or name differs)",
+                ));
+            }
+            tx.put_setting(&json).await?;
+        })?;
+        *self.format.write().map_err(|_| super::lock_poisoned())? = Some(Arc::new(format.clone()));
+        Ok(())
     }
 
     /// Purge expired trash, files of dead sessions, pending deletions and slices set aside;
