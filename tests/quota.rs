@@ -296,3 +296,51 @@ fn quotas_set_by_either_binary_hold_in_the_other() {
     let listed = ok(tidefs(), &["quota", "list", &v.url]);
     assert!(listed.contains("/j") && !listed.contains("/t "), "{listed}");
 }
+
+/// A user quota set by tidefs holds in a running tidefs mount (taken up at its heartbeat) and
+/// in juicefs; both recounts agree with the usage tidefs kept.
+#[test]
+fn user_quotas_hold_in_both_binaries() {
+    let v = Volume::format("ugquota", &["--trash-days", "0"]);
+    let m = v.mount("t", &["--heartbeat", "1"]);
+    fs::create_dir(m.p("shared")).expect("mkdir");
+    sh(&format!("chmod 777 {}", m.p("shared").display()));
+    let touch =
+        |mp: &Path, name: &str| as_nobody(&format!("echo x > {}/shared/{name}", mp.display()));
+    assert!(touch(&m.path, "before").status.success());
+    ok(
+        tidefs(),
+        &["quota", "set", &v.url, "--uid", "65534", "--inodes", "3"],
+    );
+    let got = ok(tidefs(), &["quota", "get", &v.url, "--uid", "65534"]);
+    assert!(
+        got.lines().nth(1).is_some_and(|l| l.contains(" 1 ")),
+        "counted when set: {got}"
+    );
+    // the mount takes the setting up at its next heartbeat; then usage counts
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(touch(&m.path, "a").status.success());
+    assert!(touch(&m.path, "b").status.success());
+    let over = touch(&m.path, "c");
+    let err = String::from_utf8_lossy(&over.stderr);
+    assert!(
+        !over.status.success() && err.contains("quota"),
+        "the 4th inode: {err}"
+    );
+    fs::remove_file(m.p("shared/a")).expect("unlink");
+    m.unmount();
+    let check = ok(tidefs(), &["quota", "check", &v.url]);
+    assert!(check.contains("uid:65534: consistent"), "{check}");
+    let j = run(&juicefs(), &["quota", "check", &v.url, "--uid", "65534"]);
+    assert!(
+        j.status.success(),
+        "juicefs quota check: {}{}",
+        String::from_utf8_lossy(&j.stdout),
+        String::from_utf8_lossy(&j.stderr)
+    );
+    let jm = v.mount_juicefs("j");
+    assert!(touch(&jm.path, "d").status.success(), "a third inode fits");
+    let over = touch(&jm.path, "e");
+    assert!(!over.status.success(), "juicefs enforces the tidefs quota");
+    jm.unmount();
+}

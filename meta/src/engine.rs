@@ -366,6 +366,8 @@ pub trait Txn: Send {
 
     // ---- directory statistics and quotas
 
+    /// Store the empty statistics of new directory `ino` (no record exists).
+    async fn create_dir_stat(&mut self, ino: Ino) -> Result<()>;
     /// Statistics of directory `ino` (None: it has no record).
     async fn dir_stat(&mut self, ino: Ino) -> Result<Option<DirStat>>;
     /// Store the statistics of directory `ino`, creating or replacing its record.
@@ -464,7 +466,8 @@ pub trait Txn: Send {
     // ---- optional one-step paths ([`Mode::Single`])
 
     /// Create `a` as `name` in its parent, adding the entry and changing the directory's times
-    /// (and link count for a directory) at `a.ctime`, in one step, when the parent is a live
+    /// (and link count for a directory; a new directory gets its empty statistics record) at
+    /// `a.ctime`, in one step, when the parent is a live
     /// directory, not the trash or in it, and without the set-group-ID bit; false, changing
     /// nothing, otherwise (the core then takes the general path).
     async fn create_fast(&mut self, a: &Attr, name: &[u8]) -> Result<bool> {

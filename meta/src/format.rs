@@ -113,6 +113,9 @@ pub struct Format {
     /// Whether per-directory statistics are kept.
     #[serde(rename = "DirStats", default, skip_serializing_if = "is_false")]
     pub dir_stats: bool,
+    /// Whether usage per user and group is kept (user and group quotas).
+    #[serde(rename = "UserGroupQuota", default, skip_serializing_if = "is_false")]
+    pub user_group_quota: bool,
     /// Whether POSIX ACLs are enabled.
     #[serde(rename = "EnableACL", default)]
     pub enable_acl: bool,
@@ -154,6 +157,7 @@ impl Format {
             min_client_version: "1.1.0-A".into(),
             max_client_version: String::new(),
             dir_stats: true,
+            user_group_quota: false,
             enable_acl: false,
             extra,
         }

@@ -302,6 +302,10 @@ pub trait Admin: Send + Sync {
     async fn list_quotas(&self) -> Result<Vec<(QuotaKind, u64, Quota)>>;
     /// Delete quota `kind`/`key`; false when there was none.
     async fn delete_quota(&self, kind: QuotaKind, key: u64) -> Result<bool>;
+    /// Recount what every user and group owns and compare with their records (none when the
+    /// volume keeps no user and group usage); store the counts where they differ when
+    /// `repair`.
+    async fn check_owner_quotas(&self, repair: bool) -> Result<Vec<QuotaCheck>>;
     /// Recount the usage of the directory quotas (only directory `key`'s, when given); store
     /// the counts where they differ when `repair`.
     async fn check_quotas(

@@ -1,5 +1,6 @@
-//! `tidefs quota set|get|list|delete|check META-URL --path P ...`: directory quotas, with
-//! JuiceFS's flags (`--capacity` in GiB, `--inodes`, `--create`, `--strict`, `--repair`).
+//! `tidefs quota set|get|list|delete|check META-URL --path P | --uid U | --gid G ...`:
+//! directory, user and group quotas, with JuiceFS's flags (`--capacity` in GiB, `--inodes`,
+//! `--create`, `--strict`, `--repair`).
 
 use super::{human, CmdResult};
 use std::process::ExitCode;
@@ -42,11 +43,11 @@ struct Target {
     /// Directory, from the volume's root (e.g. /projects/a).
     #[arg(long)]
     path: Option<String>,
-    /// A user quota (not supported yet).
-    #[arg(long)]
+    /// A user quota: what files of this uid take, anywhere in the volume.
+    #[arg(long, conflicts_with_all = ["path", "gid"])]
     uid: Option<u32>,
-    /// A group quota (not supported yet).
-    #[arg(long)]
+    /// A group quota: what files of this gid take.
+    #[arg(long, conflicts_with_all = ["path", "uid"])]
     gid: Option<u32>,
     /// Space limit in GiB (0: none).
     #[arg(long)]
@@ -80,7 +81,7 @@ struct CheckArgs {
 pub(super) async fn run(a: Args) -> CmdResult {
     match a.op {
         Op::Set(t) => {
-            let (m, ino, path) = target(&t, t.create).await?;
+            let (m, (kind, key), path) = target(&t, t.create).await?;
             let gib = |v: u64| -> CmdResult<i64> {
                 v.checked_mul(1 << 30)
                     .and_then(|b| i64::try_from(b).ok())
@@ -94,15 +95,13 @@ pub(super) async fn run(a: Args) -> CmdResult {
             if space.is_none() && inodes.is_none() {
                 return Err("give --capacity (GiB) and/or --inodes".into());
             }
-            let q = m
-                .set_quota(QuotaKind::Dir, ino, space, inodes, t.strict)
-                .await?;
+            let q = m.set_quota(kind, key, space, inodes, t.strict).await?;
             show(&[(path, q)]);
         }
         Op::Get(t) => {
-            let (m, ino, path) = target(&t, false).await?;
+            let (m, (kind, key), path) = target(&t, false).await?;
             let q = m
-                .get_quota(QuotaKind::Dir, ino)
+                .get_quota(kind, key)
                 .await?
                 .ok_or_else(|| format!("no quota on {path}"))?;
             show(&[(path, q)]);
@@ -110,7 +109,12 @@ pub(super) async fn run(a: Args) -> CmdResult {
         Op::List(u) => {
             let (m, _) = super::open_volume(&u.meta_url).await?;
             let mut rows = Vec::new();
-            for (kind, key, q) in m.list_quotas().await? {
+            // user and group records without limits only hold usage: not quotas to list
+            let quotas = m.list_quotas().await?;
+            let limited = quotas
+                .into_iter()
+                .filter(|(k, _, q)| *k == QuotaKind::Dir || q.max_space > 0 || q.max_inodes > 0);
+            for (kind, key, q) in limited {
                 let name = match kind {
                     QuotaKind::Dir => path_of(&m, key).await,
                     QuotaKind::User => format!("uid:{key}"),
@@ -122,8 +126,8 @@ pub(super) async fn run(a: Args) -> CmdResult {
             show(&rows);
         }
         Op::Delete(t) => {
-            let (m, ino, path) = target(&t, false).await?;
-            if !m.delete_quota(QuotaKind::Dir, ino).await? {
+            let (m, (kind, key), path) = target(&t, false).await?;
+            if !m.delete_quota(kind, key).await? {
                 return Err(format!("no quota on {path}").into());
             }
             println!("removed the quota of {path}");
@@ -134,10 +138,17 @@ pub(super) async fn run(a: Args) -> CmdResult {
                 Some(p) => Some(resolve(&m, p, false).await?),
                 None => None,
             };
-            let checks = m.check_quotas(key, c.repair, c.strict).await?;
+            let mut checks = m.check_quotas(key, c.repair, c.strict).await?;
+            if key.is_none() {
+                checks.extend(m.check_owner_quotas(c.repair).await?);
+            }
             let mut bad = 0;
             for ch in &checks {
-                let path = path_of(&m, ch.key).await;
+                let path = match ch.kind {
+                    QuotaKind::Dir => path_of(&m, ch.key).await,
+                    QuotaKind::User => format!("uid:{}", ch.key),
+                    QuotaKind::Group => format!("gid:{}", ch.key),
+                };
                 if ch.consistent() {
                     println!(
                         "{path}: consistent ({} inodes, {})",
@@ -164,17 +175,24 @@ pub(super) async fn run(a: Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The volume and the directory a quota command names.
-async fn target(t: &Target, create: bool) -> CmdResult<(Arc<dyn Volume>, Ino, String)> {
-    if t.uid.is_some() || t.gid.is_some() {
-        return Err(
-            "user and group quotas are not supported by this tidefs build yet: use --path".into(),
-        );
-    }
-    let path = t.path.clone().ok_or("give the directory with --path")?;
+/// The volume and the quota a command names: a directory, a user or a group.
+async fn target(
+    t: &Target,
+    create: bool,
+) -> CmdResult<(Arc<dyn Volume>, (QuotaKind, u64), String)> {
     let (m, _) = super::open_volume(&t.meta_url).await?;
+    if let Some(uid) = t.uid {
+        return Ok((m, (QuotaKind::User, u64::from(uid)), format!("uid:{uid}")));
+    }
+    if let Some(gid) = t.gid {
+        return Ok((m, (QuotaKind::Group, u64::from(gid)), format!("gid:{gid}")));
+    }
+    let path = t
+        .path
+        .clone()
+        .ok_or("give the directory with --path (or --uid / --gid)")?;
     let ino = resolve(&m, &path, create).await?;
-    Ok((m, ino, path))
+    Ok((m, (QuotaKind::Dir, ino), path))
 }
 
 /// The inode of `path` from the root, making missing directories when `create`.

@@ -480,6 +480,10 @@ impl Txn for KvTx<'_> {
         self.t.put(self.k.setting(), json.as_bytes().to_vec()).await
     }
 
+    async fn create_dir_stat(&mut self, ino: Ino) -> Result<()> {
+        self.put_dir_stat(ino, &DirStat::default()).await
+    }
+
     async fn dir_stat(&mut self, ino: Ino) -> Result<Option<DirStat>> {
         match self.t.get(&self.k.dir_stats(ino)).await? {
             Some(b) => Ok(Some(decode_dir_stat(&b)?)),

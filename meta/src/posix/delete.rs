@@ -130,6 +130,8 @@ impl<E: Engine> Core<E> {
         };
         tx.space -= align4k(length);
         tx.inodes -= 1;
+        let (us, ui) = super::usage::owner_usage(attr.typ, length);
+        tx.owned(attr.uid, attr.gid, -us, -ui);
         Ok(())
     }
 

@@ -36,7 +36,9 @@ impl<E: Engine> Core<E> {
         let now = Timestamp::now();
         txn!(self, "setattr", Mode::Write, |tx| {
             let mut a = tx.must_node(ino).await?;
+            let before = a.clone();
             apply_setattr(ctx, &mut a, set, now)?;
+            self.owners_changed(tx, &before, &a).await?;
             tx.update_node(&a).await?;
             a
         })
@@ -92,8 +94,7 @@ impl<E: Engine> Core<E> {
             let mut freed = Vec::new();
             let delta = align4k(length) - align4k(a.length);
             self.check_capacity(tx, delta).await?;
-            self.file_resized(tx, ino, a.parent, a.length, length)
-                .await?;
+            self.file_resized(tx, &a, a.length, length).await?;
             if length < a.length {
                 self.zero_range(tx, ino, length, a.length, Some(length), &mut freed)
                     .await?;
@@ -146,7 +147,7 @@ impl<E: Engine> Core<E> {
             if !mode.keep_size && end > a.length {
                 let delta = align4k(end) - align4k(a.length);
                 self.check_capacity(tx, delta).await?;
-                self.file_resized(tx, ino, a.parent, a.length, end).await?;
+                self.file_resized(tx, &a, a.length, end).await?;
                 tx.space += delta;
                 a.length = end;
                 a.mtime = now;
@@ -179,7 +180,11 @@ impl<E: Engine> Core<E> {
                 "write past the largest file size",
             ));
         }
-        if self.features.one_step && self.format()?.capacity == 0 && !self.has_dir_quotas() {
+        if self.features.one_step
+            && self.format()?.capacity == 0
+            && !self.has_dir_quotas()
+            && !self.user_group_on()
+        {
             let done = txn!(self, "write", Mode::Single, |tx, again| {
                 if again && slice_recorded(tx, ino, indx, s.id).await? {
                     return Ok(true);
@@ -188,7 +193,8 @@ impl<E: Engine> Core<E> {
                     Some((old, parent)) => {
                         if end > old {
                             tx.space += align4k(end) - align4k(old);
-                            self.file_resized(tx, ino, parent, old, end).await?;
+                            // the one-step path runs only without user and group usage
+                            self.file_resized_in_dirs(tx, ino, parent, old, end).await?;
                         }
                         true
                     }
@@ -214,7 +220,7 @@ impl<E: Engine> Core<E> {
             };
             self.check_capacity(tx, delta).await?;
             if end > a.length {
-                self.file_resized(tx, ino, a.parent, a.length, end).await?;
+                self.file_resized(tx, &a, a.length, end).await?;
             }
             let fresh = a.length <= u64::from(indx) * CHUNK_SIZE;
             tx.append_chunk(ino, indx, &[s], fresh).await?;
@@ -274,7 +280,7 @@ impl<E: Engine> Core<E> {
                 if end > d.length {
                     let delta = align4k(end) - align4k(d.length);
                     self.check_capacity(tx, delta).await?;
-                    self.file_resized(tx, dst, d.parent, d.length, end).await?;
+                    self.file_resized(tx, &d, d.length, end).await?;
                     tx.space += delta;
                     d.length = end;
                 }

@@ -73,6 +73,8 @@ pub(crate) struct W<T> {
     pub(crate) dirs: Vec<(Ino, DirStat)>,
     /// Changes below directories, for directory quotas: (directory, space, inodes).
     pub(crate) trees: Vec<(Ino, i64, i64)>,
+    /// Changes of what users and groups own: (uid, gid, space, inodes).
+    pub(crate) owners: Vec<(u32, u32, i64, i64)>,
     /// Quotas checked and written through in this transaction.
     pub(crate) through: Vec<usage::Through>,
 }
@@ -85,6 +87,7 @@ impl<T> W<T> {
             inodes: 0,
             dirs: Vec::new(),
             trees: Vec::new(),
+            owners: Vec::new(),
             through: Vec::new(),
         }
     }
@@ -292,6 +295,7 @@ impl<E: Engine> Core<E> {
                     inodes,
                     dirs,
                     trees,
+                    owners,
                     through,
                 } = w;
                 t.commit().await?;
@@ -301,8 +305,12 @@ impl<E: Engine> Core<E> {
                         s.1 += inodes;
                     }
                 }
-                if !dirs.is_empty() || !trees.is_empty() || !through.is_empty() {
-                    self.usage_committed(dirs, trees, through);
+                if !dirs.is_empty()
+                    || !trees.is_empty()
+                    || !owners.is_empty()
+                    || !through.is_empty()
+                {
+                    self.usage_committed(dirs, trees, owners, through);
                 }
                 Ok(v)
             }
@@ -322,12 +330,17 @@ impl<E: Engine> Core<E> {
             .ok_or_else(|| Error::new(ErrorKind::Engine, "volume not loaded"))
     }
 
-    pub(crate) fn trash_days(&self) -> u32 {
+    /// What `f` reads from the volume setting (the default before it is loaded).
+    pub(crate) fn setting<T: Default>(&self, f: impl FnOnce(&Format) -> T) -> T {
         self.format
             .read()
             .ok()
-            .and_then(|f| f.as_ref().map(|f| f.trash_days))
-            .unwrap_or(0)
+            .and_then(|s| s.as_deref().map(f))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn trash_days(&self) -> u32 {
+        self.setting(|f| f.trash_days)
     }
 
     pub(crate) fn writable(&self) -> Result<()> {
@@ -743,6 +756,9 @@ impl<E: Engine> Admin for Client<E> {
     }
     async fn delete_quota(&self, kind: QuotaKind, key: u64) -> Result<bool> {
         self.core.delete_quota(kind, key).await
+    }
+    async fn check_owner_quotas(&self, repair: bool) -> Result<Vec<QuotaCheck>> {
+        self.core.check_owner_usage(repair).await
     }
     async fn check_quotas(
         &self,

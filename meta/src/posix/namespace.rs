@@ -6,6 +6,7 @@ use super::rules::{
     check_name, check_rename, check_target, lock_poisoned, new_attr, new_dir_attr,
     new_mode_and_gid, trash_hour,
 };
+use super::usage::owner_usage;
 use super::{Core, W};
 use crate::engine::{Engine, EntryIn, Lookup, Mode, Txn};
 use crate::error::{Error, ErrorKind, Result};
@@ -165,6 +166,7 @@ impl<E: Engine> Core<E> {
             && typ != FileType::Symlink
             && fmt.inodes == 0
             && !self.has_dir_quotas()
+            && !self.user_group_on()
             && (!ctx.check_permission || ctx.uid == 0)
             && !special(parent, name)
         {
@@ -176,9 +178,6 @@ impl<E: Engine> Core<E> {
                 }
                 let made = tx.create_fast(&plain, name).await?;
                 if made {
-                    if typ == FileType::Dir {
-                        tx.put_dir_stat(ino, &DirStat::default()).await?;
-                    }
                     tx.inodes += 1;
                     tx.space += align4k(0);
                     tx.used(parent, entry);
@@ -222,13 +221,15 @@ impl<E: Engine> Core<E> {
                 gid,
                 ..plain.clone()
             };
+            let (us, ui) = owner_usage(typ, 0);
+            self.charge_owner(tx, attr.uid, attr.gid, us, ui).await?;
             tx.create_node(&attr).await?;
             tx.create_entry(parent, name, typ, ino).await?;
             if typ == FileType::Symlink {
                 tx.create_symlink(ino, new.target).await?;
             }
             if typ == FileType::Dir {
-                tx.put_dir_stat(ino, &DirStat::default()).await?;
+                tx.create_dir_stat(ino).await?;
                 self.note_dir_parent(ino, Some(parent));
             }
             // a new subdirectory changes the link count: always written

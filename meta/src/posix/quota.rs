@@ -2,10 +2,12 @@
 //! JuiceFS's records. The accounting itself is in `usage`.
 
 use super::retry::txn;
+use super::usage::owner_usage;
 use super::Core;
 use crate::engine::{Engine, Mode, Txn};
 use crate::error::{Error, Result};
 use crate::types::*;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A quota compared with a recount of what it covers.
@@ -41,13 +43,24 @@ impl<E: Engine> Core<E> {
         strict: bool,
     ) -> Result<Quota> {
         self.writable()?;
-        if kind != QuotaKind::Dir {
-            return Err(Error::unsupported(
-                "user and group quotas are not supported by this tidefs build yet",
-            ));
-        }
         if max_space.is_some_and(|v| v < 0) || max_inodes.is_some_and(|v| v < 0) {
             return Err(Error::invalid("quota limits cannot be negative"));
+        }
+        if kind != QuotaKind::Dir {
+            self.enable_user_group().await?;
+            let q = txn!(self, "set quota", Mode::Write, |tx| {
+                let mut q = tx.quota(kind, key).await?.unwrap_or_default();
+                if let Some(v) = max_space {
+                    q.max_space = v;
+                }
+                if let Some(v) = max_inodes {
+                    q.max_inodes = v;
+                }
+                tx.put_quota(kind, key, &q).await?;
+                q
+            })?;
+            self.load_quotas().await?;
+            return Ok(q);
         }
         let a = self.getattr(key).await?;
         if a.typ != FileType::Dir {
@@ -88,20 +101,141 @@ impl<E: Engine> Core<E> {
         if self.format()?.dir_stats {
             return Ok(());
         }
-        let fmt = txn!(self, "enable directory statistics", Mode::Write, |tx| {
+        self.change_setting(|f| f.dir_stats = true).await
+    }
+
+    /// Turn user and group usage on in the volume setting, and store what every user and group
+    /// owns now (clients count changes from their next heartbeat on; `quota check --repair`
+    /// recounts what changed meanwhile).
+    async fn enable_user_group(&self) -> Result<()> {
+        if self.format()?.user_group_quota {
+            return Ok(());
+        }
+        self.change_setting(|f| f.user_group_quota = true).await?;
+        let (users, groups) = self.count_owners().await?;
+        let all: Vec<(QuotaKind, u64, (i64, i64))> = users
+            .into_iter()
+            .map(|(k, u)| (QuotaKind::User, k, u))
+            .chain(groups.into_iter().map(|(k, u)| (QuotaKind::Group, k, u)))
+            .collect();
+        for batch in all.chunks(500) {
+            txn!(self, "store user and group usage", Mode::Write, |tx| {
+                for (kind, key, (space, inodes)) in batch {
+                    let mut q = tx.quota(*kind, *key).await?.unwrap_or(Quota {
+                        max_space: -1,
+                        max_inodes: -1,
+                        ..Quota::default()
+                    });
+                    q.used_space = *space;
+                    q.used_inodes = *inodes;
+                    tx.put_quota(*kind, *key, &q).await?;
+                }
+            })?;
+        }
+        self.load_quotas().await
+    }
+
+    /// Change the stored setting with `f` and use the result.
+    async fn change_setting(&self, f: impl Fn(&mut crate::Format)) -> Result<()> {
+        let fmt = txn!(self, "change the setting", Mode::Write, |tx| {
             let text = tx
                 .setting()
                 .await?
                 .ok_or_else(|| Error::config("the volume is not formatted"))?;
             let mut fmt = crate::Format::from_json(&text)?;
-            fmt.dir_stats = true;
+            f(&mut fmt);
             tx.put_setting(&fmt.to_json()?).await?;
             fmt
         })?;
-        if let Ok(mut f) = self.format.write() {
-            *f = Some(Arc::new(fmt));
+        if let Ok(mut cur) = self.format.write() {
+            *cur = Some(Arc::new(fmt));
         }
         Ok(())
+    }
+
+    /// What every user and every group owns, counting every inode as JuiceFS's scan does
+    /// (the root and the trash's own directory left out): (space, inodes) by uid and by gid.
+    #[allow(clippy::type_complexity)]
+    async fn count_owners(&self) -> Result<(HashMap<u64, (i64, i64)>, HashMap<u64, (i64, i64)>)> {
+        let (mut users, mut groups) = (HashMap::new(), HashMap::new());
+        let mut cursor: Vec<u8> = Vec::new();
+        loop {
+            let from = cursor.clone();
+            let (page, next) = txn!(self, "count owners", Mode::Read, |tx| {
+                tx.scan_nodes(&from, 10_000).await?
+            })?;
+            for a in page {
+                if a.ino == ROOT_INODE || a.ino == TRASH_INODE {
+                    continue;
+                }
+                let length = if a.typ == FileType::File { a.length } else { 0 };
+                let (space, inodes) = owner_usage(a.typ, length);
+                if inodes == 0 {
+                    continue;
+                }
+                for (m, k) in [
+                    (&mut users, u64::from(a.uid)),
+                    (&mut groups, u64::from(a.gid)),
+                ] {
+                    let e: &mut (i64, i64) = m.entry(k).or_default();
+                    e.0 += space;
+                    e.1 += inodes;
+                }
+            }
+            match next {
+                Some(n) => cursor = n,
+                None => break,
+            }
+        }
+        Ok((users, groups))
+    }
+
+    /// Recount what every user and group owns and compare with their records, storing the
+    /// counts where they differ when `repair`.
+    pub(crate) async fn check_owner_usage(&self, repair: bool) -> Result<Vec<QuotaCheck>> {
+        if !self.format()?.user_group_quota {
+            return Ok(Vec::new());
+        }
+        self.flush_usage().await?;
+        tokio::time::sleep(super::usage::SETTLE).await;
+        let (users, groups) = self.count_owners().await?;
+        let mut out = Vec::new();
+        for (kind, counted) in [(QuotaKind::User, users), (QuotaKind::Group, groups)] {
+            let stored: HashMap<u64, Quota> = txn!(self, "list quotas", Mode::Read, |tx| {
+                tx.quotas(kind).await?
+            })?
+            .into_iter()
+            .collect();
+            let mut keys: Vec<u64> = stored.keys().chain(counted.keys()).copied().collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys {
+                let c = QuotaCheck {
+                    kind,
+                    key,
+                    stored: stored.get(&key).copied().unwrap_or(Quota {
+                        max_space: -1,
+                        max_inodes: -1,
+                        ..Quota::default()
+                    }),
+                    counted: counted.get(&key).copied().unwrap_or((0, 0)),
+                };
+                if repair && !c.consistent() {
+                    self.writable()?;
+                    txn!(self, "repair quota", Mode::Write, |tx| {
+                        let mut q = tx.quota(kind, key).await?.unwrap_or(c.stored);
+                        q.used_space = c.counted.0;
+                        q.used_inodes = c.counted.1;
+                        tx.put_quota(kind, key, &q).await?;
+                    })?;
+                }
+                out.push(c);
+            }
+        }
+        if repair {
+            self.load_quotas().await?;
+        }
+        Ok(out)
     }
 
     /// Usage below directory `ino` as a directory quota counts it: (space, inodes), the

@@ -66,6 +66,8 @@ pub(crate) struct Usage {
     dirs: Mutex<HashMap<Ino, DirStat>>,
     /// Directory quotas by directory.
     quotas: Mutex<HashMap<Ino, View>>,
+    /// User and group usage records (with or without limits), when the volume keeps them.
+    owners: Mutex<HashMap<QKey, View>>,
     /// Changes below directories whose chain up to the root was not known at commit:
     /// (directory, space, inodes), placed by the next flush.
     unplaced: Mutex<Vec<(Ino, i64, i64)>>,
@@ -75,10 +77,13 @@ pub(crate) struct Usage {
     flushing: tokio::sync::Mutex<()>,
 }
 
+/// A quota by kind and key (directory inode, uid or gid).
+type QKey = (QuotaKind, u64);
+
 /// A quota this transaction checked and wrote through: the pending usage it stored with its
 /// own change, and the usage it left in the record.
 pub(crate) struct Through {
-    dir: Ino,
+    key: QKey,
     consumed: (i64, i64),
     used: (i64, i64),
 }
@@ -100,15 +105,33 @@ impl<T> W<T> {
             self.trees.push((dir, space, inodes));
         }
     }
+
+    /// Record that user `uid` and group `gid` own `space` and `inodes` more (or less).
+    pub(crate) fn owned(&mut self, uid: u32, gid: u32, space: i64, inodes: i64) {
+        if space != 0 || inodes != 0 {
+            self.owners.push((uid, gid, space, inodes));
+        }
+    }
+
+    fn through_has(&self, key: QKey) -> bool {
+        self.through.iter().any(|t| t.key == key)
+    }
+}
+
+/// What user and group usage counts for an inode of type `typ` and length `length`, as
+/// JuiceFS's scan counts it: a file its space, a directory 4 KiB, one inode each; other types
+/// nothing.
+pub(crate) fn owner_usage(typ: FileType, length: u64) -> (i64, i64) {
+    match typ {
+        FileType::File => (align4k(length), 1),
+        FileType::Dir => (align4k(0), 1),
+        _ => (0, 0),
+    }
 }
 
 impl<E: Engine> Core<E> {
     fn dir_stats_on(&self) -> bool {
-        self.format
-            .read()
-            .ok()
-            .and_then(|f| f.as_ref().map(|f| f.dir_stats))
-            == Some(true)
+        self.setting(|f| f.dir_stats)
     }
 
     /// Whether any directory quota is known.
@@ -199,46 +222,106 @@ impl<E: Engine> Core<E> {
             return Ok(());
         }
         for q in self.quota_chain(tx, dir).await? {
-            if except.contains(&q) || tx.through.iter().any(|t| t.dir == q) {
+            if except.contains(&q) {
                 continue;
             }
-            let Some(v) = self.view(q) else { continue };
-            let (s, (bs, bi)) = (v.stored, budget(&v.stored));
-            let space_ok = space <= 0
-                || s.max_space <= 0
-                || (v.pending.0 + space <= bs && s.used_space + v.pending.0 + space <= s.max_space);
-            let inodes_ok = inodes <= 0
-                || s.max_inodes <= 0
-                || (v.pending.1 + inodes <= bi
-                    && s.used_inodes + v.pending.1 + inodes <= s.max_inodes);
-            if space_ok && inodes_ok {
-                continue;
+            if let Some(v) = self.view(q) {
+                self.check_one(tx, (QuotaKind::Dir, q), v, space, inodes)
+                    .await?;
             }
-            let Some(fresh) = tx.quota(QuotaKind::Dir, q).await? else {
-                continue;
-            };
-            if fresh.exceeded_by(v.pending, space, inodes) {
-                return Err(Error::new(
-                    ErrorKind::QuotaExceeded,
-                    format!("quota of directory inode {q} reached"),
-                ));
-            }
-            let used = (
-                fresh.used_space + v.pending.0 + space,
-                fresh.used_inodes + v.pending.1 + inodes,
-            );
-            let stored = Quota {
-                used_space: used.0,
-                used_inodes: used.1,
-                ..fresh
-            };
-            tx.put_quota(QuotaKind::Dir, q, &stored).await?;
-            tx.through.push(Through {
-                dir: q,
-                consumed: v.pending,
-                used,
-            });
         }
+        Ok(())
+    }
+
+    /// Refuse growth by `space` and `inodes` that quota `key` (seen as `v`) does not allow:
+    /// locally within the budget, else against the stored record, writing it through.
+    async fn check_one(
+        &self,
+        tx: &mut W<E::Txn<'_>>,
+        key: QKey,
+        v: View,
+        space: i64,
+        inodes: i64,
+    ) -> Result<()> {
+        if tx.through_has(key) {
+            return Ok(());
+        }
+        let (s, (bs, bi)) = (v.stored, budget(&v.stored));
+        let space_ok = space <= 0
+            || s.max_space <= 0
+            || (v.pending.0 + space <= bs && s.used_space + v.pending.0 + space <= s.max_space);
+        let inodes_ok = inodes <= 0
+            || s.max_inodes <= 0
+            || (v.pending.1 + inodes <= bi && s.used_inodes + v.pending.1 + inodes <= s.max_inodes);
+        if space_ok && inodes_ok {
+            return Ok(());
+        }
+        let Some(fresh) = tx.quota(key.0, key.1).await? else {
+            return Ok(());
+        };
+        if fresh.exceeded_by(v.pending, space, inodes) {
+            let what = match key.0 {
+                QuotaKind::Dir => "directory inode",
+                QuotaKind::User => "user",
+                QuotaKind::Group => "group",
+            };
+            return Err(Error::new(
+                ErrorKind::QuotaExceeded,
+                format!("quota of {what} {} reached", key.1),
+            ));
+        }
+        let used = (
+            fresh.used_space + v.pending.0 + space,
+            fresh.used_inodes + v.pending.1 + inodes,
+        );
+        let stored = Quota {
+            used_space: used.0,
+            used_inodes: used.1,
+            ..fresh
+        };
+        tx.put_quota(key.0, key.1, &stored).await?;
+        tx.through.push(Through {
+            key,
+            consumed: v.pending,
+            used,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn user_group_on(&self) -> bool {
+        self.setting(|f| f.user_group_quota)
+    }
+
+    /// Refuse growth by `space` and `inodes` owned by `uid` / `gid` that their quotas do not
+    /// allow, and record it, when the volume keeps user and group usage.
+    pub(crate) async fn charge_owner(
+        &self,
+        tx: &mut W<E::Txn<'_>>,
+        uid: u32,
+        gid: u32,
+        space: i64,
+        inodes: i64,
+    ) -> Result<()> {
+        if !self.user_group_on() {
+            return Ok(());
+        }
+        if space > 0 || inodes > 0 {
+            for key in [
+                (QuotaKind::User, u64::from(uid)),
+                (QuotaKind::Group, u64::from(gid)),
+            ] {
+                let v = self
+                    .usage
+                    .owners
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&key).copied());
+                if let Some(v) = v {
+                    self.check_one(tx, key, v, space, inodes).await?;
+                }
+            }
+        }
+        tx.owned(uid, gid, space, inodes);
         Ok(())
     }
 
@@ -248,6 +331,7 @@ impl<E: Engine> Core<E> {
         &self,
         dirs: Vec<(Ino, DirStat)>,
         trees: Vec<(Ino, i64, i64)>,
+        owners: Vec<(u32, u32, i64, i64)>,
         through: Vec<Through>,
     ) {
         if !dirs.is_empty() && self.dir_stats_on() {
@@ -257,13 +341,48 @@ impl<E: Engine> Core<E> {
                 }
             }
         }
+        let settle = |v: &mut View, t: &Through| {
+            v.pending.0 -= t.consumed.0;
+            v.pending.1 -= t.consumed.1;
+            v.stored.used_space = t.used.0;
+            v.stored.used_inodes = t.used.1;
+        };
+        if !owners.is_empty() || through.iter().any(|t| t.key.0 != QuotaKind::Dir) {
+            if let Ok(mut m) = self.usage.owners.lock() {
+                for t in through.iter().filter(|t| t.key.0 != QuotaKind::Dir) {
+                    if let Some(v) = m.get_mut(&t.key) {
+                        settle(v, t);
+                    }
+                }
+                if self.user_group_on() {
+                    for (uid, gid, space, inodes) in owners {
+                        for key in [
+                            (QuotaKind::User, u64::from(uid)),
+                            (QuotaKind::Group, u64::from(gid)),
+                        ] {
+                            if through.iter().any(|t| t.key == key) {
+                                continue;
+                            }
+                            // a record without limits until the flush finds or makes it
+                            let v = m.entry(key).or_insert_with(|| View {
+                                stored: Quota {
+                                    max_space: -1,
+                                    max_inodes: -1,
+                                    ..Quota::default()
+                                },
+                                pending: (0, 0),
+                            });
+                            v.pending.0 += space;
+                            v.pending.1 += inodes;
+                        }
+                    }
+                }
+            }
+        }
         if let Ok(mut qs) = self.usage.quotas.lock() {
-            for t in &through {
-                if let Some(v) = qs.get_mut(&t.dir) {
-                    v.pending.0 -= t.consumed.0;
-                    v.pending.1 -= t.consumed.1;
-                    v.stored.used_space = t.used.0;
-                    v.stored.used_inodes = t.used.1;
+            for t in through.iter().filter(|t| t.key.0 == QuotaKind::Dir) {
+                if let Some(v) = qs.get_mut(&t.key.1) {
+                    settle(v, t);
                 }
             }
             if qs.is_empty() {
@@ -305,7 +424,7 @@ impl<E: Engine> Core<E> {
     fn add_pending(&self, chain: &[Ino], space: i64, inodes: i64, through: &[Through]) {
         if let Ok(mut qs) = self.usage.quotas.lock() {
             for q in chain {
-                if through.iter().any(|t| t.dir == *q) {
+                if through.iter().any(|t| t.key == (QuotaKind::Dir, *q)) {
                     continue;
                 }
                 if let Some(v) = qs.get_mut(q) {
@@ -383,29 +502,56 @@ impl<E: Engine> Core<E> {
     }
 
     async fn flush_quotas(&self) -> Result<()> {
-        let pending: Vec<(Ino, (i64, i64))> = match self.usage.quotas.lock() {
-            Ok(qs) => qs
-                .iter()
-                .filter(|(_, v)| v.pending != (0, 0))
-                .map(|(k, v)| (*k, v.pending))
-                .collect(),
+        let mut pending: Vec<(QKey, (i64, i64))> = Vec::new();
+        let pick = |v: &View| v.pending != (0, 0);
+        match self.usage.quotas.lock() {
+            Ok(qs) => pending.extend(
+                qs.iter()
+                    .filter(|(_, v)| pick(v))
+                    .map(|(k, v)| ((QuotaKind::Dir, *k), v.pending)),
+            ),
             Err(_) => return Err(lock_poisoned()),
-        };
+        }
+        match self.usage.owners.lock() {
+            Ok(m) => pending.extend(
+                m.iter()
+                    .filter(|(_, v)| pick(v))
+                    .map(|(k, v)| (*k, v.pending)),
+            ),
+            Err(_) => return Err(lock_poisoned()),
+        }
         if pending.is_empty() {
             return Ok(());
         }
         txn!(self, "flush quotas", Mode::Write, |tx| {
-            for (dir, (space, inodes)) in &pending {
-                if let Some(mut q) = tx.quota(QuotaKind::Dir, *dir).await? {
-                    q.used_space += space;
-                    q.used_inodes += inodes;
-                    tx.put_quota(QuotaKind::Dir, *dir, &q).await?;
-                }
+            for ((kind, key), (space, inodes)) in &pending {
+                let q = match tx.quota(*kind, *key).await? {
+                    Some(mut q) => {
+                        q.used_space += space;
+                        q.used_inodes += inodes;
+                        q
+                    }
+                    // a removed directory quota stays removed; users and groups get a record
+                    // without limits, as JuiceFS makes them
+                    None if *kind == QuotaKind::Dir => continue,
+                    None => Quota {
+                        max_space: -1,
+                        max_inodes: -1,
+                        used_space: *space,
+                        used_inodes: *inodes,
+                    },
+                };
+                tx.put_quota(*kind, *key, &q).await?;
             }
         })?;
-        if let Ok(mut qs) = self.usage.quotas.lock() {
-            for (dir, (space, inodes)) in pending {
-                if let Some(v) = qs.get_mut(&dir) {
+        let (qs, owners) = (self.usage.quotas.lock(), self.usage.owners.lock());
+        if let (Ok(mut qs), Ok(mut owners)) = (qs, owners) {
+            for ((kind, key), (space, inodes)) in pending {
+                let v = match kind {
+                    QuotaKind::Dir => qs.get_mut(&key),
+                    _ => owners.get_mut(&(kind, key)),
+                };
+                if let Some(v) = v {
                     v.pending.0 -= space;
                     v.pending.1 -= inodes;
                 }
@@ -414,20 +560,48 @@ impl<E: Engine> Core<E> {
         Ok(())
     }
 
-    /// Read the directory quotas again (kept pending usage stays).
+    /// Read the quotas again (pending usage stays).
     pub(crate) async fn load_quotas(&self) -> Result<()> {
-        if !self.dir_stats_on() {
+        let (dirs_on, owners_on) = (self.dir_stats_on(), self.user_group_on());
+        if !dirs_on && !owners_on {
             return Ok(());
         }
-        let stored = txn!(self, "load quotas", Mode::Read, |tx| {
-            tx.quotas(QuotaKind::Dir).await?
+        let (dirs, users, groups) = txn!(self, "load quotas", Mode::Read, |tx| {
+            let dirs = if dirs_on {
+                tx.quotas(QuotaKind::Dir).await?
+            } else {
+                Vec::new()
+            };
+            let (users, groups) = if owners_on {
+                (
+                    tx.quotas(QuotaKind::User).await?,
+                    tx.quotas(QuotaKind::Group).await?,
+                )
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            (dirs, users, groups)
         })?;
-        let mut qs = self.usage.quotas.lock().map_err(|_| lock_poisoned())?;
-        let old = std::mem::take(&mut *qs);
-        for (dir, q) in stored {
-            let pending = old.get(&dir).map(|v| v.pending).unwrap_or((0, 0));
-            qs.insert(dir, View { stored: q, pending });
+        {
+            let mut qs = self.usage.quotas.lock().map_err(|_| lock_poisoned())?;
+            let old = std::mem::take(&mut *qs);
+            for (dir, q) in dirs {
+                let pending = old.get(&dir).map(|v| v.pending).unwrap_or((0, 0));
+                qs.insert(dir, View { stored: q, pending });
+            }
         }
+        let mut m = self.usage.owners.lock().map_err(|_| lock_poisoned())?;
+        let mut old = std::mem::take(&mut *m);
+        let stored = users
+            .into_iter()
+            .map(|(k, q)| ((QuotaKind::User, k), q))
+            .chain(groups.into_iter().map(|(k, q)| ((QuotaKind::Group, k), q)));
+        for (key, q) in stored {
+            let pending = old.remove(&key).map(|v| v.pending).unwrap_or((0, 0));
+            m.insert(key, View { stored: q, pending });
+        }
+        // not stored yet: kept for the flush to make
+        m.extend(old.into_iter().filter(|(_, v)| v.pending != (0, 0)));
         Ok(())
     }
 
@@ -664,10 +838,28 @@ impl<E: Engine> Core<E> {
 }
 
 impl<E: Engine> Core<E> {
-    /// Record that regular file `ino` (whose attributes name `parent`, 0 when it has several
-    /// links or none) went from `old` to `new` bytes in every directory naming it; growth is
-    /// checked against the quotas above them.
+    /// Record that regular file `a` (whose attributes name its parent, or 0 when it has several
+    /// links or none) went from `old` to `new` bytes, for its owner and in every directory
+    /// naming it; growth is checked against their quotas.
     pub(crate) async fn file_resized(
+        &self,
+        tx: &mut W<E::Txn<'_>>,
+        a: &Attr,
+        old: u64,
+        new: u64,
+    ) -> Result<()> {
+        if old == new {
+            return Ok(());
+        }
+        let grow = align4k(new) - align4k(old);
+        self.charge_owner(tx, a.uid, a.gid, grow, 0).await?;
+        self.file_resized_in_dirs(tx, a.ino, a.parent, old, new)
+            .await
+    }
+
+    /// The directory side of [`Core::file_resized`], for file `ino` whose attributes name
+    /// `parent`.
+    pub(crate) async fn file_resized_in_dirs(
         &self,
         tx: &mut W<E::Txn<'_>>,
         ino: Ino,
@@ -724,5 +916,49 @@ impl<E: Engine> Core<E> {
                 Some((d, q))
             })
             .collect())
+    }
+}
+
+impl<E: Engine> Core<E> {
+    /// Move what inode `after` counts for its owners from `before`'s user and group (a chown),
+    /// checking the quotas of a new owner.
+    pub(crate) async fn owners_changed(
+        &self,
+        tx: &mut W<E::Txn<'_>>,
+        before: &Attr,
+        after: &Attr,
+    ) -> Result<()> {
+        if !self.user_group_on() || (before.uid, before.gid) == (after.uid, after.gid) {
+            return Ok(());
+        }
+        let length = if after.typ == FileType::File {
+            after.length
+        } else {
+            0
+        };
+        let (space, inodes) = owner_usage(after.typ, length);
+        let keys = [
+            (QuotaKind::User, before.uid, after.uid),
+            (QuotaKind::Group, before.gid, after.gid),
+        ];
+        for (kind, old, new) in keys {
+            if old == new {
+                continue;
+            }
+            let key = (kind, u64::from(new));
+            let v = self
+                .usage
+                .owners
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&key).copied());
+            if let Some(v) = v {
+                self.check_one(tx, key, v, space, inodes).await?;
+            }
+        }
+        // the whole usage leaves the old pair and joins the new one; an unchanged half nets out
+        tx.owned(before.uid, before.gid, -space, -inodes);
+        tx.owned(after.uid, after.gid, space, inodes);
+        Ok(())
     }
 }

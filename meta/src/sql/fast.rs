@@ -218,11 +218,21 @@ pub(super) async fn create_pg(t: &mut SqlTxn<'_>, a: &Attr, name: &[u8]) -> Resu
         return Ok(false);
     }
     let now = a.ctime;
-    let sql = "WITH p AS (UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, nlink = nlink + ? WHERE inode = ? AND type = 2 AND nlink > 0 AND inode <> ? AND parent <> ? AND (mode & 1024) = 0 RETURNING inode), \
+    let dir = a.typ == FileType::Dir;
+    // a new directory's empty statistics go in the same statement
+    let sql = if dir {
+        "WITH p AS (UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, nlink = nlink + ? WHERE inode = ? AND type = 2 AND nlink > 0 AND inode <> ? AND parent <> ? AND (mode & 1024) = 0 RETURNING inode), \
+        n AS (INSERT INTO jfs_node (inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent,access_acl_id,default_acl_id,tier_id) SELECT ?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0 FROM p), \
+        e AS (INSERT INTO jfs_edge (parent, name, inode, type) SELECT inode, ?, ?, ? FROM p), \
+        s AS (INSERT INTO jfs_dir_stats (inode, data_length, used_space, used_inodes) SELECT ?, 0, 0, 0 FROM p) \
+        SELECT inode FROM p"
+    } else {
+        "WITH p AS (UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, nlink = nlink + ? WHERE inode = ? AND type = 2 AND nlink > 0 AND inode <> ? AND parent <> ? AND (mode & 1024) = 0 RETURNING inode), \
         n AS (INSERT INTO jfs_node (inode,type,flags,mode,uid,gid,atime,mtime,ctime,atimensec,mtimensec,ctimensec,nlink,length,rdev,parent,access_acl_id,default_acl_id,tier_id) SELECT ?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,0,0 FROM p), \
         e AS (INSERT INTO jfs_edge (parent, name, inode, type) SELECT inode, ?, ?, ? FROM p) \
-        SELECT inode FROM p";
-    let row = bind_node(
+        SELECT inode FROM p"
+    };
+    let mut stmt = bind_node(
         q(sql)
             .bind(now.to_micros())
             .bind(now.to_micros())
@@ -236,10 +246,11 @@ pub(super) async fn create_pg(t: &mut SqlTxn<'_>, a: &Attr, name: &[u8]) -> Resu
     )
     .bind(name)
     .bind(a.ino as i64)
-    .bind(i64::from(a.typ.code()))
-    .fetch_optional(&mut t.tx)
-    .await
-    .map_err(|e| {
+    .bind(i64::from(a.typ.code()));
+    if dir {
+        stmt = stmt.bind(a.ino as i64);
+    }
+    let row = stmt.fetch_optional(&mut t.tx).await.map_err(|e| {
         if is_unique_violation(&e) {
             Error::exists("entry exists")
         } else {

@@ -780,6 +780,12 @@ impl Txn for SqlTxn<'_> {
         Ok(())
     }
 
+    async fn create_dir_stat(&mut self, ino: Ino) -> Result<()> {
+        let sql = "INSERT INTO jfs_dir_stats (inode, data_length, used_space, used_inodes) VALUES (?,0,0,0)";
+        self.write_row("dir_stats", ino, stmt!(sql, ino as i64))
+            .await
+    }
+
     async fn dir_stat(&mut self, ino: Ino) -> Result<Option<DirStat>> {
         let sql = locked!(
             self.tx,

@@ -29,7 +29,7 @@ macro_rules! conformance_suite {
             setattr_times_and_owner, check_clean_after_operations, statfs_counts, slice_ids_unique,
             compact_chunk_swaps_its_prefix, copy_range_shares_slices, slice_checksums_kept_with_slices, chunks_page_walks_every_chunk,
             huge_sparse_ranges_cost_only_their_chunks, dir_stats_follow_every_change,
-            dir_quota_limits_space_and_inodes);
+            dir_quota_limits_space_and_inodes, user_group_quotas_follow_owners);
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {
         $(

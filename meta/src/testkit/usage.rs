@@ -203,3 +203,78 @@ pub async fn dir_quota_limits_space_and_inodes(m: Arc<dyn Volume>) {
         .await
         .expect_err("not empty");
 }
+
+/// user and group quotas: what exists when they are turned on is counted, creates, writes,
+/// chown and unlink move usage, growth past a limit is EDQUOT, and a recount agrees.
+pub async fn user_group_quotas_follow_owners(m: Arc<dyn Volume>) {
+    let ctx = root();
+    let shared = m
+        .mknod(&ctx, ROOT_INODE, b"shared", FileType::Dir, 0o777, 0, 0, b"")
+        .await
+        .expect("mkdir");
+    let alice = super::conformance::user(1000, 1000);
+    let mk = |c: Ctx, name: &'static str| {
+        let m = m.clone();
+        async move {
+            m.mknod(
+                &c,
+                shared.ino,
+                name.as_bytes(),
+                FileType::File,
+                0o644,
+                0,
+                0,
+                b"",
+            )
+            .await
+        }
+    };
+    let before = mk(alice.clone(), "before").await.expect("create");
+    write(&m, before.ino, 0, 5000).await.expect("write");
+    m.set_quota(QuotaKind::User, 1000, None, Some(3), false)
+        .await
+        .expect("set user quota");
+    let q = m.get_quota(QuotaKind::User, 1000).await.expect("get");
+    let q = q.expect("the user's record");
+    assert_eq!(
+        (q.used_space, q.used_inodes),
+        (8192, 1),
+        "counted when turned on"
+    );
+    let f1 = mk(alice.clone(), "f1").await.expect("2nd inode");
+    mk(alice.clone(), "f2").await.expect("3rd inode");
+    let over = mk(alice.clone(), "f3").await;
+    assert_eq!(over.err().map(|e| e.kind()), Some(ErrorKind::QuotaExceeded));
+
+    // a group limit on space stops a write
+    m.set_quota(QuotaKind::Group, 2000, Some(64 << 10), None, false)
+        .await
+        .expect("set group quota");
+    let bob = super::conformance::user(1001, 2000);
+    let g = mk(bob, "g").await.expect("create");
+    write(&m, g.ino, 0, 40 << 10)
+        .await
+        .expect("within the group limit");
+    let big = write(&m, g.ino, 1, 40 << 10).await;
+    assert_eq!(big.err().map(|e| e.kind()), Some(ErrorKind::QuotaExceeded));
+
+    // chown moves the usage: alice has room again
+    let chown = crate::SetAttr {
+        uid: Some(1001),
+        ..crate::SetAttr::default()
+    };
+    m.setattr(&ctx, before.ino, &chown).await.expect("chown");
+    mk(alice.clone(), "f3").await.expect("room after the chown");
+    m.unlink(&ctx, shared.ino, b"f1").await.expect("unlink");
+    let _ = f1;
+    mk(alice, "f4").await.expect("room after the unlink");
+
+    m.sync().await.expect("flush");
+    let checks = m.check_owner_quotas(false).await.expect("check");
+    assert!(checks
+        .iter()
+        .any(|c| c.kind == QuotaKind::Group && c.key == 2000));
+    for c in checks {
+        assert!(c.consistent(), "{:?} {} drifted: {c:?}", c.kind, c.key);
+    }
+}
