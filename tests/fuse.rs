@@ -629,7 +629,7 @@ os.close(fd)
     );
     m.unmount();
     assert!(
-        v.fsck().contains(" 0 problem(s)"),
+        v.fsck_stats().contains(" 0 problem(s)"),
         "fsck after the largest file"
     );
     v.juicefs_fsck();

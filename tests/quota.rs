@@ -127,6 +127,8 @@ fn stats_interop(e: Engine) {
         "juicefs after tidefs again"
     );
     j.unmount();
+    let report = v.fsck_stats();
+    assert!(report.contains(" 0 problem(s)"), "{report}");
 }
 
 #[test]

@@ -476,7 +476,8 @@ pub trait Txn: Send {
     }
     /// Append slice `s` to chunk `indx` of regular file `ino`, count its first reference, keep
     /// `sums`, and grow the length to `end` if shorter, setting mtime and ctime, in one step;
-    /// the length before and the parent the attributes record, or None, changing nothing, when
+    /// the length before and the parent the attributes record (0 for a file with no names
+    /// left), or None, changing nothing, when
     /// `ino` is not a regular file or the engine has no such path.
     #[allow(clippy::too_many_arguments)]
     async fn write_fast(

@@ -279,6 +279,9 @@ pub trait Admin: Send + Sync {
     /// Check the namespace (dangling entries, link counts, orphans); fix what is safe when
     /// `repair`.
     async fn check(&self, repair: bool) -> Result<Vec<Problem>>;
+    /// Compare every directory's statistics with a count of its entries; with `repair`, store
+    /// the counts (making missing records).
+    async fn check_dir_stats(&self, repair: bool) -> Result<Vec<Problem>>;
     /// Purge trash older than the retention and files of dead sessions; returns what was removed.
     async fn cleanup(&self) -> Result<u64>;
     /// Delete the volume's metadata: every table (or key) of it. Its objects are not touched.

@@ -22,6 +22,11 @@ pub struct Args {
     /// or else its length. Reads the whole volume from the object store (caches are bypassed).
     #[arg(long)]
     check_data: bool,
+    /// Also compare every directory's statistics (sizes and entry counts `summary` and quotas
+    /// use) with a count of its entries; with --repair, store the counts. Run it while no
+    /// client writes: changes a mount has not stored yet (up to a second) show as differences.
+    #[arg(long)]
+    dir_stats: bool,
     /// Objects checked at once.
     #[arg(short = 'p', long = "threads", default_value_t = 10,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -85,6 +90,9 @@ pub(super) async fn run(a: Args) -> CmdResult {
         println!("cleanup: removed {removed} file(s) of dead sessions, expired trash or pending deletions");
     }
     let mut problems = meta.check(a.repair).await?;
+    if a.dir_stats {
+        problems.extend(meta.check_dir_stats(a.repair).await?);
+    }
     let bs = fmt.block_size() as u32;
     let compressed = !matches!(fmt.compression.as_str(), "" | "none");
     let mut seen = HashSet::new();

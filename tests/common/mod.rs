@@ -376,6 +376,12 @@ impl Volume {
         ok(tidefs(), &["fsck", &self.url])
     }
 
+    /// `fsck` that also compares every directory's statistics with its entries (for volumes
+    /// whose mounts all ended cleanly: a killed mount loses up to a second of them).
+    pub fn fsck_stats(&self) -> String {
+        ok(tidefs(), &["fsck", &self.url, "--dir-stats"])
+    }
+
     pub fn juicefs_fsck(&self) -> String {
         let out = run(&juicefs(), &["fsck", &self.url]);
         let text = format!(

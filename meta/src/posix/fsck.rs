@@ -20,30 +20,7 @@ impl<E: Engine> Core<E> {
         if repair {
             self.writable()?;
         }
-        let mut nodes: HashMap<Ino, Attr> = HashMap::new();
-        let mut cursor = Vec::new();
-        loop {
-            let (page, next) = txn!(self, "fsck", Mode::Read, |tx| {
-                tx.scan_nodes(&cursor, SCAN_PAGE).await?
-            })?;
-            nodes.extend(page.into_iter().map(|a| (a.ino, a)));
-            match next {
-                Some(n) => cursor = n,
-                None => break,
-            }
-        }
-        let mut edges = Vec::new();
-        let mut cursor = Vec::new();
-        loop {
-            let (page, next) = txn!(self, "fsck", Mode::Read, |tx| {
-                tx.scan_entries(&cursor, SCAN_PAGE).await?
-            })?;
-            edges.extend(page.into_iter().map(|(p, name, _, ino)| (p, name, ino)));
-            match next {
-                Some(n) => cursor = n,
-                None => break,
-            }
-        }
+        let (nodes, edges) = self.scan_namespace().await?;
         let sustained: HashSet<Ino> =
             txn!(self, "fsck", Mode::Read, |tx| { tx.sustained(None).await? })?
                 .into_iter()
@@ -74,6 +51,93 @@ impl<E: Engine> Core<E> {
             match next {
                 Some(n) => cursor = n,
                 None => break,
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Every inode and every entry of the volume: (parent, name, inode).
+    #[allow(clippy::type_complexity)]
+    async fn scan_namespace(&self) -> Result<(HashMap<Ino, Attr>, Vec<(Ino, Vec<u8>, Ino)>)> {
+        let mut nodes: HashMap<Ino, Attr> = HashMap::new();
+        let mut cursor = Vec::new();
+        loop {
+            let (page, next) = txn!(self, "fsck", Mode::Read, |tx| {
+                tx.scan_nodes(&cursor, SCAN_PAGE).await?
+            })?;
+            nodes.extend(page.into_iter().map(|a| (a.ino, a)));
+            match next {
+                Some(n) => cursor = n,
+                None => break,
+            }
+        }
+        let mut edges = Vec::new();
+        let mut cursor = Vec::new();
+        loop {
+            let (page, next) = txn!(self, "fsck", Mode::Read, |tx| {
+                tx.scan_entries(&cursor, SCAN_PAGE).await?
+            })?;
+            edges.extend(page.into_iter().map(|(p, name, _, ino)| (p, name, ino)));
+            match next {
+                Some(n) => cursor = n,
+                None => break,
+            }
+        }
+        Ok((nodes, edges))
+    }
+
+    /// Compare the statistics of every directory that has a record with a count of its
+    /// entries; with `repair`, store the counts for every directory (records made where
+    /// missing). Changes other clients have not stored yet show as differences.
+    pub(crate) async fn check_dir_stats(&self, repair: bool) -> Result<Vec<Problem>> {
+        if repair {
+            self.writable()?;
+        }
+        let (nodes, edges) = self.scan_namespace().await?;
+        let mut counted: HashMap<Ino, DirStat> = nodes
+            .values()
+            .filter(|a| a.typ == FileType::Dir && a.ino < TRASH_INODE)
+            .map(|a| (a.ino, DirStat::default()))
+            .collect();
+        for (parent, _, ino) in &edges {
+            if let (Some(st), Some(a)) = (counted.get_mut(parent), nodes.get(ino)) {
+                st.add(DirStat::of_entry(a.typ, a.length));
+            }
+        }
+        let mut dirs: Vec<(Ino, DirStat)> = counted.into_iter().collect();
+        dirs.sort_by_key(|(ino, _)| *ino);
+        let mut problems = Vec::new();
+        for batch in dirs.chunks(SCAN_PAGE) {
+            let stored = txn!(self, "fsck", Mode::Read, |tx| {
+                let mut out = Vec::with_capacity(batch.len());
+                for (ino, _) in batch {
+                    out.push(tx.dir_stat(*ino).await?);
+                }
+                out
+            })?;
+            let mut fixes = Vec::new();
+            for ((ino, want), have) in batch.iter().zip(stored) {
+                match have {
+                    Some(have) if have != *want => {
+                        problems.push(Problem {
+                            what: format!(
+                                "statistics of directory {ino}: stored {} bytes, {} entries, but its entries make {} bytes, {} entries",
+                                have.space, have.inodes, want.space, want.inodes
+                            ),
+                            repaired: repair,
+                        });
+                        fixes.push((*ino, *want));
+                    }
+                    None => fixes.push((*ino, *want)),
+                    Some(_) => {}
+                }
+            }
+            if repair && !fixes.is_empty() {
+                txn!(self, "fsck repair", Mode::Write, |tx| {
+                    for (ino, st) in &fixes {
+                        tx.put_dir_stat(*ino, st).await?;
+                    }
+                })?;
             }
         }
         Ok(problems)
@@ -199,7 +263,10 @@ pub(crate) fn analyze(
             }
             n
         };
-        if a.nlink != expect {
+        // juicefs moves removed directories into the trash's hour directories without
+        // counting their links there
+        let trash_dir = a.typ == FileType::Dir && a.ino > TRASH_INODE;
+        if a.nlink != expect && !trash_dir {
             problems.push(Problem {
                 what: format!("inode {} has nlink {} but {} links", a.ino, a.nlink, expect),
                 repaired: repair,

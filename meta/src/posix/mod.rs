@@ -692,7 +692,6 @@ impl<E: Engine> Meta for Client<E> {
     }
     async fn sync(&self) -> Result<()> {
         self.core.flush_stats().await?;
-        self.core.flush_usage().await?;
         self.core.engine.sync().await
     }
     async fn summary(&self, ino: Ino, depth: u32, top: usize, strict: bool) -> Result<TreeSummary> {
@@ -726,6 +725,9 @@ impl<E: Engine> Admin for Client<E> {
     }
     async fn check(&self, repair: bool) -> Result<Vec<Problem>> {
         self.core.check(repair).await
+    }
+    async fn check_dir_stats(&self, repair: bool) -> Result<Vec<Problem>> {
+        self.core.check_dir_stats(repair).await
     }
     async fn cleanup(&self) -> Result<u64> {
         self.core.cleanup().await

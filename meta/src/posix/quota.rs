@@ -295,6 +295,12 @@ impl<E: Engine> Core<E> {
         repair: bool,
         strict: bool,
     ) -> Result<Vec<QuotaCheck>> {
+        // what this client (and, after the wait, every client) has not stored yet would show
+        // as drift
+        self.flush_usage().await?;
+        if !strict {
+            self.settle().await?;
+        }
         let quotas: Vec<(u64, Quota)> = match key {
             Some(k) => self
                 .get_quota(QuotaKind::Dir, k)
@@ -305,9 +311,6 @@ impl<E: Engine> Core<E> {
                 tx.quotas(QuotaKind::Dir).await?
             })?,
         };
-        if !strict && !quotas.is_empty() {
-            self.settle().await?;
-        }
         let mut out = Vec::new();
         for (k, stored) in quotas {
             let counted = self.count_settled(k, strict).await?;

@@ -144,9 +144,14 @@ impl<E: Engine> Core<E> {
 
     pub(crate) async fn close_session(&self) -> Result<()> {
         self.drain_deletions().await;
-        if let Ok(mut jobs) = self.jobs.lock() {
-            for j in jobs.drain(..) {
-                j.abort();
+        {
+            // a flush of usage under way finishes first: aborted halfway, it would lose the
+            // changes it took
+            let _flushing = self.usage_flush_lock().await;
+            if let Ok(mut jobs) = self.jobs.lock() {
+                for j in jobs.drain(..) {
+                    j.abort();
+                }
             }
         }
         self.flush_stats().await?;

@@ -278,14 +278,14 @@ pub(super) async fn write_pg(
     let with_sums = !sums.is_empty() && t.eng.sums_ok.load(std::sync::atomic::Ordering::Relaxed);
     let sql = if with_sums {
         "WITH u AS (UPDATE jfs_node n SET length = GREATEST(n.length, ?), mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
-        FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length, n.parent), \
+        FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length, CASE WHEN n.nlink = 0 THEN 0 ELSE n.parent END AS parent), \
         c AS (INSERT INTO jfs_chunk (inode, indx, slices) SELECT ?, ?, ? FROM u ON CONFLICT (inode, indx) DO UPDATE SET slices = jfs_chunk.slices || excluded.slices), \
         r AS (INSERT INTO jfs_chunk_ref (chunkid, size, refs) SELECT ?, ?, 1 FROM u ON CONFLICT (chunkid) DO UPDATE SET refs = jfs_chunk_ref.refs + 1), \
         s AS (INSERT INTO jfs_tidefs_sum (id, sums) SELECT ?, ? FROM u ON CONFLICT (id) DO NOTHING) \
         SELECT length, parent FROM u"
     } else {
         "WITH u AS (UPDATE jfs_node n SET length = GREATEST(n.length, ?), mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
-        FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length, n.parent), \
+        FROM (SELECT inode, length FROM jfs_node WHERE inode = ? AND type = 1 FOR UPDATE) o WHERE n.inode = o.inode RETURNING o.length, CASE WHEN n.nlink = 0 THEN 0 ELSE n.parent END AS parent), \
         c AS (INSERT INTO jfs_chunk (inode, indx, slices) SELECT ?, ?, ? FROM u ON CONFLICT (inode, indx) DO UPDATE SET slices = jfs_chunk.slices || excluded.slices), \
         r AS (INSERT INTO jfs_chunk_ref (chunkid, size, refs) SELECT ?, ?, 1 FROM u ON CONFLICT (chunkid) DO UPDATE SET refs = jfs_chunk_ref.refs + 1) \
         SELECT length, parent FROM u"
