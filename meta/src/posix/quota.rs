@@ -46,42 +46,36 @@ impl<E: Engine> Core<E> {
         if max_space.is_some_and(|v| v < 0) || max_inodes.is_some_and(|v| v < 0) {
             return Err(Error::invalid("quota limits cannot be negative"));
         }
-        if kind != QuotaKind::Dir {
-            self.enable_user_group().await?;
-            let q = txn!(self, "set quota", Mode::Write, |tx| {
-                let mut q = tx.quota(kind, key).await?.unwrap_or_default();
-                if let Some(v) = max_space {
-                    q.max_space = v;
-                }
-                if let Some(v) = max_inodes {
-                    q.max_inodes = v;
-                }
-                tx.put_quota(kind, key, &q).await?;
-                q
+        // what a new record starts from: a directory's usage counted now; an owner with no
+        // record owns nothing yet (turning user and group usage on makes every owner's record)
+        let fresh = if kind == QuotaKind::Dir {
+            let a = self.getattr(key).await?;
+            if a.typ != FileType::Dir {
+                return Err(Error::not_dir(format!(
+                    "inode {key} is not a directory: quotas are set on directories"
+                )));
+            }
+            self.enable_dir_stats().await?;
+            let existing = txn!(self, "get quota", Mode::Read, |tx| {
+                tx.quota(kind, key).await?
             })?;
-            self.load_quotas().await?;
-            return Ok(q);
-        }
-        let a = self.getattr(key).await?;
-        if a.typ != FileType::Dir {
-            return Err(Error::not_dir(format!(
-                "inode {key} is not a directory: quotas are set on directories"
-            )));
-        }
-        self.enable_dir_stats().await?;
-        let existing = txn!(self, "get quota", Mode::Read, |tx| {
-            tx.quota(kind, key).await?
-        })?;
-        let counted = match existing {
-            Some(q) => (q.used_space, q.used_inodes),
-            None => self.count_tree(key, strict).await?,
+            match existing {
+                Some(q) => q,
+                None => {
+                    let counted = self.count_tree(key, strict).await?;
+                    Quota {
+                        used_space: counted.0,
+                        used_inodes: counted.1,
+                        ..Quota::default()
+                    }
+                }
+            }
+        } else {
+            self.enable_user_group().await?;
+            Quota::default()
         };
         let q = txn!(self, "set quota", Mode::Write, |tx| {
-            let mut q = tx.quota(kind, key).await?.unwrap_or(Quota {
-                used_space: counted.0,
-                used_inodes: counted.1,
-                ..Quota::default()
-            });
+            let mut q = tx.quota(kind, key).await?.unwrap_or(fresh);
             if let Some(v) = max_space {
                 q.max_space = v;
             }

@@ -306,23 +306,33 @@ impl<E: Engine> Core<E> {
             return Ok(());
         }
         if space > 0 || inodes > 0 {
-            for key in [
-                (QuotaKind::User, u64::from(uid)),
-                (QuotaKind::Group, u64::from(gid)),
-            ] {
-                let v = self
-                    .usage
-                    .owners
-                    .lock()
-                    .ok()
-                    .and_then(|m| m.get(&key).copied());
-                if let Some(v) = v {
-                    self.check_one(tx, key, v, space, inodes).await?;
-                }
-            }
+            self.check_owner(tx, (QuotaKind::User, u64::from(uid)), space, inodes)
+                .await?;
+            self.check_owner(tx, (QuotaKind::Group, u64::from(gid)), space, inodes)
+                .await?;
         }
         tx.owned(uid, gid, space, inodes);
         Ok(())
+    }
+
+    /// Refuse growth of user or group `key` that its quota (if it has a record) does not allow.
+    async fn check_owner(
+        &self,
+        tx: &mut W<E::Txn<'_>>,
+        key: QKey,
+        space: i64,
+        inodes: i64,
+    ) -> Result<()> {
+        let v = self
+            .usage
+            .owners
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).copied());
+        match v {
+            Some(v) => self.check_one(tx, key, v, space, inodes).await,
+            None => Ok(()),
+        }
     }
 
     /// Take the statistics and quota changes of a committed transaction into the pending
@@ -957,16 +967,8 @@ impl<E: Engine> Core<E> {
             if old == new {
                 continue;
             }
-            let key = (kind, u64::from(new));
-            let v = self
-                .usage
-                .owners
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&key).copied());
-            if let Some(v) = v {
-                self.check_one(tx, key, v, space, inodes).await?;
-            }
+            self.check_owner(tx, (kind, u64::from(new)), space, inodes)
+                .await?;
         }
         // the whole usage leaves the old pair and joins the new one; an unchanged half nets out
         tx.owned(before.uid, before.gid, -space, -inodes);
